@@ -1,0 +1,34 @@
+# `make run` serves config.yaml; `make test` installs everything it needs, then tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test install dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/llmcache serve --config config.yaml
+
+test: dev
+	$(BIN)/python -m pytest
+
+bench: dev
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .llmcache .testservers

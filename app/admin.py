@@ -1,0 +1,116 @@
+"""Operational routes: health, readiness, metrics and the /cache admin API."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.config import NAMESPACE_PATTERN
+from app.errors import ProxyError, bad_request
+
+if TYPE_CHECKING:
+    from app.server import Runtime
+
+router = APIRouter()
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(document), status_code=status, media_type="application/json")
+
+
+def require_admin(request: Request) -> None:
+    token = runtime(request).settings.admin.token
+    if token is None:
+        raise ProxyError(404, "not found", "invalid_request_error", "not_found")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ProxyError(401, "a valid admin bearer token is required", "authentication_error", "invalid_admin_token")
+
+
+@router.get("/health")
+async def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/ready")
+async def ready(request: Request) -> Response:
+    rt = runtime(request)
+    health = await rt.chain.ping()
+    required = {slot.tier.name for slot in rt.chain.slots if slot.required}
+    down = [h.name for h in health if not h.ok and h.name in required]
+    document = {
+        "status": "not ready" if down else "ready",
+        "tiers": [{"name": h.name, "ok": h.ok, "required": h.name in required} for h in health],
+    }
+    return json_response(document, 503 if down else 200)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    if not rt.settings.metrics.enabled:
+        raise ProxyError(404, "metrics are disabled", "invalid_request_error", "not_found")
+    return Response(rt.metrics.render(), media_type=rt.metrics.content_type)
+
+
+admin = APIRouter(prefix="/cache", dependencies=[Depends(require_admin)])
+
+
+@admin.get("/stats")
+async def stats(request: Request) -> Response:
+    rt = runtime(request)
+    tiers = [
+        {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
+        for tier, s in await rt.chain.stats()
+    ]
+    return json_response({
+        "requests": dict(rt.stats.counts),
+        "hit_rate": rt.stats.hit_rate(),
+        "tiers": tiers,
+    })
+
+
+@admin.get("/ping")
+async def ping(request: Request) -> Response:
+    health = await runtime(request).chain.ping()
+    return json_response({
+        "tiers": [
+            {"name": h.name, "type": h.type, "ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+            for h in health
+        ],
+        "semantic": None,
+    })
+
+
+@admin.delete("/keys/{key:path}")
+async def delete_key(key: str, request: Request) -> Response:
+    return json_response({"deleted": await runtime(request).chain.delete(key)})
+
+
+@admin.post("/flush")
+async def flush(request: Request) -> Response:
+    body = await request.body()
+    namespace = None
+    if body.strip():
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise bad_request("flush takes an empty body or {\"namespace\": \"...\"}", "invalid_json") from None
+        if not isinstance(document, dict) or set(document) - {"namespace"}:
+            raise bad_request("flush takes an empty body or {\"namespace\": \"...\"}", "invalid_json")
+        namespace = document.get("namespace")
+        if namespace is not None and (not isinstance(namespace, str) or not _NAMESPACE.match(namespace)):
+            raise bad_request(f"invalid namespace {namespace!r}", "invalid_namespace")
+    return json_response({"deleted": await runtime(request).chain.clear(namespace)})
+
+
+router.include_router(admin)

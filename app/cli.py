@@ -1,0 +1,79 @@
+"""`llmcache serve | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from app.config import ConfigError, Settings, load_settings, tier_name
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.server import CONFIG_ENV, create_app
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    workers = args.workers or settings.server.workers
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    common = dict(host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_level="info")
+    if workers > 1:
+        if args.config:
+            os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        uvicorn.run("app.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+    return 0
+
+
+def describe(settings: Settings) -> str:
+    lines = [f"upstream: {settings.upstream.base_url}", f"mode: {settings.cache.mode}", "tiers:"]
+    for number, tier in enumerate(settings.cache.tiers, 1):
+        details = {k: v for k, v in tier.model_dump().items() if k not in ("type", "name") and v is not None}
+        secret = {"password", "secret_access_key", "connection_string", "api_key"}
+        shown = ", ".join(f"{k}={'***' if k in secret else v}" for k, v in details.items())
+        lines.append(f"  {number}. {tier_name(tier)} ({tier.type}): {shown}")  # type: ignore[attr-defined]
+    return "\n".join(lines)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{args.path}: ok")
+    print(describe(settings))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="llmcache", description="OpenAI-compatible caching proxy")
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the proxy")
+    serve.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(run=_serve)
+    check = commands.add_parser("check-config", help="validate a config file and print its tiers")
+    check.add_argument("path")
+    check.set_defaults(run=_check_config)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Single-flight: one upstream call per key in flight, any number of waiting clients.
+
+A flight records what the upstream sent — status, headers and the body chunks as they
+arrive — so a follower that joins a live stream first gets every chunk already sent and
+then the rest as it comes, and one that joins at the end gets the finished result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from app.asgi import Headers
+from app.errors import ProxyError
+from app.tiers.base import CacheKey
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How the upstream call ended. `completion` is set when a cacheable answer exists;
+    `sse` says the body is the raw event stream rather than a JSON document."""
+
+    status: int
+    headers: Headers
+    body: bytes
+    completion: dict[str, Any] | None = None
+    cut: bool = False
+    sse: bool = False
+    content_type: str = "application/json"
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300 and not self.cut
+
+
+@dataclass(slots=True, eq=False)
+class Flight:
+    key: CacheKey
+    stream: bool
+    include_usage: bool
+    status: int | None = None
+    headers: Headers = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    outcome: Outcome | None = None
+    error: ProxyError | None = None
+    consumers: int = 1
+    producer: asyncio.Task[Any] | None = None
+    cut: bool = False
+    _ended: bool = False
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def started(self, status: int, headers: Headers) -> None:
+        self.status, self.headers = status, headers
+        self._wake()
+
+    def push(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self._wake()
+
+    def end(self, cut: bool = False) -> None:
+        """No more chunks will come; live followers can finish their responses."""
+        self._ended = True
+        self.cut = self.cut or cut
+        self._wake()
+
+    def finish(self, outcome: Outcome | None = None, error: ProxyError | None = None) -> None:
+        self.outcome, self.error = outcome, error
+        if outcome is not None and outcome.cut:
+            self.cut = True
+        self._ended = True
+        self._finished.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        # One event per change: waiters that were parked are released, new ones park anew.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_started(self) -> None:
+        while self.status is None and not self.finished:
+            await self._changed.wait()
+
+    async def wait_finished(self) -> None:
+        await self._finished.wait()
+
+    async def follow(self) -> AsyncIterator[bytes]:
+        """Every chunk from the first, live, until the flight finishes."""
+        sent = 0
+        while True:
+            while sent < len(self.chunks):
+                chunk = self.chunks[sent]
+                sent += 1
+                yield chunk
+            if self._ended:
+                return
+            await self._changed.wait()
+
+    def leave(self) -> None:
+        """A consumer went away; the last one out stops the upstream call."""
+        self.consumers -= 1
+        if self.consumers <= 0 and not self._ended and self.producer is not None:
+            self.producer.cancel()
+
+
+class Flights:
+    def __init__(self) -> None:
+        self._active: dict[CacheKey, Flight] = {}
+
+    def join(self, key: CacheKey) -> Flight | None:
+        flight = self._active.get(key)
+        if flight is not None:
+            flight.consumers += 1
+        return flight
+
+    def lead(self, key: CacheKey, stream: bool, include_usage: bool) -> Flight:
+        flight = Flight(key, stream, include_usage)
+        self._active[key] = flight
+        return flight
+
+    def land(self, flight: Flight) -> None:
+        if self._active.get(flight.key) is flight:
+            del self._active[flight.key]
+
+    def __len__(self) -> int:
+        return len(self._active)

@@ -1,0 +1,228 @@
+"""Typed settings, loaded and validated once at startup.
+
+Sources, strongest first: environment (`LLMCACHE_<SECTION>__<KEY>`), then the YAML
+file. `${VAR}` inside YAML strings is expanded from the environment before validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+CALL_TYPES = ("chat_completions", "completions", "embeddings", "transcriptions")
+CallType = Literal["chat_completions", "completions", "embeddings", "transcriptions"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names every offending key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(26_214_400, gt=0)
+    workers: int = Field(1, ge=1)
+
+
+class UpstreamSettings(Strict):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = None
+    timeout_s: float = Field(600, gt=0)
+    connect_timeout_s: float = Field(10, gt=0)
+    max_connections: int = Field(1000, ge=1)
+
+
+class ModelRoute(Strict):
+    name: str
+    base_url: str | None = None
+    api_key: str | None = None
+    upstream_model: str | None = None
+
+
+class TierBase(Strict):
+    name: str | None = None
+    required: bool = False
+    # Remote tiers get a short timeout so that a slow backend degrades into a miss.
+    timeout_s: float | None = Field(None, gt=0)
+    compress_min_bytes: int | None = Field(None, ge=0)
+
+
+class LocalTierSettings(TierBase):
+    type: Literal["local"]
+    max_entries: int = Field(10_000, ge=1)
+    max_bytes: int = Field(268_435_456, ge=1)
+
+
+class DiskTierSettings(TierBase):
+    type: Literal["disk"]
+    path: str = "./.llmcache"
+    max_bytes: int = Field(2_147_483_648, ge=1)
+    timeout_s: float | None = Field(1.0, gt=0)
+
+
+TierSettings = Annotated[
+    Union[LocalTierSettings, DiskTierSettings],
+    Field(discriminator="type"),
+]
+
+
+class CacheSettings(Strict):
+    mode: Literal["default_on", "default_off"] = "default_on"
+    ttl_s: float | None = Field(3600, gt=0)
+    namespace: str | None = Field(None, pattern=NAMESPACE_PATTERN)
+    call_types: tuple[CallType, ...] = CALL_TYPES
+    share_across_keys: bool = False
+    caching_groups: tuple[tuple[str, ...], ...] = ()
+    tiers: tuple[TierSettings, ...] = (
+        LocalTierSettings(type="local"),
+        DiskTierSettings(type="disk"),
+    )
+    semantic: None = None
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_tier_names(cls, tiers: tuple[TierBase, ...]) -> tuple[TierBase, ...]:
+        names = [tier_name(t) for t in tiers]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"tier names must be unique, repeated: {', '.join(duplicated)}")
+        return tiers
+
+    @field_validator("caching_groups")
+    @classmethod
+    def _groups_disjoint(cls, groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        seen: set[str] = set()
+        for group in groups:
+            if not group:
+                raise ValueError("a caching group cannot be empty")
+            for model in group:
+                if model in seen:
+                    raise ValueError(f"model {model!r} is in more than one caching group")
+                seen.add(model)
+        return groups
+
+
+class AdminSettings(Strict):
+    token: str | None = None
+
+
+class MetricsSettings(Strict):
+    enabled: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMCACHE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    models: tuple[ModelRoute, ...] = ()
+    cache: CacheSettings = CacheSettings()
+    admin: AdminSettings = AdminSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the YAML file; env is listed first so it overrides the file.
+        return (env_settings, init_settings)
+
+
+def tier_name(tier: TierBase) -> str:
+    return tier.name or tier.type  # type: ignore[attr-defined]
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace `${VAR}` in every string of a parsed YAML tree; an unset VAR is an error."""
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
+            return os.environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Read the YAML file (if any), apply env overrides, validate; raise ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = expand_env(loaded)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    except ValueError as exc:  # env values that are not valid JSON for complex fields
+        raise ConfigError(str(exc)) from None
+
+
+# Tier types of the product that this version cannot serve yet: refused, never ignored.
+PLANNED_TIER_TYPES = frozenset(("redis", "s3", "gcs", "azure_blob"))
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        if len(loc) > 3 and loc[:2] == ["cache", "tiers"]:
+            del loc[3]  # the union tag pydantic inserts after the tier index
+        location = ".".join(str(part) for part in loc)
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            tag = err.get("ctx", {}).get("tag")
+            expected = err.get("ctx", {}).get("expected_tags")
+            if tag in PLANNED_TIER_TYPES:
+                message = f"tier type {tag!r} is not supported by this version (available: {expected})"
+            else:
+                message = f"unknown tier type {tag!r} (available: {expected})"
+        else:
+            message = err["msg"]
+        lines.append(f"{location}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,430 @@
+"""The request path of the cached routes, top to bottom:
+
+    read → control → key → lookup → (coalesce) → upstream → respond → store
+
+Raw ASGI on purpose: this is the hot path, and a framework's request objects, routing
+and middleware cost more than the whole cache lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from app import keys
+from app.asgi import JSON, ClientGone, Headers, Receive, Scope, Send, read_body, send_error, send_response
+from app.codec import Entry, new_entry
+from app.coalesce import Flight, Flights, Outcome
+from app.config import Settings
+from app.control import CacheControl, parse_control
+from app.errors import ProxyError, bad_request, not_cached, upstream_broken
+from app.metrics import Metrics
+from app.routing import Routing
+from app.stats import RequestStats
+from app.streaming import assemble, parse_events, replay
+from app.tiers.base import CacheKey
+from app.tiers.chain import Chain
+from app.upstream import Upstream, request_headers, response_headers, upstream_url
+
+log = logging.getLogger("llmcache.proxy")
+
+SSE = b"text/event-stream; charset=utf-8"
+_MISSING: Any = object()
+
+
+@dataclass(slots=True)
+class Call:
+    """One cacheable request on its way through the path."""
+
+    call_type: str
+    model: Any
+    control: CacheControl
+    started: float
+    key: CacheKey | None = None
+    url: str = ""
+    headers: Headers | None = None
+    body: bytes = b""
+    stream: bool = False
+    include_usage: bool = False
+    content_type: bytes = JSON
+
+    def cache_headers(self, status: str) -> Headers:
+        out: Headers = [(b"x-cache-status", status.encode())]
+        if self.key is not None:
+            out.append((b"x-cache-key", self.key.encode()))
+        return out
+
+
+@dataclass(slots=True)
+class Incoming:
+    """What the path needs from the request headers, gathered in one pass."""
+
+    raw: Headers
+    controls: dict[str, str]
+    authorization: str | None = None
+    content_type: bytes | None = None
+    content_length: int | None = None
+    cache_control: str | None = None
+
+
+def read_headers(scope: Scope) -> Incoming:
+    raw: Headers = scope["headers"]
+    incoming = Incoming(raw, {})
+    for name, value in raw:
+        if name.startswith(b"x-cache-"):
+            incoming.controls[name[8:].decode("latin-1")] = value.decode("latin-1")
+        elif name == b"authorization":
+            incoming.authorization = value.decode("latin-1")
+        elif name == b"content-type":
+            incoming.content_type = value
+        elif name == b"content-length":
+            try:
+                incoming.content_length = int(value)
+            except ValueError:
+                raise bad_request("invalid content-length header") from None
+        elif name == b"cache-control":
+            incoming.cache_control = value.decode("latin-1")
+    return incoming
+
+
+class Proxy:
+    def __init__(
+        self,
+        settings: Settings,
+        chain: Chain,
+        upstream: Upstream,
+        metrics: Metrics,
+        stats: RequestStats,
+    ) -> None:
+        self.settings = settings
+        self.cache = settings.cache
+        self.chain = chain
+        self.upstream = upstream
+        self.metrics = metrics
+        self.stats = stats
+        self.routing = Routing(settings)
+        self.flights = Flights()
+        self.max_body = settings.server.max_body_bytes
+        self.enabled = frozenset(settings.cache.call_types)
+
+    # --- entry --------------------------------------------------------------------------
+
+    async def handle(self, call_type: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            incoming = read_headers(scope)
+            body = await read_body(receive, self.max_body, incoming.content_length)
+            if call_type == "transcriptions":
+                from app.transcriptions import handle_transcription
+
+                await handle_transcription(self, call_type, scope, incoming, body, receive, send)
+            elif call_type == "embeddings":
+                from app.embeddings import handle_embeddings
+
+                await handle_embeddings(self, call_type, scope, incoming, body, send)
+            else:
+                await self._completion(call_type, scope, incoming, body, receive, send)
+        except ProxyError as error:
+            await send_error(send, error)
+        except ClientGone:
+            return
+
+    # --- shared steps -------------------------------------------------------------------
+
+    def parse_json(self, body: bytes) -> dict[str, Any]:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"request body is not valid JSON: {exc}", "invalid_json") from None
+        if not isinstance(payload, dict):
+            raise bad_request("request body must be a JSON object", "invalid_json")
+        return payload
+
+    def begin(self, call_type: str, incoming: Incoming, model: Any, body_control: Any) -> Call:
+        control = parse_control(
+            incoming.controls, incoming.cache_control, None if body_control is _MISSING else body_control
+        )
+        return Call(call_type, model, control, time.perf_counter())
+
+    def cacheable(self, call: Call) -> bool:
+        use = call.control.use_cache
+        if call.call_type not in self.enabled or use is False:
+            return False
+        return use is True or self.cache.mode == "default_on"
+
+    def key_for(self, call: Call, incoming: Incoming, params: dict[str, Any]) -> CacheKey:
+        scope = None if self.cache.share_across_keys else keys.credential_scope(incoming.authorization)
+        namespace = call.control.namespace or self.cache.namespace
+        return keys.cache_key(call.call_type, self.routing.key_model(call.model), params, scope, namespace)
+
+    def ttl(self, call: Call) -> float | None:
+        return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
+
+    def target(self, call: Call, incoming: Incoming, path: str, content_type: bytes | None = None) -> None:
+        route = self.routing.route(call.model)
+        call.url = upstream_url(route.base_url, path)
+        call.headers = request_headers(incoming.raw, route.api_key, drop_controls=True, content_type=content_type)
+
+    def upstream_model(self, model: Any) -> str | None:
+        return self.routing.route(model).upstream_model
+
+    def done(self, call: Call, status: str, tokens_saved: int = 0) -> None:
+        model = call.model if isinstance(call.model, str) else ""
+        self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, tokens_saved)
+        self.stats.count(status)
+
+    async def lookup(self, call: Call) -> Entry | None:
+        if call.key is None or call.control.no_cache:
+            return None
+        return await self.chain.get(call.key, call.control.max_age_s)
+
+    async def store(self, call: Call, body: bytes, content_type: str, tokens: int) -> None:
+        if call.key is not None:
+            await self.store_keyed(call, call.key, body, content_type, tokens)
+
+    async def store_keyed(self, call: Call, key: CacheKey, body: bytes, content_type: str, tokens: int) -> None:
+        if not call.control.no_store and self.ttl(call) != 0:
+            await self.chain.set(key, new_entry(body, content_type, self.ttl(call), tokens))
+
+    async def send_entry(self, call: Call, send: Send, entry: Entry, status: str = "hit") -> None:
+        headers = call.cache_headers(status)
+        headers.append((b"age", str(int(entry.age(time.time()))).encode()))
+        if call.stream:
+            completion = orjson.loads(entry.body)
+            headers.append((b"content-type", SSE))
+            await send_response(send, 200, headers, b"".join(replay(completion, call.include_usage)))
+        else:
+            headers.append((b"content-type", entry.content_type.encode()))
+            await send_response(send, 200, headers, entry.body)
+        self.done(call, status, entry.tokens)
+
+    # --- chat and text completions ------------------------------------------------------
+
+    async def _completion(
+        self, call_type: str, scope: Scope, incoming: Incoming, body: bytes, receive: Receive, send: Send
+    ) -> None:
+        payload = self.parse_json(body)
+        body_control = payload.pop("cache", _MISSING)
+        model = payload.get("model")
+        call = self.begin(call_type, incoming, model, body_control)
+        call.stream = payload.get("stream") is True
+        options = payload.get("stream_options")
+        call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
+        cacheable = self.cacheable(call)
+        if cacheable:
+            call.key = self.key_for(call, incoming, payload)
+        rename = self.upstream_model(model)
+        if rename is not None:
+            payload["model"] = rename
+        call.body = orjson.dumps(payload) if (rename is not None or body_control is not _MISSING) else body
+        self.target(call, incoming, scope["path"])
+
+        if not cacheable:
+            await self.forward(call, receive, send, "bypass", flight=None)
+            return
+        await self.serve_cacheable(call, receive, send)
+
+    async def serve_cacheable(self, call: Call, receive: Receive, send: Send) -> None:
+        """Lookup, then join an identical call in flight, or lead a new one."""
+        entry = await self.lookup(call)
+        if entry is not None:
+            await self.send_entry(call, send, entry)
+            return
+        if call.control.only_if_cached:
+            await send_error(send, not_cached(), call.cache_headers("miss"))
+            self.done(call, "miss")
+            return
+        status = "refresh" if call.control.no_cache else "miss"
+        assert call.key is not None
+        flight = self.flights.join(call.key)
+        if flight is not None:
+            self.metrics.coalesced.inc()
+            await self.follow(call, flight, receive, send, status)
+            return
+        flight = self.flights.lead(call.key, call.stream, call.include_usage)
+        await self.forward(call, receive, send, status, flight)
+
+    # --- upstream, leader side ----------------------------------------------------------
+
+    async def forward(
+        self, call: Call, receive: Receive, send: Send, status: str, flight: Flight | None
+    ) -> None:
+        """Call the upstream for `call`; `flight` (if any) lets followers share the result."""
+        if flight is None:
+            flight = Flight(call.key or "", call.stream, call.include_usage)
+        if call.stream:
+            flight.producer = asyncio.get_running_loop().create_task(self._fly(call, flight))
+            await self.consume_live(call, flight, receive, send, status)
+        else:
+            await self._fly(call, flight)
+            await self.send_outcome(call, flight, send, status)
+
+    async def _fly(self, call: Call, flight: Flight) -> None:
+        """Run the upstream call of a flight, publish its outcome, store it, land it.
+
+        The flight lands only after the entry is written, so an identical request that
+        arrives in between joins the flight instead of calling the upstream again.
+        """
+        started = time.perf_counter()
+        try:
+            if call.stream:
+                outcome = await self._produce_stream(call, flight)
+            else:
+                outcome = await self._produce_body(call)
+        except ProxyError as error:
+            self.metrics.upstream_error(call.call_type, error.code)
+            flight.finish(error=error)
+        except asyncio.CancelledError:
+            # Every client left: the upstream response was closed on the way out.
+            flight.finish(Outcome(flight.status or 499, flight.headers, b"", cut=True))
+            raise
+        else:
+            if not outcome.ok:
+                self.metrics.upstream_error(call.call_type, "stream_cut" if outcome.cut else str(outcome.status))
+            flight.finish(outcome)
+            if outcome.ok and (outcome.completion is not None or not outcome.sse):
+                body = orjson.dumps(outcome.completion) if outcome.sse else outcome.body
+                tokens = _total_tokens(outcome.completion) if outcome.completion else 0
+                await self.store(call, body, outcome.content_type, tokens)
+        finally:
+            self.metrics.upstream(call.call_type, time.perf_counter() - started)
+            self.flights.land(flight)
+
+    async def _produce_body(self, call: Call) -> Outcome:
+        assert call.headers is not None
+        response = await self.upstream.call("POST", call.url, call.headers, call.body)
+        return _outcome(response, response.content)
+
+    async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
+        assert call.headers is not None
+        async with self.upstream.open("POST", call.url, call.headers, call.body) as response:
+            headers = response_headers(response)
+            if not response.is_success or not response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ):
+                return _outcome(response, await response.aread())
+            flight.started(response.status_code, headers)
+            try:
+                async for chunk in response.aiter_bytes():
+                    flight.push(chunk)
+            except httpx.HTTPError as exc:
+                log.info("upstream stream cut for %s: %r", call.key, exc)
+                flight.end(cut=True)
+                return Outcome(response.status_code, headers, b"", cut=True, sse=True)
+        # Live clients finish now; assembly happens after their responses have ended.
+        flight.end()
+        raw = b"".join(flight.chunks)
+        events, done = parse_events(raw)
+        completion = assemble(events, done)
+        return Outcome(response.status_code, headers, raw, completion, sse=True, cut=completion is None)
+
+    # --- responding ---------------------------------------------------------------------
+
+    async def send_outcome(self, call: Call, flight: Flight, send: Send, status: str) -> None:
+        """A complete (non-live) answer from a finished flight, in the caller's mode."""
+        await flight.wait_finished()
+        headers = call.cache_headers(status)
+        if flight.error is not None:
+            await send_error(send, flight.error, headers)
+            self.done(call, status)
+            return
+        outcome = flight.outcome
+        assert outcome is not None
+        if outcome.cut:
+            await send_error(send, upstream_broken("the upstream stream ended early"), headers)
+        elif not 200 <= outcome.status < 300 or outcome.completion is None:
+            await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
+        elif call.stream:
+            headers.append((b"content-type", SSE))
+            await send_response(send, 200, headers, b"".join(replay(outcome.completion, call.include_usage)))
+        elif outcome.sse:
+            headers.append((b"content-type", JSON))
+            await send_response(send, 200, headers, orjson.dumps(outcome.completion))
+        else:
+            await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
+        self.done(call, status)
+
+    async def consume_live(self, call: Call, flight: Flight, receive: Receive, send: Send, status: str) -> None:
+        """Relay a streamed flight to this client as the chunks arrive."""
+        await flight.wait_started()
+        if flight.error is not None or flight.finished and not flight.chunks:
+            flight.leave()
+            await self.send_outcome(call, flight, send, status)
+            return
+        assert flight.status is not None
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await send({
+                "type": "http.response.start",
+                "status": flight.status,
+                "headers": flight.headers + call.cache_headers(status),
+            })
+            async for chunk in flight.follow():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if flight.cut:
+                return  # leave the response unfinished: the client sees the same cut
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
+        finally:
+            watcher.cancel()
+            flight.leave()
+            self.done(call, status)
+
+    # --- upstream, follower side --------------------------------------------------------
+
+    async def follow(self, call: Call, flight: Flight, receive: Receive, send: Send, status: str) -> None:
+        live = call.stream and flight.stream and call.include_usage == flight.include_usage
+        if live:
+            await self.consume_live(call, flight, receive, send, status)
+            return
+        try:
+            await self.send_outcome(call, flight, send, status)
+        finally:
+            flight.leave()
+
+
+def _outcome(response: httpx.Response, body: bytes) -> Outcome:
+    headers = response_headers(response)
+    content_type = response.headers.get("content-type", "application/octet-stream")
+    completion = None
+    if response.is_success:
+        completion = _json_object(body, content_type)
+    return Outcome(response.status_code, headers, body, completion, content_type=content_type)
+
+
+def _json_object(body: bytes, content_type: str) -> dict[str, Any] | None:
+    if "json" not in content_type:
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _total_tokens(document: dict[str, Any]) -> int:
+    usage = document.get("usage")
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if isinstance(total, int) and total >= 0:
+            return total
+    return 0

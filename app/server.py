@@ -1,0 +1,124 @@
+"""The ASGI application: the cached routes on the raw hot path, the rest on FastAPI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from app.admin import json_response, router
+from app.asgi import Receive, Scope, Send
+from app.config import Settings, load_settings, tier_name
+from app.errors import ProxyError
+from app.metrics import Metrics
+from app.passthrough import Passthrough
+from app.proxy import Proxy
+from app.routing import Routing
+from app.stats import RequestStats
+from app.tiers import build_tier
+from app.tiers.chain import Chain, TierSlot
+from app.upstream import Upstream, create_client
+
+log = logging.getLogger("llmcache")
+
+CACHED_ROUTES = {
+    "/v1/chat/completions": "chat_completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/audio/transcriptions": "transcriptions",
+}
+CACHED_ROUTES.update({path[3:]: call_type for path, call_type in list(CACHED_ROUTES.items())})
+OWN_PATHS = frozenset(("/health", "/ready", "/metrics"))
+CONFIG_ENV = "LLMCACHE_CONFIG"
+
+
+def build_chain(settings: Settings, metrics: Metrics) -> Chain:
+    slots = [
+        TierSlot(build_tier(t), t.required, t.timeout_s, t.compress_min_bytes)
+        for t in settings.cache.tiers
+    ]
+    return Chain(slots, metrics)
+
+
+class Runtime:
+    """Everything one serving process holds: one chain, one upstream client, one proxy."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.stats = RequestStats()
+        self.chain = build_chain(settings, self.metrics)
+        self.client = client or create_client(settings.upstream)
+        self._owns_client = client is None
+        upstream = Upstream(self.client)
+        self.proxy = Proxy(settings, self.chain, upstream, self.metrics, self.stats)
+        self.passthrough = Passthrough(upstream, Routing(settings), settings.server.max_body_bytes)
+
+    async def close(self) -> None:
+        await self.chain.close()
+        if self._owns_client:
+            await self.client.aclose()
+
+
+class LLMCache:
+    """ASGI entry point. Tiers and the upstream client open in the lifespan."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self.runtime: Runtime | None = None
+        self.api = FastAPI(lifespan=self._lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        self.api.include_router(router)
+        self.api.add_exception_handler(ProxyError, _proxy_error)  # type: ignore[arg-type]
+
+    async def startup(self) -> Runtime:
+        if self.runtime is None:
+            self.runtime = Runtime(self.settings, self._client)
+            self.api.state.runtime = self.runtime
+            names = ", ".join(tier_name(t) for t in self.settings.cache.tiers)
+            log.info("llmcache ready: tiers [%s], upstream %s", names, self.settings.upstream.base_url)
+        return self.runtime
+
+    async def shutdown(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
+            self.runtime = None
+
+    @asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.runtime is not None:
+            path = scope["path"]
+            if scope["method"] == "POST":
+                call_type = CACHED_ROUTES.get(path)
+                if call_type is not None:
+                    await self.runtime.proxy.handle(call_type, scope, receive, send)
+                    return
+            if path not in OWN_PATHS and not path.startswith("/cache/"):
+                await self.runtime.passthrough(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+
+async def _proxy_error(request: Request, error: ProxyError) -> Response:
+    return json_response({"error": {"message": error.message, "type": error.type, "code": error.code}}, error.status)
+
+
+def create_app(settings: Settings, client: httpx.AsyncClient | None = None) -> LLMCache:
+    return LLMCache(settings, client)
+
+
+def app_from_env() -> LLMCache:
+    """Factory for `uvicorn --factory` and worker processes: config path from the env."""
+    return create_app(load_settings(os.environ.get(CONFIG_ENV)))

@@ -1,0 +1,60 @@
+"""The contract every tier fulfils.
+
+A tier is a byte store keyed by `CacheKey` strings of the form `digest` or
+`namespace/digest`. It knows nothing of HTTP, entries or metrics: the chain applies
+the codec, timeouts, metrics and fault isolation once, around these methods. A tier
+raises freely; the chain turns every failure into a counted miss.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+CacheKey = str
+
+
+@dataclass(slots=True, frozen=True)
+class TierStats:
+    entries: int | None
+    bytes: int | None
+
+
+def key_namespace(key: CacheKey) -> str | None:
+    namespace, sep, _ = key.rpartition("/")
+    return namespace if sep else None
+
+
+class Tier(ABC):
+    type: ClassVar[str]
+    # An in-process tier answers without I/O: the chain skips timeouts around it and
+    # writes it before the response is sent, so the next identical request hits.
+    in_process: ClassVar[bool] = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    async def get(self, key: CacheKey) -> bytes | None: ...
+
+    @abstractmethod
+    async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
+        """Store `value`; `ttl_s` None means no expiry."""
+
+    @abstractmethod
+    async def delete(self, key: CacheKey) -> bool: ...
+
+    @abstractmethod
+    async def clear(self, namespace: str | None) -> int | None:
+        """Delete every entry, or those of one namespace; the count if known."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the tier cannot serve."""
+
+    async def stats(self) -> TierStats:
+        return TierStats(None, None)
+
+    async def close(self) -> None:
+        return None

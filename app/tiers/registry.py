@@ -1,0 +1,19 @@
+"""Tier type → implementation. Adding a tier adds one line here."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from app.config import DiskTierSettings, LocalTierSettings, TierBase, tier_name
+from app.tiers.base import Tier
+from app.tiers.disk import DiskTier
+from app.tiers.local import LocalTier
+
+TIER_TYPES: dict[type[TierBase], Callable[..., Tier]] = {
+    LocalTierSettings: lambda s: LocalTier(tier_name(s), s.max_entries, s.max_bytes),
+    DiskTierSettings: lambda s: DiskTier(tier_name(s), s.path, s.max_bytes),
+}
+
+
+def build_tier(settings: TierBase) -> Tier:
+    return TIER_TYPES[type(settings)](settings)
