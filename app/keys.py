@@ -15,8 +15,9 @@ import orjson
 
 from app.tiers.base import CacheKey
 
-# Transport and caching options: the same answer whatever their value.
-NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options"))
+# Transport and caching options: the same answer whatever their value. The model is
+# keyed separately, as its caching group.
+NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options", "model"))
 ANONYMOUS = "anonymous"
 
 
@@ -42,7 +43,7 @@ def cache_key(
     scope: str | None,
     namespace: str | None,
 ) -> CacheKey:
-    """`params` excludes model; NON_KEY_PARAMS are dropped here."""
+    """`params` is the request body; NON_KEY_PARAMS are dropped here."""
     canonical = {k: _normalize(v) for k, v in params.items() if k not in NON_KEY_PARAMS}
     material = orjson.dumps(
         [call_type, model, scope, namespace, canonical], option=orjson.OPT_SORT_KEYS

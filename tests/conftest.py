@@ -1,0 +1,155 @@
+"""Shared fixtures: the fake upstream, and llmcache served for real by uvicorn.
+
+Integration tests talk to a real uvicorn server over loopback with the official
+`openai` SDK; fast tests drive the same app in-process through httpx.ASGITransport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from app.config import Settings
+from app.server import LLMCache, create_app
+from tests.fake_upstream import FakeUpstream
+
+ADMIN_TOKEN = "admin-secret"
+API_KEY = "sk-test-tenant-a"
+
+
+def make_settings(upstream_url: str, cache_dir: Path, **sections: Any) -> Settings:
+    """Settings for a test proxy: local + disk tiers under tmp, admin enabled."""
+    cache = {"tiers": [{"type": "local"}, {"type": "disk", "path": str(cache_dir)}]}
+    cache.update(sections.pop("cache", {}))
+    values: dict[str, Any] = {
+        "upstream": {"base_url": upstream_url, "timeout_s": 5},
+        "cache": cache,
+        "admin": {"token": ADMIN_TOKEN},
+    }
+    for section, overrides in sections.items():
+        values[section] = {**values.get(section, {}), **overrides} if isinstance(overrides, dict) else overrides
+    return Settings(**values)
+
+
+class ServedProxy:
+    """llmcache on a real uvicorn server, in a thread with its own event loop."""
+
+    def __init__(self, app: LLMCache) -> None:
+        self.app = app
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", access_log=False, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.root = ""
+
+    def start(self) -> "ServedProxy":
+        self.thread.start()
+        started = threading.Event()
+        for _ in range(500):
+            if self.server.started:
+                started.set()
+                break
+            self.thread.join(0.01)
+        if not started.is_set():
+            raise RuntimeError("llmcache did not start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.root = f"http://127.0.0.1:{port}"
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.root + "/v1"
+
+    def client(self, api_key: str = API_KEY, **kwargs: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, **kwargs)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+
+    def drain(self) -> None:
+        """Wait until background writes (disk tier) have landed."""
+        runtime = self.app.runtime
+        loop = getattr(self.app, "_serving_loop", None)
+        if runtime is not None and loop is not None:
+            asyncio.run_coroutine_threadsafe(runtime.chain.drain(), loop).result(10)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream().start() as up:
+        yield up
+
+
+@pytest.fixture
+def fake(upstream: FakeUpstream) -> FakeUpstream:
+    upstream.reset()
+    return upstream
+
+
+@pytest.fixture
+def serve(fake: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., ServedProxy]]:
+    """serve(**sections) → a running proxy in front of the fake upstream."""
+    started: list[ServedProxy] = []
+
+    def start(**sections: Any) -> ServedProxy:
+        settings = make_settings(fake.url, tmp_path / f"cache{len(started)}", **sections)
+        app = create_app(settings)
+        proxy = ServedProxy(_capture_loop(app))
+        started.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def _capture_loop(app: LLMCache) -> LLMCache:
+    """Remember the serving loop so tests can run coroutines on it (e.g. drain writes)."""
+    original = app.startup
+
+    async def startup() -> Any:
+        runtime = await original()
+        app._serving_loop = asyncio.get_running_loop()  # type: ignore[attr-defined]
+        return runtime
+
+    app.startup = startup  # type: ignore[method-assign]
+    return app
+
+
+@pytest.fixture
+async def asgi(fake: FakeUpstream, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """asgi(**sections) → an httpx client driving the app in-process (no server)."""
+    apps: list[LLMCache] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(**sections: Any) -> httpx.AsyncClient:
+        settings = make_settings(fake.url, tmp_path / f"asgi{len(apps)}", **sections)
+        app = create_app(settings)
+        await app.startup()
+        apps.append(app)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://llmcache",
+            headers={"authorization": f"Bearer {API_KEY}"},
+        )
+        client.app = app  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+    for app in apps:
+        await app.shutdown()

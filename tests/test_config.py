@@ -1,0 +1,94 @@
+"""Config: YAML + env, ${VAR} expansion, unknown keys and types refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_default_config_is_local_then_disk():
+    settings = load_settings(ROOT / "config.yaml")
+    assert [t.type for t in settings.cache.tiers] == ["local", "disk"]
+    assert settings.server.port == 8080 and settings.server.host == "127.0.0.1"
+    assert settings.admin.token is None
+
+
+def test_env_overrides_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "cache: {ttl_s: 10, mode: default_on}\nupstream: {base_url: http://a/v1}\n")
+    monkeypatch.setenv("LLMCACHE_CACHE__TTL_S", "20")
+    monkeypatch.setenv("LLMCACHE_UPSTREAM__BASE_URL", "http://b/v1")
+    monkeypatch.setenv("LLMCACHE_CACHE__TIERS", '[{"type": "local", "max_entries": 5}]')
+    settings = load_settings(path)
+    assert settings.cache.ttl_s == 20
+    assert settings.cache.mode == "default_on"
+    assert settings.upstream.base_url == "http://b/v1"
+    assert settings.cache.tiers[0].max_entries == 5
+
+
+def test_env_reference_expansion(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_UPSTREAM_KEY", "sk-from-env")
+    path = write(tmp_path, "upstream: {api_key: '${MY_UPSTREAM_KEY}'}\n")
+    assert load_settings(path).upstream.api_key == "sk-from-env"
+    monkeypatch.delenv("MY_UPSTREAM_KEY")
+    with pytest.raises(ConfigError, match="MY_UPSTREAM_KEY"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("server: {prot: 1}\n", "server.prot"),
+        ("bogus: {}\n", "bogus"),
+        ("cache: {tiers: [{type: local, max_entires: 3}]}\n", "cache.tiers.0.max_entires"),
+        ("cache: {tiers: [{type: memcached}]}\n", "memcached"),
+        ("cache: {tiers: [{type: redis, url: 'redis://x'}]}\n", "redis"),
+        ("cache: {mode: sometimes}\n", "cache.mode"),
+        ("cache: {call_types: [images]}\n", "cache.call_types"),
+        ("cache: {ttl_s: -1}\n", "cache.ttl_s"),
+        ("cache: {tiers: [{type: local}, {type: local}]}\n", "unique"),
+        ("- a list\n", "mapping"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, named):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, text))
+    assert named in str(raised.value)
+
+
+def test_unknown_env_key_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCACHE_CACHE__TTLS", "5")
+    with pytest.raises(ConfigError, match="ttls"):
+        load_settings(write(tmp_path, "{}\n"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def test_check_config_prints_tiers():
+    result = run_cli("check-config", "config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "local (local)" in result.stdout and "disk (disk)" in result.stdout
+
+
+def test_check_config_exit_2_on_error(tmp_path):
+    result = run_cli("check-config", str(write(tmp_path, "cache: {tiers: [{type: s3}]}\n")))
+    assert result.returncode == 2
+    assert "s3" in result.stderr
+    missing = run_cli("check-config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr

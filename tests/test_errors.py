@@ -1,0 +1,115 @@
+"""Errors: OpenAI-shaped, the right status, never stored, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+BODY = {"model": "gpt-4o", "messages": MESSAGES}
+
+
+def assert_openai_error(response, status: int) -> None:
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "code"}
+    assert error["message"]
+
+
+async def test_upstream_errors_pass_through_and_are_not_stored(asgi, fake):
+    client = await asgi()
+    failed = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-status": "503"})
+    assert failed.status_code == 503
+    assert "error" in failed.json()
+    ok = await client.post("/v1/chat/completions", json=BODY)
+    assert ok.status_code == 200 and ok.headers["x-cache-status"] == "miss"
+    assert fake.stats()["calls"]["chat_completions"] == 2
+
+
+async def test_upstream_4xx_passes_through(asgi, fake):
+    client = await asgi()
+    failed = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-status": "429"})
+    assert failed.status_code == 429
+    again = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-status": "429"})
+    assert again.status_code == 429
+    assert fake.stats()["calls"]["chat_completions"] == 2
+
+
+async def test_unreachable_upstream_is_502(asgi, fake):
+    client = await asgi(upstream={"base_url": "http://127.0.0.1:9/v1"})
+    assert_openai_error(await client.post("/v1/chat/completions", json=BODY), 502)
+    assert_openai_error(await client.post("/v1/embeddings", json={"model": "e", "input": "x"}), 502)
+
+
+async def test_upstream_timeout_is_504(asgi, fake):
+    client = await asgi(upstream={"timeout_s": 0.3})
+    response = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-delay-ms": "2000"})
+    assert_openai_error(response, 504)
+
+
+async def test_stream_timeout_is_504(asgi, fake):
+    client = await asgi(upstream={"timeout_s": 0.3})
+    response = await client.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers={"x-fake-delay-ms": "2000"}
+    )
+    assert_openai_error(response, 504)
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"[1, 2]", b"", b'"a string"', b"\xff\xfe"]
+)
+async def test_malformed_json_is_400(asgi, fake, content):
+    client = await asgi()
+    for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        response = await client.post(route, content=content, headers={"content-type": "application/json"})
+        assert_openai_error(response, 400)
+    assert fake.stats()["total"] == 0
+
+
+async def test_body_over_limit_is_413(asgi, fake):
+    client = await asgi(server={"max_body_bytes": 1000})
+    big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 2000}]}
+    assert_openai_error(await client.post("/v1/chat/completions", json=big), 413)
+    assert fake.stats()["total"] == 0
+
+
+async def test_body_over_limit_without_content_length_is_413(serve, fake):
+    proxy = serve(server={"max_body_bytes": 1000})
+    import httpx
+
+    def chunks():
+        yield b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}]}'
+
+    with httpx.Client(base_url=proxy.root) as http:
+        response = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert_openai_error(response, 413)
+
+
+async def test_transcription_without_multipart_is_400(asgi, fake):
+    client = await asgi()
+    response = await client.post("/v1/audio/transcriptions", json={"model": "whisper-1"})
+    assert_openai_error(response, 400)
+
+
+async def test_failing_tier_is_a_counted_miss(asgi, fake, tmp_path):
+    # A disk tier that cannot answer in time: requests are served, and the failure counted.
+    slow = {"type": "disk", "path": str(tmp_path / "slow"), "timeout_s": 0.000001}
+    client = await asgi(cache={"tiers": [slow]})
+    first = await client.post("/v1/chat/completions", json=BODY)
+    second = await client.post("/v1/chat/completions", json=BODY)
+    assert first.status_code == second.status_code == 200
+    assert second.headers["x-cache-status"] == "miss"
+    metrics = (await client.get("/metrics")).text
+    assert 'llmcache_tier_operations_total{op="get",result="timeout",tier="disk"}' in metrics
+
+
+async def test_corrupt_entry_is_a_miss(asgi, fake):
+    client = await asgi(cache={"tiers": [{"type": "local"}]})
+    first = await client.post("/v1/chat/completions", json=BODY)
+    key = first.headers["x-cache-key"]
+    tier = client.app.runtime.chain.slots[0].tier
+    await tier.set(key, b"garbage that is not an entry", None)
+    again = await client.post("/v1/chat/completions", json=BODY)
+    assert again.status_code == 200 and again.headers["x-cache-status"] == "miss"

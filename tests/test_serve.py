@@ -1,0 +1,69 @@
+"""`llmcache serve` as a user runs it: a subprocess, the console script, the SDK."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, deadline_s: float = 30) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"llmcache exited: {log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("llmcache did not become healthy")
+
+
+def serve(tmp_path: Path, upstream_url: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "LLMCACHE_UPSTREAM__BASE_URL": upstream_url}
+    script = Path(sys.executable).parent / "llmcache"
+    with log.open("a") as sink:
+        return subprocess.Popen(
+            [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port)],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+
+
+def test_serve_default_config_caches_and_survives_restart(tmp_path, fake):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ids = []
+    for round_ in range(2):
+        log = tmp_path / f"serve{round_}.log"
+        process = serve(tmp_path, fake.url, port, log)
+        try:
+            wait_healthy(url, process, log)
+            client = openai.OpenAI(base_url=url + "/v1", api_key="sk-user", max_retries=0)
+            for _ in range(2):
+                raw = client.chat.completions.with_raw_response.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "persist me"}]
+                )
+                ids.append((raw.headers["x-cache-status"], raw.parse().id))
+        finally:
+            process.terminate()
+            process.wait(20)
+    # round 1: miss then hit; round 2 (empty memory tier): served from the disk tier
+    assert [s for s, _ in ids] == ["miss", "hit", "hit", "hit"]
+    assert len({i for _, i in ids}) == 1
+    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert (tmp_path / ".llmcache").is_dir()
