@@ -22,6 +22,8 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
         raise too_large(limit)
     message = await receive()
     body = message.get("body", b"")
+    if len(body) > limit:
+        raise too_large(limit)
     if not message.get("more_body", False):
         return body  # the common case: one message, no copy
     parts = [body]

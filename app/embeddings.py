@@ -56,27 +56,25 @@ def split_tokens(total: int, count: int) -> list[int]:
 async def handle_embeddings(
     proxy: Proxy, call_type: str, scope: Scope, incoming: Incoming, body: bytes, send: Send
 ) -> None:
-    from app.proxy import _MISSING
-
-    payload = proxy.parse_json(body)
-    body_control = payload.pop("cache", _MISSING)
-    model = payload.get("model")
-    call = proxy.begin(call_type, incoming, model, body_control)
-    proxy.target(call, incoming, scope["path"])
-    rename = proxy.upstream_model(model)
+    call, payload = proxy.open_json(call_type, scope, incoming, body)
     items = split_inputs(payload.get("input"))
     if not proxy.cacheable(call) or items is None:
-        if rename is not None:
-            payload["model"] = rename
-        changed = rename is not None or body_control is not _MISSING
-        call.body = orjson.dumps(payload) if changed else body
         await proxy.forward(call, _never, send, "bypass", None)
         return
-
     params = {k: v for k, v in payload.items() if k != "input"}
     item_keys = [proxy.key_for(call, incoming, {**params, "input": item}) for item in items]
     if len(items) == 1:
+        # One item: its entry is the whole response, so the generic path (with single
+        # flight) serves it byte for byte.
         call.key = item_keys[0]
+        await proxy.serve_cacheable(call, _never, send)
+        return
+    await _batch(proxy, call, send, items, item_keys, payload)
+
+
+async def _batch(
+    proxy: Proxy, call: Call, send: Send, items: list[Item], item_keys: list[str], payload: dict[str, Any]
+) -> None:
     found: dict[str, Entry] = {}
     if not call.control.no_cache:
         for key in dict.fromkeys(item_keys):
@@ -84,7 +82,6 @@ async def handle_embeddings(
             if entry is not None:
                 found[key] = entry
     cached = sum(1 for key in item_keys if key in found)
-
     if cached == len(items):
         await _send_hit(proxy, call, send, item_keys, found)
         return
@@ -94,58 +91,42 @@ async def handle_embeddings(
         return
 
     missing = {key: item for key, item in zip(item_keys, items) if key not in found}
-    upstream_payload = dict(payload)
-    if rename is not None:
-        upstream_payload["model"] = rename
-    if len(items) > 1:
-        upstream_payload["input"] = list(missing.values())
-    changed = len(items) > 1 or rename is not None or body_control is not _MISSING
-    call.body = orjson.dumps(upstream_payload) if changed else body
+    call.body = proxy.upstream_json(call, {**payload, "input": list(missing.values())})
     status = "refresh" if call.control.no_cache else ("partial" if cached else "miss")
-
+    headers = _headers(call, status, cached, len(items))
     assert call.headers is not None
     started = time.perf_counter()
     try:
         response = await proxy.upstream.call("POST", call.url, call.headers, call.body)
     except ProxyError as error:
-        proxy.metrics.upstream_error(call_type, error.code)
-        await send_error(send, error, _headers(call, status, cached, len(items)))
+        proxy.metrics.upstream_error(call.call_type, error.code)
+        await send_error(send, error, headers)
         proxy.done(call, status)
         return
     finally:
-        proxy.metrics.upstream(call_type, time.perf_counter() - started)
+        proxy.metrics.upstream(call.call_type, time.perf_counter() - started)
 
-    headers = response_headers(response) + _headers(call, status, cached, len(items))
-    if not response.is_success:
-        proxy.metrics.upstream_error(call_type, str(response.status_code))
-        await send_response(send, response.status_code, headers, response.content)
-        proxy.done(call, status)
-        return
-    fresh = _fresh_vectors(response.content, len(missing))
+    headers = response_headers(response) + headers
+    fresh = _fresh_vectors(response.content, len(missing)) if response.is_success else None
     if fresh is None:
-        if len(items) == 1:  # not ours to judge: hand it over, store nothing
-            await send_response(send, response.status_code, headers, response.content)
+        if response.is_success:
+            await send_error(send, upstream_broken("embeddings response does not match its input"), headers)
         else:
-            await send_error(send, upstream_broken("embeddings response does not match its input"))
+            proxy.metrics.upstream_error(call.call_type, str(response.status_code))
+            await send_response(send, response.status_code, headers, response.content)
         proxy.done(call, status)
         return
     vectors, upstream_model, total = fresh
-    shares = split_tokens(total, len(missing))
-    single = len(items) == 1
-    for (key, _), vector, tokens in zip(missing.items(), vectors, shares):
-        document = response.content if single else item_document(upstream_model, vector, tokens)
-        await proxy.store_keyed(call, key, document, "application/json", tokens)
-    if single:
-        await send_response(send, response.status_code, headers, response.content)
-    else:
-        fresh_by_key = dict(zip(missing, zip(vectors, shares)))
-        body_out = _merge(item_keys, found, fresh_by_key, upstream_model)
-        await send_response(send, 200, _json_headers(headers), body_out)
+    fresh_by_key = dict(zip(missing, zip(vectors, split_tokens(total, len(missing)))))
+    for key, (vector, tokens) in fresh_by_key.items():
+        await proxy.store_keyed(call, key, item_document(upstream_model, vector, tokens), "application/json", tokens)
+    body_out = _merge(item_keys, found, fresh_by_key, upstream_model)
+    await send_response(send, 200, _json_headers(headers), body_out)
     proxy.done(call, status, sum(found[k].tokens for k in item_keys if k in found))
 
 
 async def _never() -> dict[str, Any]:
-    raise AssertionError("embeddings are never streamed")
+    raise AssertionError("embeddings are never streamed, so the client is never watched")
 
 
 def _headers(call: Call, status: str, cached: int, total: int) -> Headers:
@@ -203,9 +184,6 @@ def _merge(
 
 
 async def _send_hit(proxy: Proxy, call: Call, send: Send, item_keys: list[str], found: dict[str, Entry]) -> None:
-    if len(item_keys) == 1:
-        await proxy.send_entry(call, send, found[item_keys[0]])
-        return
     now = time.time()
     headers = _headers(call, "hit", len(item_keys), len(item_keys))
     headers.append((b"age", str(int(max(found[k].age(now) for k in item_keys))).encode()))

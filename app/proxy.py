@@ -146,9 +146,7 @@ class Proxy:
         return payload
 
     def begin(self, call_type: str, incoming: Incoming, model: Any, body_control: Any) -> Call:
-        control = parse_control(
-            incoming.controls, incoming.cache_control, None if body_control is _MISSING else body_control
-        )
+        control = parse_control(incoming.controls, incoming.cache_control, body_control)
         return Call(call_type, model, control, time.perf_counter())
 
     def cacheable(self, call: Call) -> bool:
@@ -205,28 +203,32 @@ class Proxy:
 
     # --- chat and text completions ------------------------------------------------------
 
+    def open_json(self, call_type: str, scope: Scope, incoming: Incoming, body: bytes) -> tuple[Call, dict[str, Any]]:
+        """The call and its payload (without `cache`); the upstream body is the original
+        bytes unless the payload had to change."""
+        payload = self.parse_json(body)
+        body_control = payload.pop("cache", _MISSING)
+        call = self.begin(call_type, incoming, payload.get("model"), None if body_control is _MISSING else body_control)
+        self.target(call, incoming, scope["path"])
+        changed = body_control is not _MISSING or self.upstream_model(call.model) is not None
+        call.body = self.upstream_json(call, payload) if changed else body
+        return call, payload
+
+    def upstream_json(self, call: Call, payload: dict[str, Any]) -> bytes:
+        rename = self.upstream_model(call.model)
+        return orjson.dumps(payload if rename is None else {**payload, "model": rename})
+
     async def _completion(
         self, call_type: str, scope: Scope, incoming: Incoming, body: bytes, receive: Receive, send: Send
     ) -> None:
-        payload = self.parse_json(body)
-        body_control = payload.pop("cache", _MISSING)
-        model = payload.get("model")
-        call = self.begin(call_type, incoming, model, body_control)
+        call, payload = self.open_json(call_type, scope, incoming, body)
         call.stream = payload.get("stream") is True
         options = payload.get("stream_options")
         call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
-        cacheable = self.cacheable(call)
-        if cacheable:
-            call.key = self.key_for(call, incoming, payload)
-        rename = self.upstream_model(model)
-        if rename is not None:
-            payload["model"] = rename
-        call.body = orjson.dumps(payload) if (rename is not None or body_control is not _MISSING) else body
-        self.target(call, incoming, scope["path"])
-
-        if not cacheable:
+        if not self.cacheable(call):
             await self.forward(call, receive, send, "bypass", flight=None)
             return
+        call.key = self.key_for(call, incoming, payload)
         await self.serve_cacheable(call, receive, send)
 
     async def serve_cacheable(self, call: Call, receive: Receive, send: Send) -> None:

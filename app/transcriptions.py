@@ -51,9 +51,7 @@ async def handle_transcription(
             raise bad_request("the 'cache' form field must hold a JSON object", "invalid_cache_control") from None
     params = form_params(parts)
     model = params.get("model")
-    from app.proxy import _MISSING
-
-    call = proxy.begin(call_type, incoming, model, body_control if control_parts else _MISSING)
+    call = proxy.begin(call_type, incoming, model, body_control)
     rename = proxy.upstream_model(model)
     upstream_parts = [p for p in parts if p.name != CONTROL_FIELD]
     if rename is not None:
