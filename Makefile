@@ -25,6 +25,7 @@ run: install
 	$(BIN)/llmcache serve --config config.yaml
 
 test: dev
+	bash tests/install_test_servers.sh
 	$(BIN)/python -m pytest
 
 bench: dev

@@ -65,16 +65,23 @@ async def metrics(request: Request) -> Response:
 admin = APIRouter(prefix="/cache", dependencies=[Depends(require_admin)])
 
 
+def hit_rate(counts: dict[str, int]) -> float:
+    """Hits and semantic hits over every cacheable request that was not bypassed."""
+    considered = sum(n for status, n in counts.items() if status != "bypass")
+    return (counts["hit"] + counts["semantic-hit"]) / considered if considered else 0.0
+
+
 @admin.get("/stats")
 async def stats(request: Request) -> Response:
     rt = runtime(request)
+    counts = rt.metrics.status_counts()
     tiers = [
         {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
         for tier, s in await rt.chain.stats()
     ]
     return json_response({
-        "requests": dict(rt.stats.counts),
-        "hit_rate": rt.stats.hit_rate(),
+        "requests": counts,
+        "hit_rate": hit_rate(counts),
         "tiers": tiers,
     })
 

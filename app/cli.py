@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from app.config import ConfigError, Settings, load_settings, tier_name
 
@@ -13,6 +15,7 @@ from app.config import ConfigError, Settings, load_settings, tier_name
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.metrics import prepare_multiprocess
     from app.server import CONFIG_ENV, create_app
 
     try:
@@ -28,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        prepare_multiprocess(Path(tempfile.gettempdir()) / f"llmcache-metrics-{os.getpid()}")
         uvicorn.run("app.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]

@@ -11,7 +11,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+import orjson
+
 from app.asgi import Headers
+from app.codec import Entry
 from app.errors import ProxyError
 from app.tiers.base import CacheKey
 
@@ -32,6 +35,18 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300 and not self.cut
+
+    @classmethod
+    def of_entry(cls, entry: Entry) -> Outcome:
+        completion = None
+        if "json" in entry.content_type:
+            try:
+                parsed = orjson.loads(entry.body)
+                completion = parsed if isinstance(parsed, dict) else None
+            except orjson.JSONDecodeError:
+                pass
+        headers = [(b"content-type", entry.content_type.encode())]
+        return cls(200, headers, entry.body, completion, content_type=entry.content_type)
 
 
 @dataclass(slots=True, eq=False)

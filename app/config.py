@@ -60,6 +60,9 @@ class TierBase(Strict):
     # Remote tiers get a short timeout so that a slow backend degrades into a miss.
     timeout_s: float | None = Field(None, gt=0)
     compress_min_bytes: int | None = Field(None, ge=0)
+    # After this many failures in a row the tier is skipped for breaker_reset_s, then probed.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(2.0, gt=0)
 
 
 class LocalTierSettings(TierBase):
@@ -75,8 +78,31 @@ class DiskTierSettings(TierBase):
     timeout_s: float | None = Field(1.0, gt=0)
 
 
+class RedisNode(Strict):
+    host: str
+    port: int = Field(6379, ge=1, le=65535)
+
+
+class RedisTierSettings(TierBase):
+    type: Literal["redis"]
+    url: str | None = None
+    host: str = "localhost"
+    port: int = Field(6379, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    db: int = Field(0, ge=0)
+    ssl: bool = False
+    startup_nodes: tuple[RedisNode, ...] = ()  # non-empty: Redis Cluster
+    prefix: str = "llmcache:"
+    max_connections: int = Field(64, ge=1)
+    timeout_s: float | None = Field(0.1, gt=0)
+    compress_min_bytes: int | None = Field(4096, ge=0)
+    # Cross-process single flight: how long a lock for one upstream call may live.
+    lock_ttl_s: float = Field(60, gt=0)
+
+
 TierSettings = Annotated[
-    Union[LocalTierSettings, DiskTierSettings],
+    Union[LocalTierSettings, DiskTierSettings, RedisTierSettings],
     Field(discriminator="type"),
 ]
 
@@ -203,7 +229,7 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
 
 
 # Tier types of the product that this version cannot serve yet: refused, never ignored.
-PLANNED_TIER_TYPES = frozenset(("redis", "s3", "gcs", "azure_blob"))
+PLANNED_TIER_TYPES = frozenset(("s3", "gcs", "azure_blob"))
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from app.asgi import JSON, Headers, Scope, Send, send_error, send_response
-from app.codec import Entry
+from app.codec import Entry, new_entry
 from app.errors import ProxyError, not_cached, upstream_broken
 from app.upstream import response_headers
 
@@ -77,10 +77,7 @@ async def _batch(
 ) -> None:
     found: dict[str, Entry] = {}
     if not call.control.no_cache:
-        for key in dict.fromkeys(item_keys):
-            entry = await proxy.chain.get(key, call.control.max_age_s)
-            if entry is not None:
-                found[key] = entry
+        found = await proxy.chain.get_many(item_keys, call.control.max_age_s)
     cached = sum(1 for key in item_keys if key in found)
     if cached == len(items):
         await _send_hit(proxy, call, send, item_keys, found)
@@ -118,8 +115,12 @@ async def _batch(
         return
     vectors, upstream_model, total = fresh
     fresh_by_key = dict(zip(missing, zip(vectors, split_tokens(total, len(missing)))))
-    for key, (vector, tokens) in fresh_by_key.items():
-        await proxy.store_keyed(call, key, item_document(upstream_model, vector, tokens), "application/json", tokens)
+    if proxy.storable(call):
+        ttl = proxy.ttl(call)
+        await proxy.chain.set_many({
+            key: new_entry(item_document(upstream_model, vector, tokens), "application/json", ttl, tokens)
+            for key, (vector, tokens) in fresh_by_key.items()
+        })
     body_out = _merge(item_keys, found, fresh_by_key, upstream_model)
     await send_response(send, 200, _json_headers(headers), body_out)
     proxy.done(call, status, sum(found[k].tokens for k in item_keys if k in found))

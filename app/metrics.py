@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -13,6 +17,17 @@ LATENCY_BUCKETS = (
 )
 # Bounds the label cardinality a client can create by sending arbitrary model names.
 MAX_MODEL_LABEL = 128
+CACHE_STATUSES = ("hit", "semantic-hit", "partial", "miss", "refresh", "bypass")
+# Set (before prometheus_client is imported) in every worker of a multi-process server:
+# each worker writes its values there, and any worker's /metrics reports the sum.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Start a multi-worker server with an empty shared metrics directory."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 class Metrics:
@@ -51,6 +66,13 @@ class Metrics:
             "llmcache_coalesced", "Requests that waited for an identical in-flight upstream call.",
             registry=r,
         )
+        self.breaker_open = Gauge(
+            "llmcache_tier_breaker_open", "1 while a tier's circuit breaker is open (tier skipped).",
+            ("tier",), registry=r, multiprocess_mode="livemax",
+        )
+        self.breaker_trips = Counter(
+            "llmcache_tier_breaker_trips", "Times a tier's circuit breaker opened.", ("tier",), registry=r,
+        )
         self.upstream_errors = Counter(
             "llmcache_upstream_errors", "Upstream calls that failed or answered non-2xx.",
             ("call_type", "kind"), registry=r,
@@ -82,5 +104,29 @@ class Metrics:
         self._child(self.tier_operations, tier, op, result).inc()
         self._child(self.tier_duration, tier, op).observe(seconds)
 
+    def breaker(self, tier: str, opened: bool) -> None:
+        self._child(self.breaker_open, tier).set(1 if opened else 0)
+        if opened:
+            self._child(self.breaker_trips, tier).inc()
+
+    def _exposed(self) -> CollectorRegistry:
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return merged
+        return self.registry
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed())
+
+    def status_counts(self) -> dict[str, int]:
+        """Cacheable requests by cache status, across every worker."""
+        counts = dict.fromkeys(CACHE_STATUSES, 0)
+        for family in self._exposed().collect():
+            if family.name != "llmcache_requests":
+                continue
+            for sample in family.samples:
+                if sample.name == "llmcache_requests_total":
+                    status = sample.labels["cache_status"]
+                    counts[status] = counts.get(status, 0) + int(sample.value)
+        return counts

@@ -26,10 +26,9 @@ from app.control import CacheControl, parse_control
 from app.errors import ProxyError, bad_request, not_cached, upstream_broken
 from app.metrics import Metrics
 from app.routing import Routing
-from app.stats import RequestStats
 from app.streaming import assemble, parse_events, replay
 from app.tiers.base import CacheKey
-from app.tiers.chain import Chain
+from app.tiers.chain import Chain, FleetLock
 from app.upstream import Upstream, request_headers, response_headers, upstream_url
 
 log = logging.getLogger("llmcache.proxy")
@@ -100,14 +99,12 @@ class Proxy:
         chain: Chain,
         upstream: Upstream,
         metrics: Metrics,
-        stats: RequestStats,
     ) -> None:
         self.settings = settings
         self.cache = settings.cache
         self.chain = chain
         self.upstream = upstream
         self.metrics = metrics
-        self.stats = stats
         self.routing = Routing(settings)
         self.flights = Flights()
         self.max_body = settings.server.max_body_bytes
@@ -174,20 +171,18 @@ class Proxy:
     def done(self, call: Call, status: str, tokens_saved: int = 0) -> None:
         model = call.model if isinstance(call.model, str) else ""
         self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, tokens_saved)
-        self.stats.count(status)
 
     async def lookup(self, call: Call) -> Entry | None:
         if call.key is None or call.control.no_cache:
             return None
         return await self.chain.get(call.key, call.control.max_age_s)
 
-    async def store(self, call: Call, body: bytes, content_type: str, tokens: int) -> None:
-        if call.key is not None:
-            await self.store_keyed(call, call.key, body, content_type, tokens)
+    async def store(self, call: Call, body: bytes, content_type: str, tokens: int, durable: bool = False) -> None:
+        if call.key is not None and self.storable(call):
+            await self.chain.set(call.key, new_entry(body, content_type, self.ttl(call), tokens), durable)
 
-    async def store_keyed(self, call: Call, key: CacheKey, body: bytes, content_type: str, tokens: int) -> None:
-        if not call.control.no_store and self.ttl(call) != 0:
-            await self.chain.set(key, new_entry(body, content_type, self.ttl(call), tokens))
+    def storable(self, call: Call) -> bool:
+        return not call.control.no_store and self.ttl(call) != 0
 
     async def send_entry(self, call: Call, send: Send, entry: Entry, status: str = "hit") -> None:
         headers = call.cache_headers(status)
@@ -249,28 +244,49 @@ class Proxy:
             await self.follow(call, flight, receive, send, status)
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
-        await self.forward(call, receive, send, status, flight)
+        lock = await self.chain.acquire(call.key)
+        if lock is False:
+            # Another process of the fleet is calling the upstream for this key.
+            entry = await self.chain.wait_for_entry(call.key)
+            if entry is not None:
+                flight.finish(Outcome.of_entry(entry))
+                self.flights.land(flight)
+                self.metrics.coalesced.inc()
+                await self.send_entry(call, send, entry)
+                return
+        await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
 
     # --- upstream, leader side ----------------------------------------------------------
 
     async def forward(
-        self, call: Call, receive: Receive, send: Send, status: str, flight: Flight | None
+        self,
+        call: Call,
+        receive: Receive,
+        send: Send,
+        status: str,
+        flight: Flight | None,
+        lock: FleetLock | None = None,
     ) -> None:
-        """Call the upstream for `call`; `flight` (if any) lets followers share the result."""
+        """Call the upstream for `call`; `flight` (if any) lets followers share the result.
+
+        The call runs in a task of its own: a client that leaves does not stop it while
+        others wait on it, and storing happens after this client has its answer.
+        """
         if flight is None:
             flight = Flight(call.key or "", call.stream, call.include_usage)
+        flight.producer = self.chain.spawn(self._fly(call, flight, lock))
         if call.stream:
-            flight.producer = asyncio.get_running_loop().create_task(self._fly(call, flight))
             await self.consume_live(call, flight, receive, send, status)
         else:
-            await self._fly(call, flight)
             await self.send_outcome(call, flight, send, status)
 
-    async def _fly(self, call: Call, flight: Flight) -> None:
+    async def _fly(self, call: Call, flight: Flight, lock: FleetLock | None) -> None:
         """Run the upstream call of a flight, publish its outcome, store it, land it.
 
         The flight lands only after the entry is written, so an identical request that
-        arrives in between joins the flight instead of calling the upstream again.
+        arrives in between joins the flight instead of calling the upstream again; with a
+        fleet lock the shared tier is written before the lock is released, so the other
+        processes find the entry when they are told.
         """
         started = time.perf_counter()
         try:
@@ -292,10 +308,12 @@ class Proxy:
             if outcome.ok and (outcome.completion is not None or not outcome.sse):
                 body = orjson.dumps(outcome.completion) if outcome.sse else outcome.body
                 tokens = _total_tokens(outcome.completion) if outcome.completion else 0
-                await self.store(call, body, outcome.content_type, tokens)
+                await self.store(call, body, outcome.content_type, tokens, durable=lock is not None)
         finally:
             self.metrics.upstream(call.call_type, time.perf_counter() - started)
             self.flights.land(flight)
+            if lock is not None:
+                await self.chain.release(lock)
 
     async def _produce_body(self, call: Call) -> Outcome:
         assert call.headers is not None

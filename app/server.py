@@ -19,9 +19,8 @@ from app.metrics import Metrics
 from app.passthrough import Passthrough
 from app.proxy import Proxy
 from app.routing import Routing
-from app.stats import RequestStats
 from app.tiers import build_tier
-from app.tiers.chain import Chain, TierSlot
+from app.tiers.chain import Breaker, Chain, TierSlot
 from app.upstream import Upstream, create_client
 
 log = logging.getLogger("llmcache")
@@ -39,7 +38,10 @@ CONFIG_ENV = "LLMCACHE_CONFIG"
 
 def build_chain(settings: Settings, metrics: Metrics) -> Chain:
     slots = [
-        TierSlot(build_tier(t), t.required, t.timeout_s, t.compress_min_bytes)
+        TierSlot(
+            build_tier(t), t.required, t.timeout_s, t.compress_min_bytes,
+            Breaker(t.breaker_failures, t.breaker_reset_s),
+        )
         for t in settings.cache.tiers
     ]
     return Chain(slots, metrics)
@@ -51,12 +53,11 @@ class Runtime:
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.stats = RequestStats()
         self.chain = build_chain(settings, self.metrics)
         self.client = client or create_client(settings.upstream)
         self._owns_client = client is None
         upstream = Upstream(self.client)
-        self.proxy = Proxy(settings, self.chain, upstream, self.metrics, self.stats)
+        self.proxy = Proxy(settings, self.chain, upstream, self.metrics)
         self.passthrough = Passthrough(upstream, Routing(settings), settings.server.max_body_bytes)
 
     async def close(self) -> None:
@@ -79,6 +80,7 @@ class LLMCache:
     async def startup(self) -> Runtime:
         if self.runtime is None:
             self.runtime = Runtime(self.settings, self._client)
+            self.runtime.chain.start()
             self.api.state.runtime = self.runtime
             names = ", ".join(tier_name(t) for t in self.settings.cache.tiers)
             log.info("llmcache ready: tiers [%s], upstream %s", names, self.settings.upstream.base_url)

@@ -18,6 +18,7 @@ import uvicorn
 
 from app.config import Settings
 from app.server import LLMCache, create_app
+from tests import servers
 from tests.fake_upstream import FakeUpstream
 
 ADMIN_TOKEN = "admin-secret"
@@ -153,3 +154,17 @@ async def asgi(fake: FakeUpstream, tmp_path: Path) -> AsyncIterator[Callable[...
         await client.aclose()
     for app in apps:
         await app.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_standalone() -> Iterator[servers.RedisInfo]:
+    """A real redis-server (with RediSearch loaded, so semantic tests can share it)."""
+    with servers.redis_server(modules=True) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[servers.ClusterInfo]:
+    """A real three-master Redis Cluster."""
+    with servers.redis_cluster(3) as info:
+        yield info

@@ -97,12 +97,16 @@ async def test_health_and_ready(asgi, fake):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-async def test_ready_is_503_while_a_required_tier_is_down(asgi, fake, tmp_path):
-    down = {"type": "disk", "path": str(tmp_path / "d"), "timeout_s": 0.000001, "required": True}
+async def test_ready_is_503_while_a_required_tier_is_down(asgi, fake):
+    down = {"type": "redis", "url": "redis://127.0.0.1:9", "required": True}  # nothing listens there
     client = await asgi(cache={"tiers": [{"type": "local"}, down]})
-    assert (await client.get("/ready")).status_code == 503
-    optional = {**down, "required": False, "path": str(tmp_path / "e")}
-    other = await asgi(cache={"tiers": [{"type": "local"}, optional]})
+    ready = await client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "not ready"
+    ping = (await client.get("/cache/ping", headers=ADMIN)).json()
+    assert [t["ok"] for t in ping["tiers"]] == [True, False] and ping["tiers"][1]["error"]
+    # the tier being down fails no request
+    assert (await client.post("/v1/chat/completions", json=BODY)).status_code == 200
+    other = await asgi(cache={"tiers": [{"type": "local"}, {**down, "required": False}]})
     assert (await other.get("/ready")).status_code == 200
 
 

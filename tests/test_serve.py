@@ -67,3 +67,38 @@ def test_serve_default_config_caches_and_survives_restart(tmp_path, fake):
     assert len({i for _, i in ids}) == 1
     assert fake.stats()["calls"]["chat_completions"] == 1
     assert (tmp_path / ".llmcache").is_dir()
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_workers_share_metrics(tmp_path, fake):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "workers.log"
+    # Memory tier only: the disk tier would be shared by the workers and hide which one served.
+    env = {**os.environ, "LLMCACHE_UPSTREAM__BASE_URL": fake.url, "LLMCACHE_CACHE__TIERS": '[{"type": "local"}]'}
+    script = Path(sys.executable).parent / "llmcache"
+    with log.open("a") as sink:
+        process = subprocess.Popen(
+            [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port), "--workers", "2"],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_healthy(url, process, log)
+        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "which worker?"}]}
+        sent = 0
+        # Each worker has its own memory tier, so the same request misses once per worker
+        # that serves it: two upstream calls prove both workers answered.
+        while fake.stats()["calls"]["chat_completions"] < 2 and sent < 400:
+            with httpx.Client() as fresh_connection:
+                assert fresh_connection.post(url + "/v1/chat/completions", json=request).status_code == 200
+            sent += 1
+        assert fake.stats()["calls"]["chat_completions"] == 2
+        for _ in range(3):  # whichever worker answers the scrape reports both
+            text = httpx.get(url + "/metrics").text
+            assert metric_sum(text, "llmcache_requests_total") == sent
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import AsyncIterator, ClassVar
 
 CacheKey = str
 
@@ -53,8 +53,39 @@ class Tier(ABC):
     async def ping(self) -> None:
         """Raise if the tier cannot serve."""
 
+    async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
+        """One round trip where the backend allows; this default is one call per key."""
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
+        for key, value in items:
+            await self.set(key, value, ttl_s)
+
     async def stats(self) -> TierStats:
         return TierStats(None, None)
 
     async def close(self) -> None:
         return None
+
+
+class SharedTier(Tier):
+    """A tier every process of the fleet sees; it also carries their coordination."""
+
+    lock_ttl_s: float = 60.0
+
+    @abstractmethod
+    async def try_lock(self, key: CacheKey) -> str | None:
+        """A token if this process now holds the key's lock (for lock_ttl_s), else None."""
+
+    @abstractmethod
+    async def unlock(self, key: CacheKey, token: str) -> None: ...
+
+    @abstractmethod
+    async def locked(self, key: CacheKey) -> bool: ...
+
+    @abstractmethod
+    async def publish(self, message: bytes) -> None: ...
+
+    @abstractmethod
+    def listen(self) -> AsyncIterator[bytes]:
+        """Every published message, until the connection fails."""

@@ -1,8 +1,9 @@
 """Tiers in order: read until the first hit, promote hits forward, write through.
 
-Everything that applies to every tier lives here, once: the codec, timeouts, metrics,
-expiry on read, and fault isolation — a tier that raises or times out is a counted
-miss, never a failed request.
+Everything that applies to every tier lives here, once: the codec, timeouts, a circuit
+breaker, metrics, expiry on read, and fault isolation — a tier that raises or times
+out is a counted miss, never a failed request. With a shared tier (Redis) the chain
+also keeps every process's in-process tiers coherent and offers fleet-wide locks.
 """
 
 from __future__ import annotations
@@ -10,24 +11,64 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+import orjson
 
 from app import codec
 from app.codec import Entry
 from app.metrics import Metrics
-from app.tiers.base import CacheKey, Tier, TierStats
+from app.tiers.base import CacheKey, SharedTier, Tier, TierStats
 
 log = logging.getLogger("llmcache.tiers")
 T = TypeVar("T")
+RECONNECT_S = 0.5
+
+
+@dataclass(slots=True)
+class Breaker:
+    """Closed until `threshold` failures in a row; then open for `reset_s`; then one probe."""
+
+    threshold: int
+    reset_s: float
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+
+    def allow(self, now: float) -> bool:
+        if self.failures < self.threshold:
+            return True
+        if now < self.open_until or self.probing:
+            return False
+        self.probing = True
+        return True
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.probing = False
+
+    def failed(self, now: float) -> bool:
+        """Record a failure; True if the breaker (re)opens now."""
+        self.failures += 1
+        self.probing = False
+        if self.failures >= self.threshold:
+            self.open_until = now + self.reset_s
+            return True
+        return False
+
+    @property
+    def open(self) -> bool:
+        return self.failures >= self.threshold
 
 
 @dataclass(slots=True)
 class TierSlot:
     tier: Tier
-    required: bool
-    timeout_s: float | None
-    compress_min_bytes: int | None
+    required: bool = False
+    timeout_s: float | None = None
+    compress_min_bytes: int | None = None
+    breaker: Breaker = field(default_factory=lambda: Breaker(5, 2.0))
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,6 +78,12 @@ class TierHealth:
     ok: bool
     latency_ms: float
     error: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class FleetLock:
+    key: CacheKey
+    token: str
 
 
 class _Failed:
@@ -50,31 +97,58 @@ class Chain:
     def __init__(self, slots: list[TierSlot], metrics: Metrics) -> None:
         self.slots = slots
         self.metrics = metrics
+        self.local_slots = [s for s in slots if s.tier.in_process]
+        self.shared = next((s for s in slots if isinstance(s.tier, SharedTier)), None)
         self._background: set[asyncio.Task[Any]] = set()
+        self._filled: dict[CacheKey, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    # --- one call, isolated -----------------------------------------------------------
 
     async def _call(self, slot: TierSlot, op: str, action: Callable[[], Awaitable[T]]) -> T | _Failed:
+        tier = slot.tier
+        # An in-process tier does no I/O: no timeout, no breaker, the hot path stays short.
+        remote = not tier.in_process
+        if remote and not slot.breaker.allow(time.monotonic()):
+            self.metrics.tier(tier.name, op, "skipped", 0.0)
+            return FAILED
         started = time.perf_counter()
         try:
-            if slot.timeout_s is None or slot.tier.in_process:
-                result = await action()
-            else:
+            if remote and slot.timeout_s is not None:
                 async with asyncio.timeout(slot.timeout_s):
                     result = await action()
+            else:
+                result = await action()
         except asyncio.CancelledError:
+            slot.breaker.probing = False
             raise
-        except TimeoutError:
-            self.metrics.tier(slot.tier.name, op, "timeout", time.perf_counter() - started)
-            log.warning("tier %s %s timed out after %ss", slot.tier.name, op, slot.timeout_s)
-            return FAILED
         except Exception as exc:  # a tier's failure must never reach the request
-            self.metrics.tier(slot.tier.name, op, "error", time.perf_counter() - started)
-            log.warning("tier %s %s failed: %r", slot.tier.name, op, exc)
+            kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self.metrics.tier(tier.name, op, kind, time.perf_counter() - started)
+            if remote and slot.breaker.failed(time.monotonic()):
+                self.metrics.breaker(tier.name, True)
+                log.warning("tier %s: circuit open for %ss after %r", tier.name, slot.breaker.reset_s, exc)
+            else:
+                log.warning("tier %s %s failed: %r", tier.name, op, exc)
             return FAILED
-        outcome = "ok"
-        if op == "get":
-            outcome = "miss" if result is None else "hit"
-        self.metrics.tier(slot.tier.name, op, outcome, time.perf_counter() - started)
+        if remote and slot.breaker.failures:
+            if slot.breaker.open:
+                self.metrics.breaker(tier.name, False)
+                log.info("tier %s: circuit closed, the tier answers again", tier.name)
+            slot.breaker.succeeded()
+        outcome = ("miss" if result is None else "hit") if op == "get" else "ok"
+        self.metrics.tier(tier.name, op, outcome, time.perf_counter() - started)
         return result
+
+    # --- reads ------------------------------------------------------------------------
+
+    def _decode(self, slot: TierSlot, key: CacheKey, raw: bytes) -> Entry | None:
+        try:
+            return codec.decode(raw)
+        except codec.CodecError as exc:
+            log.warning("tier %s holds an unreadable entry for %s: %s", slot.tier.name, key, exc)
+            self.spawn(self._call(slot, "delete", lambda: slot.tier.delete(key)))
+            return None
 
     async def get(self, key: CacheKey, max_age_s: float | None = None) -> Entry | None:
         """The first live entry along the chain; earlier tiers get a copy of it."""
@@ -82,46 +156,90 @@ class Chain:
             raw = await self._call(slot, "get", lambda: slot.tier.get(key))
             if raw is None or raw is FAILED:
                 continue
-            try:
-                entry = codec.decode(raw)
-            except codec.CodecError as exc:
-                log.warning("tier %s holds an unreadable entry for %s: %s", slot.tier.name, key, exc)
-                self.spawn(self._call(slot, "delete", lambda: slot.tier.delete(key)))
+            entry = self._decode(slot, key, raw)
+            if entry is None:
                 continue
             now = time.time()
             if entry.expired(now):
                 continue
             if max_age_s is not None and entry.age(now) > max_age_s:
-                # Too old for this caller, and every later tier holds an older or equal copy.
-                return None
+                return None  # every later tier holds an older or equal copy
             if index:
-                await self._write(self.slots[:index], key, entry)
+                await self._write(self.slots[:index], {key: entry})
             return entry
         return None
 
-    async def set(self, key: CacheKey, entry: Entry) -> None:
-        await self._write(self.slots, key, entry)
+    async def get_many(self, keys: list[CacheKey], max_age_s: float | None = None) -> dict[CacheKey, Entry]:
+        """Entries for the keys found; one batched read per tier for what is still missing."""
+        found: dict[CacheKey, Entry] = {}
+        missing = list(dict.fromkeys(keys))
+        for index, slot in enumerate(self.slots):
+            if not missing:
+                break
+            wanted = list(missing)
+            raws = await self._call(slot, "get_many", lambda: slot.tier.get_many(wanted))
+            if raws is FAILED:
+                continue
+            now = time.time()
+            promoted: dict[CacheKey, Entry] = {}
+            for key, raw in zip(wanted, raws):
+                entry = None if raw is None else self._decode(slot, key, raw)
+                if entry is None or entry.expired(now):
+                    continue
+                missing.remove(key)
+                if max_age_s is not None and entry.age(now) > max_age_s:
+                    continue
+                found[key] = entry
+                promoted[key] = entry
+            if index and promoted:
+                await self._write(self.slots[:index], promoted)
+        return found
 
-    async def _write(self, slots: list[TierSlot], key: CacheKey, entry: Entry) -> None:
-        """In-process tiers are written now; the rest in the background."""
-        ttl = entry.remaining_ttl(time.time())
-        if ttl is not None and ttl <= 0:
-            return
+    # --- writes -----------------------------------------------------------------------
+
+    async def set(self, key: CacheKey, entry: Entry, durable: bool = False) -> None:
+        """Write through. `durable`: return only once every tier has the entry."""
+        await self._write(self.slots, {key: entry}, durable)
+
+    async def set_many(self, entries: dict[CacheKey, Entry]) -> None:
+        await self._write(self.slots, entries)
+
+    async def _write(self, slots: list[TierSlot], entries: dict[CacheKey, Entry], durable: bool = False) -> None:
+        """In-process tiers are written now; the rest in the background unless durable."""
+        now = time.time()
+        by_ttl: dict[float | None, list[tuple[CacheKey, Entry]]] = {}
+        for key, entry in entries.items():
+            ttl = entry.remaining_ttl(now)
+            if ttl is None or ttl > 0:
+                by_ttl.setdefault(ttl, []).append((key, entry))
+        pending = []
         for slot in slots:
-            data = codec.encode(entry, slot.compress_min_bytes)
-            write = self._write_one(slot, key, data, ttl)
-            if slot.tier.in_process:
-                await write
-            else:
-                self.spawn(write)
+            for ttl, group in by_ttl.items():
+                items = [(key, codec.encode(entry, slot.compress_min_bytes)) for key, entry in group]
+                write = self._write_one(slot, items, ttl)
+                if slot.tier.in_process:
+                    await write
+                elif durable:
+                    pending.append(write)
+                else:
+                    self.spawn(write)
+        if pending:
+            await asyncio.gather(*pending)
 
-    async def _write_one(self, slot: TierSlot, key: CacheKey, data: bytes, ttl: float | None) -> None:
-        await self._call(slot, "set", lambda: slot.tier.set(key, data, ttl))
+    async def _write_one(self, slot: TierSlot, items: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
+        if len(items) == 1:
+            key, data = items[0]
+            await self._call(slot, "set", lambda: slot.tier.set(key, data, ttl))
+        else:
+            await self._call(slot, "set_many", lambda: slot.tier.set_many(items, ttl))
+
+    # --- invalidation -----------------------------------------------------------------
 
     async def delete(self, key: CacheKey) -> int:
         results = await asyncio.gather(
             *(self._call(s, "delete", lambda s=s: s.tier.delete(key)) for s in self.slots)
         )
+        await self._announce({"op": "delete", "key": key})
         return int(any(r is True for r in results))
 
     async def clear(self, namespace: str | None) -> int | None:
@@ -129,10 +247,92 @@ class Chain:
         results = await asyncio.gather(
             *(self._call(s, "clear", lambda s=s: s.tier.clear(namespace)) for s in self.slots)
         )
+        await self._announce({"op": "clear", "namespace": namespace})
         counts = [r for r in results if isinstance(r, int)]
-        if not counts:
+        return max(counts) if counts else None
+
+    async def _announce(self, message: dict[str, Any]) -> None:
+        shared = self.shared
+        if shared is not None:
+            data = orjson.dumps(message)
+            await self._call(shared, "publish", lambda: shared.tier.publish(data))  # type: ignore[attr-defined]
+
+    async def _apply(self, data: bytes) -> None:
+        """A message from another process: keep this process's in-process tiers coherent."""
+        try:
+            message = orjson.loads(data)
+            op = message["op"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring a malformed fleet message: %r", data[:200])
+            return
+        if op == "filled":
+            event = self._filled.get(message.get("key", ""))
+            if event is not None:
+                event.set()
+            return
+        for slot in self.local_slots:
+            if op == "delete":
+                await slot.tier.delete(message["key"])
+            elif op == "clear":
+                await slot.tier.clear(message.get("namespace"))
+
+    async def _listen(self, tier: SharedTier) -> None:
+        while True:
+            try:
+                async for data in tier.listen():
+                    await self._apply(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("fleet channel on %s lost (%r); reconnecting", tier.name, exc)
+            # In-process tiers may have missed invalidations while the channel was down.
+            await asyncio.sleep(RECONNECT_S)
+
+    # --- fleet single flight ------------------------------------------------------------
+
+    async def acquire(self, key: CacheKey) -> FleetLock | bool:
+        """A lock if this process should call the upstream, False if another process is
+        already calling it, True if no fleet lock is possible (no shared tier, or down)."""
+        shared = self.shared
+        if shared is None:
+            return True
+        token = await self._call(shared, "lock", lambda: shared.tier.try_lock(key))  # type: ignore[attr-defined]
+        if token is FAILED:
+            return True
+        return False if token is None else FleetLock(key, token)
+
+    async def release(self, lock: FleetLock) -> None:
+        shared = self.shared
+        if shared is None:
+            return
+        await self._call(shared, "unlock", lambda: shared.tier.unlock(lock.key, lock.token))  # type: ignore[attr-defined]
+        await self._announce({"op": "filled", "key": lock.key})
+
+    async def wait_for_entry(self, key: CacheKey, poll_s: float = 0.05) -> Entry | None:
+        """Wait while another process holds the key's lock; its entry when it lands."""
+        shared = self.shared
+        assert shared is not None
+        event = self._filled.setdefault(key, asyncio.Event())
+        end = time.monotonic() + shared.tier.lock_ttl_s  # type: ignore[attr-defined]
+        try:
+            while time.monotonic() < end:
+                entry = await self.get(key)
+                if entry is not None:
+                    return entry
+                held = await self._call(shared, "locked", lambda: shared.tier.locked(key))  # type: ignore[attr-defined]
+                if held is not True:
+                    return await self.get(key)  # released (or Redis is gone): last look
+                try:
+                    async with asyncio.timeout(poll_s):
+                        await event.wait()
+                except TimeoutError:
+                    pass
             return None
-        return max(counts)
+        finally:
+            if self._filled.get(key) is event:
+                del self._filled[key]
+
+    # --- health and lifecycle ---------------------------------------------------------
 
     async def ping(self) -> list[TierHealth]:
         return list(await asyncio.gather(*(self._ping_one(s) for s in self.slots)))
@@ -141,7 +341,7 @@ class Chain:
         started = time.perf_counter()
         error: str | None = None
         try:
-            async with asyncio.timeout(slot.timeout_s or 2.0):
+            async with asyncio.timeout(max(slot.timeout_s or 0, 1.0)):
                 await slot.tier.ping()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -159,17 +359,26 @@ class Chain:
             results.append((slot.tier, stats))
         return results
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run work after the response; keep a reference so it is not collected mid-way."""
+    def start(self) -> None:
+        """Begin listening to the fleet channel (only with a shared tier and local copies)."""
+        if self.shared is not None and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(self.shared.tier))  # type: ignore[arg-type]
+
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run work beside the response; keep a reference so it is not collected mid-way."""
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         await self.drain()
         for slot in self.slots:
             try:

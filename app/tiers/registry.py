@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-from app.config import DiskTierSettings, LocalTierSettings, TierBase, tier_name
+from app.config import DiskTierSettings, LocalTierSettings, RedisTierSettings, TierBase, tier_name
 from app.tiers.base import Tier
 from app.tiers.disk import DiskTier
 from app.tiers.local import LocalTier
+from app.tiers.redis import RedisTier
 
 TIER_TYPES: dict[type[TierBase], Callable[..., Tier]] = {
     LocalTierSettings: lambda s: LocalTier(tier_name(s), s.max_entries, s.max_bytes),
     DiskTierSettings: lambda s: DiskTier(tier_name(s), s.path, s.max_bytes),
+    RedisTierSettings: lambda s: RedisTier(tier_name(s), s),
 }
 
 

@@ -9,9 +9,11 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from app.config import RedisNode, RedisTierSettings
 from app.tiers.base import Tier
 from app.tiers.disk import DiskTier
 from app.tiers.local import LocalTier
+from app.tiers.redis import RedisTier
 
 TierFactory = Callable[[pytest.FixtureRequest], Awaitable[Tier]]
 
@@ -25,7 +27,29 @@ async def disk_tier(request: pytest.FixtureRequest) -> Tier:
     return DiskTier("disk", str(path / "cache"), max_bytes=256 * 1024 * 1024)
 
 
-TIER_FACTORIES: dict[str, TierFactory] = {"local": local_tier, "disk": disk_tier}
+def _prefix(request: pytest.FixtureRequest) -> str:
+    # Each test gets its own key space, so tests never see each other's entries.
+    return f"t-{abs(hash(request.node.nodeid)):x}:"
+
+
+async def redis_tier(request: pytest.FixtureRequest) -> Tier:
+    server = request.getfixturevalue("redis_standalone")
+    return RedisTier("redis", RedisTierSettings(type="redis", url=server.url, prefix=_prefix(request)))
+
+
+async def redis_cluster_tier(request: pytest.FixtureRequest) -> Tier:
+    cluster = request.getfixturevalue("redis_cluster")
+    nodes = tuple(RedisNode(host=h, port=p) for h, p in cluster.startup_nodes)
+    settings = RedisTierSettings(type="redis", startup_nodes=nodes, prefix=_prefix(request))
+    return RedisTier("redis-cluster", settings)
+
+
+TIER_FACTORIES: dict[str, TierFactory] = {
+    "local": local_tier,
+    "disk": disk_tier,
+    "redis": redis_tier,
+    "redis-cluster": redis_cluster_tier,
+}
 
 
 @pytest.fixture(params=sorted(TIER_FACTORIES))

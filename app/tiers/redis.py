@@ -1,0 +1,178 @@
+"""Redis and Redis Cluster tier, on redis-py's asyncio client.
+
+Beyond storage, Redis is what makes several processes one cache: a pub/sub channel
+carries invalidations (and "entry filled" notices) to every process's in-process tier,
+and short `SET NX PX` locks let one process in the fleet call the upstream for a key
+while the others wait for the entry to land.
+
+Keys never share a hash tag, so entries spread over every cluster node, and no command
+here ever spans two slots: multi-key reads and deletes are split by slot by the client
+(`mget_nonatomic`, `delete`), writes go through a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, AsyncIterator
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.config import RedisTierSettings
+from app.tiers.base import CacheKey, SharedTier, TierStats
+
+log = logging.getLogger("llmcache.tiers.redis")
+
+CHANNEL_SUFFIX = "events"
+SCAN_BATCH = 500
+# Compare-and-delete: a lock is released only by the holder whose token it carries.
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class RedisTier(SharedTier):
+    type = "redis"
+
+    def __init__(self, name: str, settings: RedisTierSettings) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.prefix = settings.prefix
+        self.channel = f"{settings.prefix}{CHANNEL_SUFFIX}"
+        self._lock_prefix = f"{settings.prefix}lock:"
+        self.cluster = bool(settings.startup_nodes)
+        self.lock_ttl_s = settings.lock_ttl_s
+        self.client: Redis | RedisCluster = self._connect()
+
+    def _common(self) -> dict[str, Any]:
+        s = self.settings
+        # Failures surface at once; the chain's timeout and circuit breaker decide what
+        # a failure means, so the client's own retries would only add latency.
+        return {
+            "username": s.username,
+            "password": s.password,
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 1.0,
+            "retry": Retry(NoBackoff(), 0),
+        }
+
+    def _connect(self) -> Redis | RedisCluster:
+        s = self.settings
+        if self.cluster:
+            nodes = [ClusterNode(n.host, n.port) for n in s.startup_nodes]
+            return RedisCluster(
+                startup_nodes=nodes, ssl=s.ssl, max_connections=s.max_connections, **self._common()
+            )
+        if s.url:
+            pool = BlockingConnectionPool.from_url(
+                s.url, max_connections=s.max_connections, timeout=1.0, **self._common()
+            )
+        else:
+            pool = BlockingConnectionPool(
+                host=s.host, port=s.port, db=s.db, max_connections=s.max_connections, timeout=1.0,
+                **({"connection_class": _ssl_connection()} if s.ssl else {}), **self._common(),
+            )
+        return Redis.from_pool(pool)  # the client owns the pool and closes it
+
+    def _name(self, key: CacheKey) -> str:
+        return self.prefix + key
+
+    async def get(self, key: CacheKey) -> bytes | None:
+        return await self.client.get(self._name(key))
+
+    async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
+        names = [self._name(k) for k in keys]
+        if isinstance(self.client, RedisCluster):
+            return await self.client.mget_nonatomic(names)
+        return await self.client.mget(names)
+
+    async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
+        await self.client.set(self._name(key), value, px=_ms(ttl_s))
+
+    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, value in items:
+                pipe.set(self._name(key), value, px=_ms(ttl_s))
+            await pipe.execute()
+
+    async def delete(self, key: CacheKey) -> bool:
+        return bool(await self.client.delete(self._name(key)))
+
+    async def clear(self, namespace: str | None) -> int | None:
+        """SCAN (never KEYS) over every primary, deleting in batches split by slot."""
+        pattern = f"{self.prefix}{namespace}/*" if namespace else f"{self.prefix}*"
+        deleted = 0
+        batch: list[bytes] = []
+        async for name in self.client.scan_iter(match=pattern, count=SCAN_BATCH):
+            if not namespace and name.startswith(self._lock_prefix.encode()):
+                continue  # in-flight locks belong to running calls, not to the cache
+            batch.append(name)
+            if len(batch) >= SCAN_BATCH:
+                deleted += await self.client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.client.delete(*batch)
+        return deleted
+
+    async def ping(self) -> None:
+        if isinstance(self.client, RedisCluster):
+            await self.client.ping(target_nodes=RedisCluster.ALL_NODES)
+        else:
+            await self.client.ping()
+
+    async def stats(self) -> TierStats:
+        return TierStats(None, None)  # the keyspace may be shared; counting ours means a full SCAN
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # --- fleet coordination ---------------------------------------------------------------
+
+    async def try_lock(self, key: CacheKey) -> str | None:
+        token = secrets.token_hex(8)
+        acquired = await self.client.set(self._lock_prefix + key, token, nx=True, px=_ms(self.lock_ttl_s))
+        return token if acquired else None
+
+    async def unlock(self, key: CacheKey, token: str) -> None:
+        await self.client.eval(_UNLOCK, 1, self._lock_prefix + key, token)
+
+    async def locked(self, key: CacheKey) -> bool:
+        return bool(await self.client.exists(self._lock_prefix + key))
+
+    async def publish(self, message: bytes) -> None:
+        await self.client.publish(self.channel, message)
+
+    async def listen(self) -> AsyncIterator[bytes]:
+        """Messages of the channel, until the connection fails (the caller reconnects).
+
+        Cluster PUBLISH reaches every node, so one node's subscription hears all.
+        """
+        s = self.settings
+        if self.cluster:
+            node = s.startup_nodes[secrets.randbelow(len(s.startup_nodes))]
+            conn = Redis(host=node.host, port=node.port, ssl=s.ssl, **self._common())
+        elif s.url:
+            conn = Redis.from_url(s.url, **self._common())
+        else:
+            conn = Redis(host=s.host, port=s.port, db=s.db, ssl=s.ssl, **self._common())
+        pubsub = conn.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    yield message["data"]
+        finally:
+            await pubsub.aclose()
+            await conn.aclose()
+
+
+def _ms(ttl_s: float | None) -> int | None:
+    return None if ttl_s is None else max(1, int(ttl_s * 1000))
+
+
+def _ssl_connection() -> type:
+    from redis.asyncio.connection import SSLConnection
+
+    return SSLConnection
