@@ -27,6 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else settings.server.port
     workers = args.workers or settings.server.workers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: one line per upstream call is noise, and costly.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     common = dict(host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_level="info")
     if workers > 1:
         if args.config:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,10 @@ class TierBase(Strict):
     # After this many failures in a row the tier is skipped for breaker_reset_s, then probed.
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(2.0, gt=0)
+    # Writes to a remote tier wait in a bounded queue, off the request path; when it is
+    # full a write is dropped (and counted) rather than held in memory.
+    write_queue: int = Field(1000, ge=1)
+    write_concurrency: int = Field(8, ge=1)
 
 
 class LocalTierSettings(TierBase):
@@ -101,8 +105,49 @@ class RedisTierSettings(TierBase):
     lock_ttl_s: float = Field(60, gt=0)
 
 
+class ObjectTierBase(TierBase):
+    """Object stores: one object per entry under `path`/namespace/key."""
+
+    path: str = "llmcache"
+    timeout_s: float | None = Field(1.0, gt=0)
+    compress_min_bytes: int | None = Field(1024, ge=0)
+    # A store that stops answering is skipped at once, and probed again later.
+    breaker_failures: int = Field(1, ge=1)
+    breaker_reset_s: float = Field(5.0, gt=0)
+
+
+class S3TierSettings(ObjectTierBase):
+    type: Literal["s3"]
+    bucket: str
+    region: str | None = None
+    endpoint_url: str | None = None  # S3-compatible stores (MinIO, R2) and emulators
+    access_key_id: str | None = None  # null: the standard AWS credential chain
+    secret_access_key: str | None = None
+
+
+class GCSTierSettings(ObjectTierBase):
+    type: Literal["gcs"]
+    bucket: str
+    service_account_json: str | None = None  # path of a key file; null: default credentials
+    endpoint: str | None = None  # an emulator: anonymous access
+
+
+class AzureBlobTierSettings(ObjectTierBase):
+    type: Literal["azure_blob"]
+    account_url: str | None = None  # with DefaultAzureCredential
+    connection_string: str | None = None
+    container: str
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "AzureBlobTierSettings":
+        if not self.account_url and not self.connection_string:
+            raise ValueError("azure_blob needs account_url or connection_string")
+        return self
+
+
 TierSettings = Annotated[
-    Union[LocalTierSettings, DiskTierSettings, RedisTierSettings],
+    Union[LocalTierSettings, DiskTierSettings, RedisTierSettings, S3TierSettings, GCSTierSettings,
+          AzureBlobTierSettings],
     Field(discriminator="type"),
 ]
 
@@ -228,10 +273,6 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         raise ConfigError(str(exc)) from None
 
 
-# Tier types of the product that this version cannot serve yet: refused, never ignored.
-PLANNED_TIER_TYPES = frozenset(("s3", "gcs", "azure_blob"))
-
-
 def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -244,10 +285,7 @@ def format_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
             expected = err.get("ctx", {}).get("expected_tags")
-            if tag in PLANNED_TIER_TYPES:
-                message = f"tier type {tag!r} is not supported by this version (available: {expected})"
-            else:
-                message = f"unknown tier type {tag!r} (available: {expected})"
+            message = f"unknown tier type {tag!r} (available: {expected})"
         else:
             message = err["msg"]
         lines.append(f"{location}: {message}")

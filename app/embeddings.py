@@ -91,10 +91,10 @@ async def _batch(
     call.body = proxy.upstream_json(call, {**payload, "input": list(missing.values())})
     status = "refresh" if call.control.no_cache else ("partial" if cached else "miss")
     headers = _headers(call, status, cached, len(items))
-    assert call.headers is not None
+    url, upstream_headers = proxy.outbound(call)
     started = time.perf_counter()
     try:
-        response = await proxy.upstream.call("POST", call.url, call.headers, call.body)
+        response = await proxy.upstream.call("POST", url, upstream_headers, call.body)
     except ProxyError as error:
         proxy.metrics.upstream_error(call.call_type, error.code)
         await send_error(send, error, headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ CACHE_STATUSES = ("hit", "semantic-hit", "partial", "miss", "refresh", "bypass")
 # Set (before prometheus_client is imported) in every worker of a multi-process server:
 # each worker writes its values there, and any worker's /metrics reports the sum.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+FLUSH_INTERVAL_S = 1.0
 
 
 def prepare_multiprocess(directory: Path) -> None:
@@ -73,12 +75,51 @@ class Metrics:
         self.breaker_trips = Counter(
             "llmcache_tier_breaker_trips", "Times a tier's circuit breaker opened.", ("tier",), registry=r,
         )
+        self.writes_dropped = Counter(
+            "llmcache_tier_writes_dropped", "Entries not written to a tier because its write queue was full.",
+            ("tier",), registry=r,
+        )
         self.upstream_errors = Counter(
             "llmcache_upstream_errors", "Upstream calls that failed or answered non-2xx.",
             ("call_type", "kind"), registry=r,
         )
         # labels() takes a lock and builds a tuple; children are memoized per label set.
         self._children: dict[tuple[Any, ...], Any] = {}
+        # Counter increments on the request path collect here and reach prometheus-client
+        # (a lock and a value object per increment) in bulk: at every scrape and each second.
+        # With several workers a scrape reads the other workers' files, which must be
+        # current, so there every increment is written at once.
+        self._pending: dict[Any, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._batched = not os.environ.get(MULTIPROC_ENV)
+
+    def _count(self, child: Any, amount: float = 1.0) -> None:
+        if self._batched:
+            pending = self._pending
+            pending[child] = pending.get(child, 0.0) + amount
+        else:
+            child.inc(amount)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for child, amount in pending.items():
+            child.inc(amount)
+
+    def start(self) -> None:
+        async def periodically() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                self.flush()
+
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(periodically())
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        self.flush()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -89,10 +130,10 @@ class Metrics:
 
     def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
         model = model[:MAX_MODEL_LABEL]
-        self._child(self.requests, call_type, model, status).inc()
+        self._count(self._child(self.requests, call_type, model, status))
         self._child(self.request_duration, call_type, status).observe(seconds)
         if tokens_saved:
-            self._child(self.tokens_saved, model).inc(tokens_saved)
+            self._count(self._child(self.tokens_saved, model), tokens_saved)
 
     def upstream(self, call_type: str, seconds: float) -> None:
         self._child(self.upstream_duration, call_type).observe(seconds)
@@ -101,8 +142,11 @@ class Metrics:
         self._child(self.upstream_errors, call_type, kind).inc()
 
     def tier(self, tier: str, op: str, result: str, seconds: float) -> None:
-        self._child(self.tier_operations, tier, op, result).inc()
+        self._count(self._child(self.tier_operations, tier, op, result))
         self._child(self.tier_duration, tier, op).observe(seconds)
+
+    def write_dropped(self, tier: str, entries: int) -> None:
+        self._child(self.writes_dropped, tier).inc(entries)
 
     def breaker(self, tier: str, opened: bool) -> None:
         self._child(self.breaker_open, tier).set(1 if opened else 0)
@@ -110,6 +154,7 @@ class Metrics:
             self._child(self.breaker_trips, tier).inc()
 
     def _exposed(self) -> CollectorRegistry:
+        self.flush()
         if os.environ.get(MULTIPROC_ENV):
             merged = CollectorRegistry()
             MultiProcessCollector(merged)

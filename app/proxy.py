@@ -38,29 +38,6 @@ _MISSING: Any = object()
 
 
 @dataclass(slots=True)
-class Call:
-    """One cacheable request on its way through the path."""
-
-    call_type: str
-    model: Any
-    control: CacheControl
-    started: float
-    key: CacheKey | None = None
-    url: str = ""
-    headers: Headers | None = None
-    body: bytes = b""
-    stream: bool = False
-    include_usage: bool = False
-    content_type: bytes = JSON
-
-    def cache_headers(self, status: str) -> Headers:
-        out: Headers = [(b"x-cache-status", status.encode())]
-        if self.key is not None:
-            out.append((b"x-cache-key", self.key.encode()))
-        return out
-
-
-@dataclass(slots=True)
 class Incoming:
     """What the path needs from the request headers, gathered in one pass."""
 
@@ -70,6 +47,30 @@ class Incoming:
     content_type: bytes | None = None
     content_length: int | None = None
     cache_control: str | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One cacheable request on its way through the path."""
+
+    call_type: str
+    model: Any
+    control: CacheControl
+    started: float
+    incoming: Incoming
+    path: str
+    key: CacheKey | None = None
+    body: bytes = b""
+    # Set when the body sent upstream is a rebuilt form with a new boundary.
+    body_type: bytes | None = None
+    stream: bool = False
+    include_usage: bool = False
+
+    def cache_headers(self, status: str) -> Headers:
+        out: Headers = [(b"x-cache-status", status.encode())]
+        if self.key is not None:
+            out.append((b"x-cache-key", self.key.encode()))
+        return out
 
 
 def read_headers(scope: Scope) -> Incoming:
@@ -142,9 +143,9 @@ class Proxy:
             raise bad_request("request body must be a JSON object", "invalid_json")
         return payload
 
-    def begin(self, call_type: str, incoming: Incoming, model: Any, body_control: Any) -> Call:
+    def begin(self, call_type: str, scope: Scope, incoming: Incoming, model: Any, body_control: Any) -> Call:
         control = parse_control(incoming.controls, incoming.cache_control, body_control)
-        return Call(call_type, model, control, time.perf_counter())
+        return Call(call_type, model, control, time.perf_counter(), incoming, scope["path"])
 
     def cacheable(self, call: Call) -> bool:
         use = call.control.use_cache
@@ -160,10 +161,12 @@ class Proxy:
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
 
-    def target(self, call: Call, incoming: Incoming, path: str, content_type: bytes | None = None) -> None:
+    def outbound(self, call: Call) -> tuple[str, Headers]:
+        """Where and with which headers the call goes upstream (built only on a miss)."""
         route = self.routing.route(call.model)
-        call.url = upstream_url(route.base_url, path)
-        call.headers = request_headers(incoming.raw, route.api_key, drop_controls=True, content_type=content_type)
+        url = upstream_url(route.base_url, call.path)
+        headers = request_headers(call.incoming.raw, route.api_key, drop_controls=True, content_type=call.body_type)
+        return url, headers
 
     def upstream_model(self, model: Any) -> str | None:
         return self.routing.route(model).upstream_model
@@ -203,8 +206,7 @@ class Proxy:
         bytes unless the payload had to change."""
         payload = self.parse_json(body)
         body_control = payload.pop("cache", _MISSING)
-        call = self.begin(call_type, incoming, payload.get("model"), None if body_control is _MISSING else body_control)
-        self.target(call, incoming, scope["path"])
+        call = self.begin(call_type, scope, incoming, payload.get("model"), None if body_control is _MISSING else body_control)
         changed = body_control is not _MISSING or self.upstream_model(call.model) is not None
         call.body = self.upstream_json(call, payload) if changed else body
         return call, payload
@@ -316,13 +318,13 @@ class Proxy:
                 await self.chain.release(lock)
 
     async def _produce_body(self, call: Call) -> Outcome:
-        assert call.headers is not None
-        response = await self.upstream.call("POST", call.url, call.headers, call.body)
+        url, headers = self.outbound(call)
+        response = await self.upstream.call("POST", url, headers, call.body)
         return _outcome(response, response.content)
 
     async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
-        assert call.headers is not None
-        async with self.upstream.open("POST", call.url, call.headers, call.body) as response:
+        url, outbound_headers = self.outbound(call)
+        async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
             headers = response_headers(response)
             if not response.is_success or not response.headers.get("content-type", "").startswith(
                 "text/event-stream"

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 import orjson
 
 DONE = b"data: [DONE]\n\n"
-_EVENT_SPLIT = re.compile(rb"\r?\n\r?\n")
 # A word with its leading whitespace: the shape of a model token.
 _WORD = re.compile(r"\s*\S+|\s+")
 PIECE_CHARS = 16
@@ -22,14 +21,19 @@ _CHAT_MESSAGE_SPECIAL = frozenset(("role", "content", "refusal", "reasoning_cont
 
 def parse_events(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
     """The JSON payloads of a complete SSE byte stream, and whether `[DONE]` closed it."""
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     events: list[dict[str, Any]] = []
     done = False
-    for block in _EVENT_SPLIT.split(raw):
-        data = [line[5:].lstrip(b" ") for line in block.splitlines() if line.startswith(b"data:")]
-        if not data:
-            continue
-        payload = b"\n".join(data)
-        if payload.strip() == b"[DONE]":
+    for block in raw.split(b"\n\n"):
+        if block.startswith(b"data: ") and b"\n" not in block:
+            payload = block[6:]  # the one-line event every OpenAI-compatible server sends
+        else:
+            data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+            if not data:
+                continue
+            payload = b"\n".join(data)
+        if payload[:1] != b"{" and payload.strip() == b"[DONE]":
             done = True
             continue
         try:

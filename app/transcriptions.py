@@ -51,18 +51,16 @@ async def handle_transcription(
             raise bad_request("the 'cache' form field must hold a JSON object", "invalid_cache_control") from None
     params = form_params(parts)
     model = params.get("model")
-    call = proxy.begin(call_type, incoming, model, body_control)
+    call = proxy.begin(call_type, scope, incoming, model, body_control)
     rename = proxy.upstream_model(model)
     upstream_parts = [p for p in parts if p.name != CONTROL_FIELD]
     if rename is not None:
         for part in upstream_parts:
             if part.name == "model" and part.filename is None:
                 part.data = bytearray(rename.encode())
-    content_type = None
     call.body = body
     if control_parts or rename is not None:
-        call.body, content_type = build_form(upstream_parts)
-    proxy.target(call, incoming, scope["path"], content_type)
+        call.body, call.body_type = build_form(upstream_parts)
     # A streamed transcription is a different event format; it is forwarded, not cached.
     streamed = str(params.get("stream", "")).lower() == "true"
     if streamed or not proxy.cacheable(call):

@@ -1,4 +1,8 @@
-"""Forwarding to the upstream with one shared httpx client.
+"""Forwarding to the upstream through one shared, pooled httpx transport.
+
+The transport is used without the `AsyncClient` layer on top: that layer stores cookies
+(which a proxy serving many callers must never replay), runs auth and redirect flows a
+proxy must not apply, and costs about 80 µs per call.
 
 Transport failures are mapped here, once: timeouts become 504, anything else that keeps
 the upstream from answering becomes 502, both in the OpenAI error shape.
@@ -31,16 +35,14 @@ RESPONSE_DROP = frozenset(
 )
 
 
-def create_client(settings: UpstreamSettings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+def create_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
+    return httpx.AsyncHTTPTransport(
         limits=httpx.Limits(
             max_connections=settings.max_connections,
             max_keepalive_connections=min(settings.max_connections, 256),
             keepalive_expiry=60,
         ),
-        follow_redirects=False,
-        trust_env=False,
+        retries=0,
     )
 
 
@@ -89,27 +91,38 @@ def map_error(exc: httpx.HTTPError) -> ProxyError:
 
 
 class Upstream:
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+    def __init__(self, transport: httpx.AsyncBaseTransport, settings: UpstreamSettings) -> None:
+        self.transport = transport
+        self.timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s).as_dict()
+
+    def _request(self, method: str, url: str, headers: Headers, body: bytes | AsyncIterator[bytes]) -> httpx.Request:
+        return httpx.Request(method, url, headers=headers, content=body, extensions={"timeout": self.timeout})
 
     async def call(self, method: str, url: str, headers: Headers, body: bytes) -> httpx.Response:
         """A complete response (body read), or ProxyError."""
         try:
-            return await self.client.request(method, url, headers=headers, content=body)
+            response = await self.transport.handle_async_request(self._request(method, url, headers, body))
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise map_error(exc) from exc
+        return response
 
     @contextlib.asynccontextmanager
     async def open(
         self, method: str, url: str, headers: Headers, body: bytes | AsyncIterator[bytes]
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body is still to be read; closed (connection released) on exit."""
-        request = self.client.build_request(method, url, headers=headers, content=body)
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.transport.handle_async_request(self._request(method, url, headers, body))
         except httpx.HTTPError as exc:
             raise map_error(exc) from exc
         try:
             yield response
         finally:
             await response.aclose()
+
+    async def close(self) -> None:
+        await self.transport.aclose()

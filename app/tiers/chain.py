@@ -62,6 +62,9 @@ class Breaker:
         return self.failures >= self.threshold
 
 
+Write = tuple[list[tuple[CacheKey, bytes]], float | None]
+
+
 @dataclass(slots=True)
 class TierSlot:
     tier: Tier
@@ -69,6 +72,9 @@ class TierSlot:
     timeout_s: float | None = None
     compress_min_bytes: int | None = None
     breaker: Breaker = field(default_factory=lambda: Breaker(5, 2.0))
+    write_queue: int = 1000
+    write_concurrency: int = 8
+    queue: asyncio.Queue[Write] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,6 +108,7 @@ class Chain:
         self._background: set[asyncio.Task[Any]] = set()
         self._filled: dict[CacheKey, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     # --- one call, isolated -----------------------------------------------------------
 
@@ -216,15 +223,31 @@ class Chain:
         for slot in slots:
             for ttl, group in by_ttl.items():
                 items = [(key, codec.encode(entry, slot.compress_min_bytes)) for key, entry in group]
-                write = self._write_one(slot, items, ttl)
                 if slot.tier.in_process:
-                    await write
-                elif durable:
-                    pending.append(write)
+                    await self._write_one(slot, items, ttl)
+                elif durable or slot.queue is None:
+                    pending.append(self._write_one(slot, items, ttl))
                 else:
-                    self.spawn(write)
+                    self._enqueue(slot, (items, ttl))
         if pending:
             await asyncio.gather(*pending)
+
+    def _enqueue(self, slot: TierSlot, write: Write) -> None:
+        assert slot.queue is not None
+        try:
+            slot.queue.put_nowait(write)
+        except asyncio.QueueFull:
+            # A backlog means the tier cannot keep up; holding more would only grow memory.
+            self.metrics.write_dropped(slot.tier.name, len(write[0]))
+
+    async def _drain_queue(self, slot: TierSlot) -> None:
+        assert slot.queue is not None
+        while True:
+            items, ttl = await slot.queue.get()
+            try:
+                await self._write_one(slot, items, ttl)
+            finally:
+                slot.queue.task_done()
 
     async def _write_one(self, slot: TierSlot, items: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
         if len(items) == 1:
@@ -360,9 +383,15 @@ class Chain:
         return results
 
     def start(self) -> None:
-        """Begin listening to the fleet channel (only with a shared tier and local copies)."""
+        """Start the write queues of remote tiers and listen to the fleet channel."""
+        loop = asyncio.get_running_loop()
+        for slot in self.slots:
+            if not slot.tier.in_process and slot.queue is None:
+                slot.queue = asyncio.Queue(slot.write_queue)
+                for _ in range(slot.write_concurrency):
+                    self._workers.append(loop.create_task(self._drain_queue(slot)))
         if self.shared is not None and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen(self.shared.tier))  # type: ignore[arg-type]
+            self._listener = loop.create_task(self._listen(self.shared.tier))  # type: ignore[arg-type]
 
     def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run work beside the response; keep a reference so it is not collected mid-way."""
@@ -372,14 +401,25 @@ class Chain:
         return task
 
     async def drain(self) -> None:
+        """Wait for background work and queued writes (each bounded by its tier's timeout)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        for slot in self.slots:
+            if slot.queue is not None:
+                await slot.queue.join()
 
-    async def close(self) -> None:
+    async def close(self, drain_timeout_s: float = 10.0) -> None:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
-        await self.drain()
+        try:
+            async with asyncio.timeout(drain_timeout_s):
+                await self.drain()
+        except TimeoutError:
+            log.warning("shutting down with writes still queued after %ss", drain_timeout_s)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
         for slot in self.slots:
             try:
                 await slot.tier.close()
