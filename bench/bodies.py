@@ -1,0 +1,45 @@
+"""The request bodies every row sends: one ~1 KB chat request, fixed or made unique."""
+
+from __future__ import annotations
+
+import orjson
+
+MARKER = "@@N@@"  # unique.lua replaces it per request
+TARGET_BYTES = 1024
+MODEL = "gpt-4o-mini"
+SYSTEM_PROMPT = (
+    "You are a careful assistant for an engineering team. Answer briefly, quote the part of "
+    "the question you are answering, and say so plainly when you are not sure."
+)
+# Realistic prose rather than one repeated character, so the body looks like a prompt.
+FILLER = (
+    "We run a caching proxy in front of a language model API and want to know how the "
+    "latency of cached answers compares with the latency of the upstream itself when the "
+    "system is under steady load from many clients at once. "
+)
+
+
+def chat_body(marker: str, stream: bool = False, target: int = TARGET_BYTES) -> bytes:
+    """A chat request of about `target` bytes whose user message starts with `marker`."""
+    user = f"Question {marker}:"
+    body = _render(user, stream)
+    words = iter((FILLER * 20).split())
+    while len(body) < target:
+        user += " " + next(words)
+        body = _render(user, stream)
+    return body
+
+
+def _render(user: str, stream: bool) -> bytes:
+    payload: dict[str, object] = {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+        "temperature": 0,
+    }
+    if stream:
+        payload["stream"] = True
+    return orjson.dumps(payload)
+
+
+def fill(template: bytes, value: str) -> bytes:
+    return template.replace(MARKER.encode(), value.encode(), 1)

@@ -1,0 +1,160 @@
+"""Server processes for the benchmark: free ports, CPU pinning, readiness, teardown.
+
+Every process starts in its own session (process group), so stopping it also stops
+anything it forked; `Processes` is a context manager that stops every group it started
+even when the benchmark fails half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+STARTUP_DEADLINE_S = 30.0
+STOP_GRACE_S = 5.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot produce a trustworthy number; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPU the server under test gets, and which the load (wrk, clients, fake upstream)."""
+
+    server: int | None
+    load: int | None
+
+    @classmethod
+    def detect(cls) -> Placement:
+        """The first two CPUs this process may use; unpinned if there are fewer or no taskset."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or shutil.which("taskset") is None:
+            print("warning: fewer than 2 CPUs or no taskset: processes run unpinned", file=sys.stderr)
+            return cls(None, None)
+        return cls(cpus[0], cpus[1])
+
+    def pin(self, cpu: int | None, argv: list[str]) -> list[str]:
+        return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+    def pin_self_to_load(self) -> None:
+        # The in-process streaming clients are load, like wrk: keep them off the server's CPU.
+        if self.load is not None:
+            os.sched_setaffinity(0, {self.load})
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Processes:
+    """Starts servers and guarantees their process groups are gone on exit."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.servers: list[Server] = []
+        self._previous_sigterm: signal.Handlers | None = None
+
+    def __enter__(self) -> Processes:
+        # SIGTERM would otherwise end us without unwinding, leaving the servers behind.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_exit)  # type: ignore[assignment]
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop_all()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+
+    def start(self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None) -> Server:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, **(env or {})},
+            )
+        server = Server(name, port, process, log_path)
+        self.servers.append(server)
+        wait_ready(server, ready_path)
+        return server
+
+    def stop(self, server: Server) -> None:
+        _stop_group(server.process)
+        if server in self.servers:
+            self.servers.remove(server)
+
+    def stop_all(self) -> None:
+        while self.servers:
+            self.stop(self.servers[-1])
+
+
+def wait_ready(server: Server, path: str, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+    """Poll `GET path` until the server answers any HTTP status, or fail with its log."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}")
+        if _answers(server.port, path):
+            return
+        time.sleep(0.05)  # a poll interval, not a wait for readiness
+    raise BenchError(f"{server.name} did not answer on port {server.port} within {deadline_s}s:\n{server.log_tail()}")
+
+
+def _answers(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            return sock.recv(12).startswith(b"HTTP/1.1 ")
+    except OSError:
+        return False
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    # Signal the group even if the leader is gone: a child it forked may still hold a port.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        process.poll()
+        return
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_GRACE_S)
+
+
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

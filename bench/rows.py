@@ -1,0 +1,189 @@
+"""The measurement steps of one round. Each returns plain figures; run.py repeats the round.
+
+Rows: a bare app, b llmcache hits, c fake upstream direct, d llmcache misses (local
+tier), dd llmcache misses (local+disk), e streamed-miss TTFB, f coalescing burst. A row
+may take several steps (a and b: under load, then unloaded); their figures are merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench import checks, streaming
+from bench.bodies import MARKER, chat_body, fill
+from bench.procs import BenchError, Placement, Server
+from bench.wrk import WrkResult, run_wrk
+
+PATH = "/v1/chat/completions"
+LOAD_CONNECTIONS = 32
+Figures = dict[str, float]
+
+
+@dataclass
+class Rig:
+    """The running servers and the files wrk reads; built once by run.py."""
+
+    placement: Placement
+    fake: Server
+    proxy: Server
+    proxy_disk: Server | None
+    bare: Server | None
+    hit_file: Path
+    miss_template_file: Path
+    duration_s: float
+    stream_requests: int
+    burst: int
+    burst_delay_ms: int
+
+    @property
+    def wrk_pin(self) -> list[str]:
+        return self.placement.pin(self.placement.load, [])
+
+    def wrk(self, server: Server, script: str, connections: int, duration_s: float | None = None) -> WrkResult:
+        unique = script == "unique.lua"
+        return run_wrk(
+            server.url + PATH, script, self.miss_template_file if unique else self.hit_file,
+            connections, duration_s or self.duration_s, self.wrk_pin,
+            nonce=secrets.token_hex(6) if unique else "",
+        )
+
+
+# --- wrk rows -----------------------------------------------------------------------------
+
+def loaded(rig: Rig, server: Server) -> Figures:
+    """Throughput with 32 connections sending the same request."""
+    return {"rps_c32": rig.wrk(server, "fixed.lua", LOAD_CONNECTIONS).rps}
+
+
+def single(rig: Rig, server: Server, script: str) -> tuple[Figures, WrkResult]:
+    """Unloaded latency: one connection, one request at a time."""
+    run = rig.wrk(server, script, 1)
+    return {"rps_c1": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms}, run
+
+
+def bare(rig: Rig) -> Server:
+    assert rig.bare is not None
+    return rig.bare
+
+
+def hits(rig: Rig, measure: Callable[[], Figures]) -> Figures:
+    """`measure` against the proxy, refusing the figures if anything but hits was served."""
+    before = checks.proxy_counts(rig.proxy)
+    figures = measure()
+    delta = checks.difference(checks.proxy_counts(rig.proxy), before)
+    if delta["miss"] or delta["bypass"] or delta["refresh"]:
+        raise BenchError(f"hit row served non-hits: {delta}")
+    return figures
+
+
+def direct(rig: Rig) -> Figures:
+    calls = checks.upstream_calls(rig.fake)
+    figures, run = single(rig, rig.fake, "unique.lua")
+    checks.require_served("fake upstream", checks.upstream_calls(rig.fake) - calls, run.requests, 1)
+    return figures
+
+
+def misses(rig: Rig, proxy: Server | None) -> Figures:
+    """Unloaded latency of misses; every request must have been a miss and an upstream call."""
+    assert proxy is not None
+    before, calls = checks.proxy_counts(proxy), checks.upstream_calls(rig.fake)
+    figures, run = single(rig, proxy, "unique.lua")
+    delta = checks.difference(checks.proxy_counts(proxy), before)
+    if delta["hit"]:
+        raise BenchError(f"miss row on {proxy.name} served {delta['hit']} hits")
+    checks.require_served(f"{proxy.name} misses", delta["miss"], run.requests, 1)
+    checks.require_served(f"{proxy.name} upstream calls", checks.upstream_calls(rig.fake) - calls, run.requests, 1)
+    return figures
+
+
+# --- streaming rows -----------------------------------------------------------------------
+
+def row_e(rig: Rig) -> Figures:
+    return streaming.run(_ttfb(rig, rig.stream_requests))
+
+
+async def _ttfb(rig: Rig, count: int) -> Figures:
+    """Streamed misses, direct and through llmcache interleaved request by request."""
+    template = chat_body(MARKER, stream=True)
+    nonce = secrets.token_hex(6)
+    direct: list[float] = []
+    proxied: list[float] = []
+    for number in range(count):
+        body = fill(template, f"{nonce}-{number}")
+        # Alternate who goes first so neither side always follows the other's work.
+        order = (("direct", rig.fake), ("proxy", rig.proxy)) if number % 2 else (("proxy", rig.proxy), ("direct", rig.fake))
+        for side, server in order:
+            result = await streaming.stream_once(server.port, body)
+            _check_stream(server, result, "miss" if side == "proxy" else None)
+            (proxied if side == "proxy" else direct).append(result.ttfb_ms)
+    return {
+        "direct_p50_ms": percentile(direct, 50), "direct_p99_ms": percentile(direct, 99),
+        "proxy_p50_ms": percentile(proxied, 50), "proxy_p99_ms": percentile(proxied, 99),
+    }
+
+
+def row_f(rig: Rig) -> Figures:
+    return streaming.run(_burst(rig))
+
+
+async def _burst(rig: Rig) -> Figures:
+    """`burst` identical streamed misses at once against an upstream that stalls first."""
+    body = fill(chat_body(MARKER, stream=True), f"burst-{secrets.token_hex(6)}")
+    headers = {"x-fake-delay-ms": str(rig.burst_delay_ms)}
+    calls = await asyncio.to_thread(checks.upstream_calls, rig.fake)
+    # Connect everyone first, so the requests leave back to back.
+    prepared = await asyncio.gather(*(streaming.prepare(rig.proxy.port, body, headers) for _ in range(rig.burst)))
+    results = await asyncio.gather(*(streaming.fire(p) for p in prepared))
+    upstream = await asyncio.to_thread(checks.upstream_calls, rig.fake) - calls
+    streams = set()
+    for result in results:
+        _check_stream(rig.proxy, result, "miss")
+        streams.add(result.body)
+    if len(streams) != 1:
+        raise BenchError(f"coalesced clients received {len(streams)} different streams")
+    firsts = [r.first_event_at for r in results]
+    sent = min(r.sent_at for r in results)
+    return {
+        "upstream_calls": float(upstream),
+        "spread_ms": (max(firsts) - min(firsts)) * 1000,
+        "leader_ttfb_ms": (min(firsts) - sent) * 1000,
+    }
+
+
+def _check_stream(server: Server, result: streaming.StreamResult, cache_status: str | None) -> None:
+    if result.status != 200:
+        raise BenchError(f"{server.name}: streamed request got {result.status}: {result.body[:300]!r}")
+    if cache_status is not None and result.headers.get("x-cache-status") != cache_status:
+        raise BenchError(f"{server.name}: expected x-cache-status {cache_status}, got {result.headers.get('x-cache-status')}")
+    if not result.body.rstrip().endswith(b"data: [DONE]"):
+        raise BenchError(f"{server.name}: stream did not end with [DONE]: {result.body[-200:]!r}")
+
+
+def percentile(values: list[float], rank: float) -> float:
+    """Nearest-rank percentile: an observed value, no interpolation."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)]
+
+
+Step = tuple[str, Callable[[Rig], Figures]]
+
+# One round, in order. Each pair that forms a ratio runs back to back (a then b under
+# load, a then b unloaded, c then d), so drift on a shared machine hits both sides alike.
+STEPS: tuple[Step, ...] = (
+    ("a", lambda rig: loaded(rig, bare(rig))),
+    ("b", lambda rig: hits(rig, lambda: loaded(rig, rig.proxy))),
+    ("a", lambda rig: single(rig, bare(rig), "fixed.lua")[0]),
+    ("b", lambda rig: hits(rig, lambda: single(rig, rig.proxy, "fixed.lua")[0])),
+    ("c", direct),
+    ("d", lambda rig: misses(rig, rig.proxy)),
+    ("dd", lambda rig: misses(rig, rig.proxy_disk)),
+    ("e", row_e),
+    ("f", row_f),
+)
