@@ -88,13 +88,15 @@ async def stats(request: Request) -> Response:
 
 @admin.get("/ping")
 async def ping(request: Request) -> Response:
-    health = await runtime(request).chain.ping()
+    rt = runtime(request)
+    health = await rt.chain.ping()
+    semantic = await rt.semantic.ping() if rt.semantic is not None else None
     return json_response({
         "tiers": [
             {"name": h.name, "type": h.type, "ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
             for h in health
         ],
-        "semantic": None,
+        "semantic": semantic,
     })
 
 
@@ -117,7 +119,10 @@ async def flush(request: Request) -> Response:
         namespace = document.get("namespace")
         if namespace is not None and (not isinstance(namespace, str) or not _NAMESPACE.match(namespace)):
             raise bad_request(f"invalid namespace {namespace!r}", "invalid_namespace")
-    return json_response({"deleted": await runtime(request).chain.clear(namespace)})
+    rt = runtime(request)
+    if rt.semantic is not None:
+        await rt.semantic.clear(namespace)
+    return json_response({"deleted": await rt.chain.clear(namespace)})
 
 
 router.include_router(admin)

@@ -152,6 +152,42 @@ TierSettings = Annotated[
 ]
 
 
+class EmbeddingSettings(Strict):
+    model: str | None = None  # embed through the upstream's /v1/embeddings (cached exactly)
+    local: str | None = None  # in-process model (extra: pip install .[local])
+    timeout_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "EmbeddingSettings":
+        if (self.model is None) == (self.local is None):
+            raise ValueError("set exactly one of embedding.model (upstream) or embedding.local (in-process)")
+        return self
+
+
+class QdrantSettings(Strict):
+    url: str | None = None  # null: embedded (in-process) Qdrant
+    api_key: str | None = None
+    collection: str = "llmcache"
+    path: str | None = None  # embedded mode: persist here (null: in memory)
+
+
+class RedisVectorSettings(Strict):
+    url: str = "redis://localhost:6379"
+    index: str = "llmcache-semantic"
+
+
+class SemanticSettings(Strict):
+    type: Literal["qdrant", "redis"]
+    similarity_threshold: float = Field(0.9, ge=0, le=1)
+    embedding: EmbeddingSettings = EmbeddingSettings(model="text-embedding-3-small")
+    qdrant: QdrantSettings = QdrantSettings()
+    redis: RedisVectorSettings = RedisVectorSettings()
+    # Refuse matches whose texts differ in numbers, negation, entities, direction, ...
+    guard: bool = True
+    candidates: int = Field(5, ge=1, le=100)
+    timeout_s: float = Field(1.0, gt=0)
+
+
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0)
@@ -163,7 +199,7 @@ class CacheSettings(Strict):
         LocalTierSettings(type="local"),
         DiskTierSettings(type="disk"),
     )
-    semantic: None = None
+    semantic: SemanticSettings | None = None
 
     @field_validator("tiers")
     @classmethod

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -30,6 +30,9 @@ from app.streaming import assemble, parse_events, replay
 from app.tiers.base import CacheKey
 from app.tiers.chain import Chain, FleetLock
 from app.upstream import Upstream, request_headers, response_headers, upstream_url
+
+if TYPE_CHECKING:
+    from app.semantic.cache import Asked, Match, SemanticCache
 
 log = logging.getLogger("llmcache.proxy")
 
@@ -65,11 +68,13 @@ class Call:
     body_type: bytes | None = None
     stream: bool = False
     include_usage: bool = False
+    asked: Asked | None = None  # the semantic side, when the semantic cache applies
 
-    def cache_headers(self, status: str) -> Headers:
+    def cache_headers(self, status: str, key: CacheKey | None = None) -> Headers:
         out: Headers = [(b"x-cache-status", status.encode())]
-        if self.key is not None:
-            out.append((b"x-cache-key", self.key.encode()))
+        key = key or self.key
+        if key is not None:
+            out.append((b"x-cache-key", key.encode()))
         return out
 
 
@@ -100,12 +105,14 @@ class Proxy:
         chain: Chain,
         upstream: Upstream,
         metrics: Metrics,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.settings = settings
         self.cache = settings.cache
         self.chain = chain
         self.upstream = upstream
         self.metrics = metrics
+        self.semantic = semantic
         self.routing = Routing(settings)
         self.flights = Flights()
         self.max_body = settings.server.max_body_bytes
@@ -153,10 +160,15 @@ class Proxy:
             return False
         return use is True or self.cache.mode == "default_on"
 
+    def scope_of(self, call: Call) -> str | None:
+        return None if self.cache.share_across_keys else keys.credential_scope(call.incoming.authorization)
+
+    def namespace_of(self, call: Call) -> str | None:
+        return call.control.namespace or self.cache.namespace
+
     def key_for(self, call: Call, incoming: Incoming, params: dict[str, Any]) -> CacheKey:
-        scope = None if self.cache.share_across_keys else keys.credential_scope(incoming.authorization)
-        namespace = call.control.namespace or self.cache.namespace
-        return keys.cache_key(call.call_type, self.routing.key_model(call.model), params, scope, namespace)
+        key_model = self.routing.key_model(call.model)
+        return keys.cache_key(call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call))
 
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
@@ -187,8 +199,14 @@ class Proxy:
     def storable(self, call: Call) -> bool:
         return not call.control.no_store and self.ttl(call) != 0
 
-    async def send_entry(self, call: Call, send: Send, entry: Entry, status: str = "hit") -> None:
-        headers = call.cache_headers(status)
+    async def send_entry(
+        self, call: Call, send: Send, entry: Entry, status: str = "hit", match: Match | None = None
+    ) -> None:
+        if match is None:
+            headers = call.cache_headers(status)
+        else:  # a semantic hit names the entry it served, and how close its question was
+            headers = call.cache_headers(status, match.candidate.key)
+            headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
         if call.stream:
             completion = orjson.loads(entry.body)
@@ -226,6 +244,9 @@ class Proxy:
             await self.forward(call, receive, send, "bypass", flight=None)
             return
         call.key = self.key_for(call, incoming, payload)
+        if self.semantic is not None:
+            key_model = self.routing.key_model(call.model)
+            call.asked = self.semantic.ask(call_type, key_model, payload, self.scope_of(call), self.namespace_of(call))
         await self.serve_cacheable(call, receive, send)
 
     async def serve_cacheable(self, call: Call, receive: Receive, send: Send) -> None:
@@ -246,6 +267,15 @@ class Proxy:
             await self.follow(call, flight, receive, send, status)
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
+        if call.asked is not None and self.semantic is not None and not call.control.no_cache:
+            match = await self.semantic.lookup(
+                call.asked, call.incoming.authorization, call.control.similarity_threshold, call.control.max_age_s
+            )
+            if match is not None:
+                flight.finish(Outcome.of_entry(match.entry))
+                self.flights.land(flight)
+                await self.send_entry(call, send, match.entry, "semantic-hit", match)
+                return
         lock = await self.chain.acquire(call.key)
         if lock is False:
             # Another process of the fleet is calling the upstream for this key.
@@ -311,6 +341,8 @@ class Proxy:
                 body = orjson.dumps(outcome.completion) if outcome.sse else outcome.body
                 tokens = _total_tokens(outcome.completion) if outcome.completion else 0
                 await self.store(call, body, outcome.content_type, tokens, durable=lock is not None)
+                if call.asked is not None and self.semantic is not None and call.key and self.storable(call):
+                    self.chain.spawn(self.semantic.remember(call.asked, call.key, self.ttl(call)))
         finally:
             self.metrics.upstream(call.call_type, time.perf_counter() - started)
             self.flights.land(flight)

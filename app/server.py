@@ -56,11 +56,19 @@ class Runtime:
         self.metrics = Metrics()
         self.chain = build_chain(settings, self.metrics)
         self.upstream = Upstream(transport or create_transport(settings.upstream), settings.upstream)
-        self.proxy = Proxy(settings, self.chain, self.upstream, self.metrics)
-        self.passthrough = Passthrough(self.upstream, Routing(settings), settings.server.max_body_bytes)
+        routing = Routing(settings)
+        self.semantic = None
+        if settings.cache.semantic is not None:
+            from app.semantic.factory import build_semantic
+
+            self.semantic = build_semantic(settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s)
+        self.proxy = Proxy(settings, self.chain, self.upstream, self.metrics, self.semantic)
+        self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
 
     async def close(self) -> None:
         await self.chain.close()
+        if self.semantic is not None:
+            await self.semantic.close()
         await self.metrics.stop()
         await self.upstream.close()
 

@@ -1,0 +1,130 @@
+"""The semantic cache: after an exact miss, find an earlier answer to a paraphrase.
+
+lookup: final question + context fingerprint → embedding → nearest vectors of the same
+fingerprint above the threshold → the guard refuses near-misses (other numbers,
+negation, entities, direction) → the first candidate whose exact entry still exists.
+remember: after the upstream answered and the exact entry is stored, its vector.
+
+Every failure on this path (embedding, vector store) is a plain miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from app.codec import Entry
+from app.config import SemanticSettings
+from app.keys import cache_key
+from app.semantic.context import Question, question_of
+from app.semantic.guard import compatible
+from app.semantic.index import Candidate, Vector, VectorIndex
+from app.tiers.chain import Chain
+
+log = logging.getLogger("llmcache.semantic")
+
+SEMANTIC_CALL_TYPES = frozenset(("chat_completions", "completions"))
+# embed(text, caller's Authorization header) → one L2-normalised vector
+Embed = Callable[[str, str | None], Awaitable[np.ndarray]]
+
+
+@dataclass(slots=True)
+class Asked:
+    """The semantic side of one request, kept so its answer can be remembered."""
+
+    question: Question
+    fingerprint: str
+    namespace: str | None
+    embedding: np.ndarray | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Match:
+    entry: Entry
+    candidate: Candidate
+
+
+class SemanticCache:
+    def __init__(self, settings: SemanticSettings, embed: Embed, index: VectorIndex, chain: Chain) -> None:
+        self.settings = settings
+        self.embed = embed
+        self.index = index
+        self.chain = chain
+        self._opened = False
+        self._opening = asyncio.Lock()
+
+    async def _open(self, dims: int) -> None:
+        """The index is created on first use: an upstream embedder's size is known only then."""
+        async with self._opening:
+            if not self._opened:
+                await self.index.open(dims)
+                self._opened = True
+
+    def ask(
+        self, call_type: str, key_model: Any, payload: dict[str, Any], scope: str | None, namespace: str | None
+    ) -> Asked | None:
+        question = question_of(call_type, payload) if call_type in SEMANTIC_CALL_TYPES else None
+        if question is None:
+            return None
+        context_key = cache_key(call_type, key_model, question.context, scope, namespace)
+        return Asked(question, context_key.rpartition("/")[2], namespace)
+
+    async def lookup(
+        self, asked: Asked, authorization: str | None, threshold: float | None, max_age_s: float | None
+    ) -> Match | None:
+        try:
+            async with asyncio.timeout(self.settings.timeout_s + self.settings.embedding.timeout_s):
+                return await self._lookup(asked, authorization, threshold, max_age_s)
+        except Exception as exc:  # the semantic path can only ever turn into a miss
+            log.warning("semantic lookup failed: %r", exc)
+            return None
+
+    async def _lookup(
+        self, asked: Asked, authorization: str | None, threshold: float | None, max_age_s: float | None
+    ) -> Match | None:
+        asked.embedding = await self.embed(asked.question.text, authorization)
+        if not self._opened:
+            await self._open(len(asked.embedding))
+        floor = self.settings.similarity_threshold if threshold is None else threshold
+        candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
+        for candidate in candidates:
+            if self.settings.guard and not compatible(asked.question.text, candidate.text):
+                continue
+            entry = await self.chain.get(candidate.key, max_age_s)
+            if entry is not None:
+                return Match(entry, candidate)
+        return None
+
+    async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:
+        if asked.embedding is None:
+            return  # the embedding failed at lookup; nothing to index
+        vector = Vector(key, asked.question.text, asked.fingerprint, asked.namespace, asked.embedding, ttl_s)
+        try:
+            await self.index.add(vector)
+        except Exception as exc:
+            log.warning("semantic remember failed: %r", exc)
+
+    async def clear(self, namespace: str | None) -> None:
+        try:
+            await self.index.clear(namespace)
+        except Exception as exc:
+            log.warning("semantic flush failed: %r", exc)
+
+    async def ping(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        error = None
+        try:
+            async with asyncio.timeout(2.0):
+                await self.index.ping()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        return {"type": self.index.type, "ok": error is None, "latency_ms": latency, "error": error}
+
+    async def close(self) -> None:
+        await self.index.close()

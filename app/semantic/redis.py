@@ -1,0 +1,87 @@
+"""RediSearch vectors: an HNSW index over hashes, the context fingerprint as a TAG.
+
+The KNN query carries the fingerprint filter itself (`(@fp:{...})=>[KNN ...]`), so the
+nearest neighbours are taken among this context's entries only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.config import RedisVectorSettings
+from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cosine
+
+NO_NAMESPACE = "none"
+
+
+class RedisIndex(VectorIndex):
+    type = "redis"
+
+    def __init__(self, settings: RedisVectorSettings) -> None:
+        self.index = settings.index
+        self.prefix = f"{settings.index}:"
+        # RESP2 keeps FT.SEARCH replies a flat list across redis-py versions.
+        self.client = Redis.from_url(settings.url, protocol=2, socket_timeout=2.0, socket_connect_timeout=1.0)
+
+    async def open(self, dims: int) -> None:
+        try:
+            await self.client.execute_command("FT.INFO", self.index)
+            return
+        except ResponseError:
+            pass  # no such index yet
+        await self.client.execute_command(
+            "FT.CREATE", self.index, "ON", "HASH", "PREFIX", "1", self.prefix, "SCHEMA",
+            "fp", "TAG", "ns", "TAG",
+            "vec", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE",
+        )
+
+    async def search(
+        self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
+    ) -> list[Candidate]:
+        query = f"(@fp:{{{fingerprint}}})=>[KNN {limit} @vec $v AS dist]"
+        reply = await self.client.execute_command(
+            "FT.SEARCH", self.index, query, "PARAMS", "2", "v", _blob(embedding),
+            "SORTBY", "dist", "RETURN", "3", "key", "text", "dist", "LIMIT", "0", str(limit), "DIALECT", "2",
+        )
+        candidates = []
+        for index in range(2, len(reply), 2):  # [total, id1, fields1, id2, fields2, ...]
+            fields = dict(zip(reply[index][::2], reply[index][1::2]))
+            similarity = similarity_of_cosine(1.0 - float(fields[b"dist"]))
+            if similarity >= threshold:
+                candidates.append(Candidate(fields[b"key"].decode(), fields[b"text"].decode(), similarity))
+        return candidates
+
+    async def add(self, vector: Vector) -> None:
+        name = self.prefix + vector.key
+        mapping = {
+            "fp": vector.fingerprint, "ns": vector.namespace or NO_NAMESPACE,
+            "key": vector.key, "text": vector.text, "vec": _blob(vector.embedding),
+        }
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
+            if vector.ttl_s is not None:
+                pipe.pexpire(name, max(1, int(vector.ttl_s * 1000)))
+            await pipe.execute()
+
+    async def clear(self, namespace: str | None) -> None:
+        pattern = f"{self.prefix}{namespace}/*" if namespace else f"{self.prefix}*"
+        batch = []
+        async for name in self.client.scan_iter(match=pattern, count=500):
+            batch.append(name)
+            if len(batch) >= 500:
+                await self.client.delete(*batch)
+                batch.clear()
+        if batch:
+            await self.client.delete(*batch)
+
+    async def ping(self) -> None:
+        await self.client.execute_command("FT.INFO", self.index)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _blob(embedding: np.ndarray) -> bytes:
+    return np.asarray(embedding, dtype=np.float32).tobytes()
