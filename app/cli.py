@@ -1,4 +1,4 @@
-"""`llmcache serve | check-config`."""
+"""`llmcache serve | check-config | import-litellm`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: one line per upstream call is noise, and costly.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDK logs each request too
     common = dict(host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_level="info")
     if workers > 1:
         if args.config:
@@ -61,6 +62,20 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_litellm(args: argparse.Namespace) -> int:
+    from app.litellm_import import LiteLLMImportError, convert_file, render
+
+    try:
+        conversion = convert_file(args.path)
+    except LiteLLMImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for warning in conversion.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(render(conversion), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="llmcache", description="OpenAI-compatible caching proxy")
     commands = root.add_subparsers(dest="command", required=True)
@@ -73,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and print its tiers")
     check.add_argument("path")
     check.set_defaults(run=_check_config)
+    migrate = commands.add_parser("import-litellm", help="print our config for a LiteLLM proxy config")
+    migrate.add_argument("path")
+    migrate.set_defaults(run=_import_litellm)
     return root
 
 

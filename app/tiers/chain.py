@@ -112,10 +112,17 @@ class Chain:
 
     # --- one call, isolated -----------------------------------------------------------
 
-    async def _call(self, slot: TierSlot, op: str, action: Callable[[], Awaitable[T]]) -> T | _Failed:
+    async def _call(
+        self, slot: TierSlot, op: str, action: Callable[[], Awaitable[T]], guarded: bool = True
+    ) -> T | _Failed:
+        """Run one tier operation; any failure is logged, counted and returned as FAILED.
+
+        `guarded` operations (the request path) get the tier's timeout and breaker; an
+        admin delete or flush may take long and must reach a tier the breaker skips.
+        """
         tier = slot.tier
         # An in-process tier does no I/O: no timeout, no breaker, the hot path stays short.
-        remote = not tier.in_process
+        remote = guarded and not tier.in_process
         if remote and not slot.breaker.allow(time.monotonic()):
             self.metrics.tier(tier.name, op, "skipped", 0.0)
             return FAILED
@@ -260,7 +267,7 @@ class Chain:
 
     async def delete(self, key: CacheKey) -> int:
         results = await asyncio.gather(
-            *(self._call(s, "delete", lambda s=s: s.tier.delete(key)) for s in self.slots)
+            *(self._call(s, "delete", lambda s=s: s.tier.delete(key), guarded=False) for s in self.slots)
         )
         await self._announce({"op": "delete", "key": key})
         return int(any(r is True for r in results))
@@ -268,7 +275,7 @@ class Chain:
     async def clear(self, namespace: str | None) -> int | None:
         """Entries removed: the largest count any tier reports (tiers hold copies)."""
         results = await asyncio.gather(
-            *(self._call(s, "clear", lambda s=s: s.tier.clear(namespace)) for s in self.slots)
+            *(self._call(s, "clear", lambda s=s: s.tier.clear(namespace), guarded=False) for s in self.slots)
         )
         await self._announce({"op": "clear", "namespace": namespace})
         counts = [r for r in results if isinstance(r, int)]

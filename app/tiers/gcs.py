@@ -17,10 +17,18 @@ from gcloud.aio.storage import Storage
 
 from app.config import GCSTierSettings
 from app.tiers.base import CacheKey, Tier, TierStats
-from app.tiers.objects import EXPIRES_META, NEVER, READ_TIMEOUT_S, Cleaner, LazyClient, ObjectNames, expires_at, is_expired
+from app.tiers.objects import (
+    EXPIRES_META,
+    NEVER,
+    READ_TIMEOUT_S,
+    Cleaner,
+    LazyClient,
+    ObjectNames,
+    delete_each,
+    expires_at,
+    is_expired,
+)
 
-# The JSON API has no multi-object delete; this many single deletes run at once.
-DELETE_CONCURRENCY = 32
 _EXPIRES_HEADER = f"x-goog-meta-{EXPIRES_META}"
 _PRECONDITION_FAILED = 412
 _TIMEOUT_S = int(READ_TIMEOUT_S)  # gcloud-aio takes whole seconds
@@ -67,7 +75,8 @@ class GCSTier(Tier):
             if is_expired(expires):
                 self._cleaner.remove(name, lambda: self._delete_generation(storage, name, generation))
                 return None
-            return await response.read()
+            data: bytes = await response.read()
+            return data
 
     async def _expires(self, storage: Storage, name: str) -> str | None:
         meta = await storage.download_metadata(self.bucket, name, timeout=_TIMEOUT_S)
@@ -114,17 +123,12 @@ class GCSTier(Tier):
         return True
 
     async def clear(self, namespace: str | None) -> int | None:
-        """List the prefix page by page; delete each page with concurrent single deletes."""
+        """List the prefix page by page; the JSON API has no multi-object delete, so each
+        page goes as concurrent single deletes."""
         storage = await self._client.get()
-        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
-
-        async def delete_one(name: str) -> bool:
-            async with limit:
-                return await self._delete(storage, name)
-
         deleted = 0
         async for names in self._pages(storage, self.names.prefix(namespace)):
-            deleted += sum(await asyncio.gather(*(delete_one(n) for n in names)))
+            deleted += await delete_each(names, lambda name: self._delete(storage, name))
         return deleted
 
     async def _pages(self, storage: Storage, prefix: str) -> AsyncIterator[list[str]]:

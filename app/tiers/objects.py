@@ -29,6 +29,8 @@ NEVER = "never"
 # More cleanups than this in flight means reads find expired objects faster than they
 # can be deleted; the rest are left to a later read or to the lifecycle rule.
 MAX_PENDING_CLEANUPS = 256
+# Single deletes in flight at once during a flush, where there is no batch delete.
+DELETE_CONCURRENCY = 32
 # Client-side bounds for calls outside the chain's timeout (cleanups, closing).
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
@@ -70,6 +72,17 @@ def is_expired(value: str | None, now: float | None = None) -> bool:
     except ValueError:
         return True  # a value we cannot read cannot prove the entry is still fresh
     return deadline <= (time.time() if now is None else now)
+
+
+async def delete_each(names: list[str], delete: Callable[[str], Awaitable[bool]]) -> int:
+    """Delete names concurrently (bounded); how many existed."""
+    limit = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+    async def one(name: str) -> bool:
+        async with limit:
+            return await delete(name)
+
+    return sum(await asyncio.gather(*(one(name) for name in names)))
 
 
 class Cleaner:

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
 
 from app.config import S3TierSettings
@@ -62,9 +62,13 @@ class S3Tier(Tier):
 
     async def _open(self) -> Any:
         s = self.settings
+        session = get_session()
+        # botocore parses its JSON models synchronously, ~0.1 s for S3: done in the loop,
+        # the first cache read would stall every request in flight.
+        await asyncio.to_thread(_load_models, session)
         # No keys configured: botocore's own chain (env, profile, SSO, instance or
         # workload identity) finds credentials.
-        context = get_session().create_client(
+        context = session.create_client(
             "s3",
             region_name=s.region,
             endpoint_url=s.endpoint_url,
@@ -93,7 +97,8 @@ class S3Tier(Tier):
                 # racing fresh write lost this way costs one upstream call.
                 self._cleaner.remove(name, lambda: s3.delete_object(Bucket=self.bucket, Key=name))
                 return None
-            return await body.read()
+            data: bytes = await body.read()
+            return data
 
     async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
         return list(await asyncio.gather(*(self.get(key) for key in keys)))
@@ -122,14 +127,16 @@ class S3Tier(Tier):
         return True
 
     async def clear(self, namespace: str | None) -> int | None:
-        """List the prefix page by page (1000 keys), one DeleteObjects call per page."""
+        """List the prefix page by page, one DeleteObjects call per page of up to 1000 keys."""
         s3 = await self._client.get()
         deleted = 0
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.names.prefix(namespace)):
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.names.prefix(namespace), PaginationConfig={"PageSize": DELETE_BATCH}
+        )
+        async for page in pages:
             names = [item["Key"] for item in page.get("Contents", ())]
-            for start in range(0, len(names), DELETE_BATCH):
-                deleted += await self._delete_batch(s3, names[start:start + DELETE_BATCH])
+            if names:  # an empty Delete list is a malformed request
+                deleted += await self._delete_batch(s3, names)
         return deleted
 
     async def _delete_batch(self, s3: Any, names: list[str]) -> int:
@@ -155,6 +162,15 @@ class S3Tier(Tier):
     async def close(self) -> None:
         await self._cleaner.close()
         await self._client.close()
+
+
+def _load_models(session: AioSession) -> None:
+    """Fill the session loader's cache with what creating an S3 client reads."""
+    loader = session.get_component("data_loader")
+    for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
+        loader.load_service_model("s3", kind)
+    for name in ("endpoints", "partitions", "_retry", "sdk-default-configuration"):
+        loader.load_data(name)
 
 
 def _not_found(exc: ClientError) -> bool:
