@@ -176,9 +176,15 @@ class RedisVectorSettings(Strict):
     index: str = "llmcache-semantic"
 
 
+# Chosen from the precision/recall curve of bench/semantic_eval.py (docs/benchmarks.md):
+# the highest recall whose precision stays >= 0.97 one step lower too.
+LOCAL_MODEL_THRESHOLDS = {"all-minilm-l6-v2": 0.80}
+UPSTREAM_MODEL_THRESHOLD = 0.90
+
+
 class SemanticSettings(Strict):
     type: Literal["qdrant", "redis"]
-    similarity_threshold: float = Field(0.9, ge=0, le=1)
+    similarity_threshold: float | None = Field(None, ge=0, le=1)  # null: the embedder's default
     embedding: EmbeddingSettings = EmbeddingSettings(model="text-embedding-3-small")
     qdrant: QdrantSettings = QdrantSettings()
     redis: RedisVectorSettings = RedisVectorSettings()
@@ -186,6 +192,13 @@ class SemanticSettings(Strict):
     guard: bool = True
     candidates: int = Field(5, ge=1, le=100)
     timeout_s: float = Field(1.0, gt=0)
+
+    @property
+    def threshold(self) -> float:
+        if self.similarity_threshold is not None:
+            return self.similarity_threshold
+        local = (self.embedding.local or "").lower().rpartition("/")[2]
+        return LOCAL_MODEL_THRESHOLDS.get(local, UPSTREAM_MODEL_THRESHOLD)
 
 
 class CacheSettings(Strict):

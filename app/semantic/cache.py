@@ -90,7 +90,7 @@ class SemanticCache:
         asked.embedding = await self.embed(asked.question.text, authorization)
         if not self._opened:
             await self._open(len(asked.embedding))
-        floor = self.settings.similarity_threshold if threshold is None else threshold
+        floor = self.settings.threshold if threshold is None else threshold
         candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
         for candidate in candidates:
             if self.settings.guard and not compatible(asked.question.text, candidate.text):
