@@ -13,6 +13,10 @@ from app.config import QdrantSettings
 from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cosine
 
 NO_NAMESPACE = ""
+# Expired points are swept in bulk this often instead of being filtered out by every
+# query: a match on an expired point finds no exact entry anyway, and embedded Qdrant
+# evaluates filters point by point in Python, so each condition costs every lookup.
+SWEEP_INTERVAL_S = 60.0
 
 
 class QdrantIndex(VectorIndex):
@@ -26,6 +30,7 @@ class QdrantIndex(VectorIndex):
             self.client = AsyncQdrantClient(path=settings.path)
         else:
             self.client = AsyncQdrantClient(location=":memory:")
+        self._swept = time.monotonic()
 
     async def open(self, dims: int) -> None:
         if not await self.client.collection_exists(self.collection):
@@ -38,10 +43,8 @@ class QdrantIndex(VectorIndex):
     async def search(
         self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
     ) -> list[Candidate]:
-        now = time.time()
         only_this_context = models.Filter(
-            must=[models.FieldCondition(key="fp", match=models.MatchValue(value=fingerprint))],
-            must_not=[models.FieldCondition(key="exp", range=models.Range(lt=now))],
+            must=[models.FieldCondition(key="fp", match=models.MatchValue(value=fingerprint))]
         )
         result = await self.client.query_points(
             self.collection, query=embedding.tolist(), query_filter=only_this_context,
@@ -60,6 +63,10 @@ class QdrantIndex(VectorIndex):
         }
         point = models.PointStruct(id=point_id(vector.key), vector=vector.embedding.tolist(), payload=payload)
         await self.client.upsert(self.collection, points=[point])
+        if time.monotonic() - self._swept > SWEEP_INTERVAL_S:
+            self._swept = time.monotonic()
+            expired = models.Filter(must=[models.FieldCondition(key="exp", range=models.Range(lt=time.time()))])
+            await self.client.delete(self.collection, points_selector=models.FilterSelector(filter=expired))
 
     async def clear(self, namespace: str | None) -> None:
         if namespace is None:
