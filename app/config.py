@@ -240,6 +240,12 @@ class CacheSettings(Strict):
 class AdminSettings(Strict):
     token: str | None = None
 
+    @field_validator("token")
+    @classmethod
+    def _empty_is_off(cls, token: str | None) -> str | None:
+        # An empty token would let an empty bearer in: it means "not configured".
+        return token or None
+
 
 class MetricsSettings(Strict):
     enabled: bool = True

