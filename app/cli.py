@@ -12,17 +12,28 @@ from pathlib import Path
 from app.config import ConfigError, Settings, load_settings, tier_name
 
 
+class _Exit(Exception):
+    """Stop the command with this exit code (the message is already printed)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise _Exit(2) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.metrics import prepare_multiprocess
     from app.server import CONFIG_ENV, create_app
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = _settings(args.config)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     workers = args.workers or settings.server.workers
@@ -52,11 +63,7 @@ def describe(settings: Settings) -> str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = _settings(args.path)
     print(f"{args.path}: ok")
     print(describe(settings))
     return 0
@@ -96,7 +103,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except _Exit as stop:
+        return stop.code
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ creates it, with a lifecycle management policy that removes blobs no read comes 
 
 from __future__ import annotations
 
-import asyncio
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -80,18 +79,12 @@ class AzureBlobTier(Tier):
             return None
         return await downloader.readall()
 
-    async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
-        return list(await asyncio.gather(*(self.get(key) for key in keys)))
-
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         container = await self._client.get()
         await container.upload_blob(
             self.names.name(key), value, overwrite=True, metadata={EXPIRES_META_AZURE: expires_at(ttl_s)},
             content_settings=_OCTET_STREAM,
         )
-
-    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
-        await asyncio.gather(*(self.set(key, value, ttl_s) for key, value in items))
 
     async def delete(self, key: CacheKey) -> bool:
         container = await self._client.get()

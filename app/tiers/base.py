@@ -8,6 +8,7 @@ raises freely; the chain turns every failure into a counted miss.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import AsyncIterator, ClassVar
@@ -54,12 +55,11 @@ class Tier(ABC):
         """Raise if the tier cannot serve."""
 
     async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
-        """One round trip where the backend allows; this default is one call per key."""
-        return [await self.get(key) for key in keys]
+        """One round trip where the backend allows; this default runs the gets concurrently."""
+        return list(await asyncio.gather(*(self.get(key) for key in keys)))
 
     async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
-        for key, value in items:
-            await self.set(key, value, ttl_s)
+        await asyncio.gather(*(self.set(key, value, ttl_s) for key, value in items))
 
     async def stats(self) -> TierStats:
         return TierStats(None, None)

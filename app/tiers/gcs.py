@@ -8,7 +8,6 @@ delete exactly the expired ones.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from typing import AsyncIterator
 
@@ -91,9 +90,6 @@ class GCSTier(Tier):
             if exc.status not in (404, _PRECONDITION_FAILED):
                 raise
 
-    async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
-        return list(await asyncio.gather(*(self.get(key) for key in keys)))
-
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         storage = await self._client.get()
         expires = expires_at(ttl_s)
@@ -105,9 +101,6 @@ class GCSTier(Tier):
             self.bucket, self.names.name(key), value, content_type="application/octet-stream",
             metadata=resource, timeout=_TIMEOUT_S,
         )
-
-    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
-        await asyncio.gather(*(self.set(key, value, ttl_s) for key, value in items))
 
     async def delete(self, key: CacheKey) -> bool:
         storage = await self._client.get()

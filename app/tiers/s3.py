@@ -100,18 +100,12 @@ class S3Tier(Tier):
             data: bytes = await body.read()
             return data
 
-    async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
-        return list(await asyncio.gather(*(self.get(key) for key in keys)))
-
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         s3 = await self._client.get()
         await s3.put_object(
             Bucket=self.bucket, Key=self.names.name(key), Body=value, Metadata={EXPIRES_META: expires_at(ttl_s)},
             ContentType="application/octet-stream",
         )
-
-    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
-        await asyncio.gather(*(self.set(key, value, ttl_s) for key, value in items))
 
     async def delete(self, key: CacheKey) -> bool:
         """DeleteObject succeeds whether or not the key exists, so HEAD tells which."""
