@@ -1,4 +1,11 @@
-"""Qdrant vectors: a server at `url`, or embedded (in-process, in memory or at `path`)."""
+"""Qdrant vectors: a server at `url`, or embedded (in-process, in memory or at `path`).
+
+A server keeps every context in one collection and restricts each search to the
+request's context with an indexed payload filter inside the query. Embedded Qdrant
+evaluates payload filters point by point in Python (microseconds per stored vector, on
+every lookup), so there each context gets a collection of its own: a search then only
+ever sees the vectors of its context, with no filter to evaluate.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +21,7 @@ from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cos
 
 NO_NAMESPACE = ""
 # Expired points are swept in bulk this often instead of being filtered out by every
-# query: a match on an expired point finds no exact entry anyway, and embedded Qdrant
-# evaluates filters point by point in Python, so each condition costs every lookup.
+# query: a match on an expired point finds no exact entry in the tiers anyway.
 SWEEP_INTERVAL_S = 60.0
 
 
@@ -24,30 +30,57 @@ class QdrantIndex(VectorIndex):
 
     def __init__(self, settings: QdrantSettings) -> None:
         self.collection = settings.collection
+        self.partitioned = not settings.url
         if settings.url:
             self.client = AsyncQdrantClient(url=settings.url, api_key=settings.api_key)
         elif settings.path:
             self.client = AsyncQdrantClient(path=settings.path)
         else:
             self.client = AsyncQdrantClient(location=":memory:")
+        self._dims = 0
+        self._known: set[str] = set()
         self._swept = time.monotonic()
 
+    def _collection_of(self, fingerprint: str) -> str:
+        return f"{self.collection}-{fingerprint[:32]}" if self.partitioned else self.collection
+
+    async def _ensure(self, name: str) -> None:
+        if name in self._known:
+            return
+        if not await self.client.collection_exists(name):
+            params = models.VectorParams(size=self._dims, distance=models.Distance.COSINE)
+            await self.client.create_collection(name, vectors_config=params)
+            if not self.partitioned:
+                for field in ("fp", "ns"):
+                    await self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+        self._known.add(name)
+
+    async def _ours(self) -> list[str]:
+        names = [c.name for c in (await self.client.get_collections()).collections]
+        if not self.partitioned:
+            return [n for n in names if n == self.collection]
+        return [n for n in names if n.startswith(f"{self.collection}-")]
+
     async def open(self, dims: int) -> None:
-        if not await self.client.collection_exists(self.collection):
-            await self.client.create_collection(
-                self.collection, vectors_config=models.VectorParams(size=dims, distance=models.Distance.COSINE)
-            )
-        for field in ("fp", "ns"):
-            await self.client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
+        self._dims = dims
+        if self.partitioned:
+            self._known.update(await self._ours())
+        else:
+            await self._ensure(self.collection)
 
     async def search(
         self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
     ) -> list[Candidate]:
-        only_this_context = models.Filter(
-            must=[models.FieldCondition(key="fp", match=models.MatchValue(value=fingerprint))]
-        )
+        name = self._collection_of(fingerprint)
+        if name not in self._known:
+            return []  # no entry of this context yet
+        only_this_context = None
+        if not self.partitioned:
+            only_this_context = models.Filter(
+                must=[models.FieldCondition(key="fp", match=models.MatchValue(value=fingerprint))]
+            )
         result = await self.client.query_points(
-            self.collection, query=embedding.tolist(), query_filter=only_this_context,
+            name, query=embedding.tolist(), query_filter=only_this_context,
             limit=limit, score_threshold=threshold, with_payload=True,
         )
         return [
@@ -56,27 +89,38 @@ class QdrantIndex(VectorIndex):
         ]
 
     async def add(self, vector: Vector) -> None:
+        name = self._collection_of(vector.fingerprint)
+        await self._ensure(name)
         expires = None if vector.ttl_s is None else time.time() + vector.ttl_s
         payload = {
             "fp": vector.fingerprint, "ns": vector.namespace or NO_NAMESPACE,
             "key": vector.key, "text": vector.text, "exp": expires,
         }
         point = models.PointStruct(id=point_id(vector.key), vector=vector.embedding.tolist(), payload=payload)
-        await self.client.upsert(self.collection, points=[point])
+        await self.client.upsert(name, points=[point])
         if time.monotonic() - self._swept > SWEEP_INTERVAL_S:
             self._swept = time.monotonic()
-            expired = models.Filter(must=[models.FieldCondition(key="exp", range=models.Range(lt=time.time()))])
-            await self.client.delete(self.collection, points_selector=models.FilterSelector(filter=expired))
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        expired = models.Filter(must=[models.FieldCondition(key="exp", range=models.Range(lt=time.time()))])
+        for name in await self._ours():
+            await self.client.delete(name, points_selector=models.FilterSelector(filter=expired))
 
     async def clear(self, namespace: str | None) -> None:
-        if namespace is None:
-            selector = models.Filter(must=[])
-        else:
-            selector = models.Filter(must=[models.FieldCondition(key="ns", match=models.MatchValue(value=namespace))])
-        await self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector))
+        for name in await self._ours():
+            if namespace is None and self.partitioned:
+                await self.client.delete_collection(name)
+                self._known.discard(name)
+                continue
+            conditions = [] if namespace is None else [
+                models.FieldCondition(key="ns", match=models.MatchValue(value=namespace))
+            ]
+            selector = models.FilterSelector(filter=models.Filter(must=conditions))
+            await self.client.delete(name, points_selector=selector)
 
     async def ping(self) -> None:
-        await self.client.collection_exists(self.collection)
+        await self.client.get_collections()
 
     async def close(self) -> None:
         await self.client.close()
