@@ -7,6 +7,7 @@ upstream's call count (`GET /_stats`) before and after each run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -41,13 +42,23 @@ def expect(server: Server, body: bytes, cache_status: str | None) -> bytes:
     return reply.body
 
 
-def proxy_counts(proxy: Server) -> dict[str, int]:
+def _stats(proxy: Server) -> dict[str, Any]:
     response = httpx.get(
         f"{proxy.url}/cache/stats", timeout=TIMEOUT_S, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
     )
     response.raise_for_status()
-    counts: dict[str, int] = response.json()["requests"]
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def proxy_counts(proxy: Server) -> dict[str, int]:
+    """Requests by cache status; with several workers, the sum over all of them."""
+    counts: dict[str, int] = _stats(proxy)["requests"]
     return counts
+
+
+def tier_types(proxy: Server) -> list[str]:
+    return [tier["type"] for tier in _stats(proxy)["tiers"]]
 
 
 def upstream_calls(fake: Server) -> int:

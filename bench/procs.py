@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -53,6 +54,13 @@ class Placement:
 
     def pin(self, cpu: int | None, argv: list[str]) -> list[str]:
         return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+    def pin_both(self, argv: list[str]) -> list[str]:
+        """Free to run on either CPU. Needed explicitly: this process (whose affinity
+        children inherit) is pinned to the load CPU."""
+        if self.server is None or self.load is None:
+            return argv
+        return ["taskset", "-c", f"{self.server},{self.load}", *argv]
 
     def pin_self_to_load(self) -> None:
         # The in-process streaming clients are load, like wrk: keep them off the server's CPU.
@@ -139,6 +147,73 @@ def _answers(port: int, path: str) -> bool:
             return sock.recv(12).startswith(b"HTTP/1.1 ")
     except OSError:
         return False
+
+
+def cpu_seconds(root: int) -> dict[int, float]:
+    """User + system CPU seconds of `root` and every process below it (a multi-worker
+    server's supervisor and workers), by pid, from /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name (field 2) may contain spaces; the fields after it do not.
+        fields = text[text.rindex(")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    found: dict[int, float] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in times:
+            found[pid] = times[pid]
+            todo += children.get(pid, [])
+    return found
+
+
+def idle_cpu_seconds() -> float:
+    """Seconds all CPUs together spent idle (idle + iowait) since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """CPU time the machine spent on something other than this benchmark.
+
+    The machine's busy time (wall time × CPUs − idle time from /proc/stat; the kernel
+    tracks idle time exactly, busy time only by sampling) minus the CPU time of this
+    process, every process below it (the servers, Redis, a running wrk) and its reaped
+    children (finished wrk runs). On a quiet machine the difference stays between about
+    0 and 0.15 CPUs (interrupt work not charged to any process); more means someone
+    else's work competed with the step. Stolen time (a busy host) counts as other load.
+    """
+
+    def __init__(self) -> None:
+        self._start = (0.0, 0.0, 0.0)
+
+    @staticmethod
+    def _ours() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return sum(cpu_seconds(os.getpid()).values()) + children.ru_utime + children.ru_stime
+
+    def start(self) -> None:
+        self._start = (idle_cpu_seconds(), self._ours(), time.monotonic())
+
+    def stop(self) -> float:
+        """Average CPUs of other load since start()."""
+        idle, ours, began = self._start
+        wall = time.monotonic() - began
+        if wall <= 0:
+            return 0.0
+        busy = (os.cpu_count() or 1) * wall - (idle_cpu_seconds() - idle)
+        return (busy - (self._ours() - ours)) / wall
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

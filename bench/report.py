@@ -14,6 +14,9 @@ from bench.procs import Placement
 
 Figures = dict[str, float]
 Rounds = dict[str, list[Figures]]  # row -> one Figures per round
+OtherLoads = list[tuple[int, str, float]]  # (round, row, CPUs of other load during that step)
+# Above this, a step shared the machine with someone else's work (quiet: 0 to 0.15).
+OTHER_LOAD_NOTICE_CPUS = 0.2
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ def _below(limit: float) -> Callable[[float], bool]:
     return lambda value: value < limit
 
 
+def _at_most(limit: float) -> Callable[[float], bool]:
+    return lambda value: value <= limit
+
+
 RATIOS = (
     Ratio("b/a hit throughput (c32)", ("a", "b"),
           lambda r: r["b"]["rps_c32"] / r["a"]["rps_c32"], "×", "≥ 0.5", _at_least(0.5)),
@@ -50,6 +57,19 @@ RATIOS = (
           lambda r: r["f"]["upstream_calls"], "", "= 1", lambda v: v == 1, digits=0),
     Ratio("f first-event spread, leader vs followers", ("f",),
           lambda r: r["f"]["spread_ms"], "ms", "—", None),
+    Ratio("g−b−rtt Redis-tier hit cost beyond one Redis round trip, p50 (c1)", ("g",),
+          lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"] - r["g"]["rtt_p50_ms"], "ms", "≤ 0.5 ms",
+          _at_most(0.5)),
+    Ratio("g−b Redis-tier hit latency over a local-tier hit, p50 (c1)", ("g",),
+          lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"], "ms", "—", None),
+    Ratio("g/b proxy CPU time per hit (c1)", ("g",),
+          lambda r: r["g"]["cpu_us_per_hit"] / r["g"]["local_cpu_us_per_hit"], "×", "—", None),
+    Ratio("h hit throughput, --workers 2 / --workers 1 (c64)", ("h",),
+          lambda r: r["h"]["rps_w2"] / r["h"]["rps_w1"], "×", "≥ 1.6", _at_least(1.6)),
+    Ratio("h proxy CPU time per hit, --workers 2 / --workers 1", ("h",),
+          lambda r: r["h"]["cpu_us_per_request_w2"] / r["h"]["cpu_us_per_request_w1"], "×", "—", None),
+    Ratio("h busiest worker's share of the workers' CPU time (--workers 2)", ("h",),
+          lambda r: r["h"]["busiest_share_w2"], "", "—", None),
 )
 
 ROW_TITLES = {
@@ -58,6 +78,7 @@ ROW_TITLES = {
     "c": "c — fake upstream direct, unique bodies",
     "d": "d — llmcache miss, local tier",
     "dd": "d′ — llmcache miss, local+disk tiers",
+    "g": "g — llmcache hit, redis tier only",
 }
 
 
@@ -104,11 +125,16 @@ def revision() -> str:
 
 
 def render(
-    results: Rounds, placement: Placement, rounds: int, duration_s: float, stream_requests: int, burst: int
+    results: Rounds, placement: Placement, rounds: int, duration_s: float, stream_requests: int, burst: int,
+    others: OtherLoads | None = None, redone: int = 0,
 ) -> str:
     pin = "unpinned"
     if placement.server is not None:
         pin = f"server under test on CPU {placement.server}; wrk, clients and fake upstream on CPU {placement.load}"
+        if "g" in results:
+            pin += f"; g: Redis on CPU {placement.load}"
+        if "h" in results:
+            pin += f"; h: both servers and wrk (nice 19) on CPUs {placement.server},{placement.load}"
     lines = [
         f"# llmcache benchmark — {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "",
@@ -116,13 +142,32 @@ def render(
         f"- code: {revision()}",
         f"- placement: {pin}",
         f"- {rounds} round(s), rows alternated within each round; wrk runs {duration_s:g} s, -t1; medians over rounds",
+        *_other_load(others or [], redone),
         "",
     ]
     lines += _wrk_table(results)
     lines += _stream_table(results, stream_requests, burst)
+    lines += _redis_table(results)
+    lines += _workers_table(results, duration_s)
     lines += _ratio_table(results)
     lines += _round_detail(results)
     return "\n".join(lines) + "\n"
+
+
+def _other_load(others: OtherLoads, redone: int) -> list[str]:
+    """How much of the machine someone else used while each step ran."""
+    if not others:
+        return []
+    worst = max(others, key=lambda item: item[2])
+    line = (f"- other load (machine CPU time not used by the benchmark's own processes): median "
+            f"{statistics.median(o[2] for o in others):.2f} CPUs over the steps, at most {worst[2]:.2f} "
+            f"(round {worst[0]}, row {worst[1]})")
+    busy = [f"round {n} {row}: {cpus:.2f}" for n, row, cpus in others if cpus > OTHER_LOAD_NOTICE_CPUS]
+    if busy:
+        line += f"; steps above {OTHER_LOAD_NOTICE_CPUS} CPUs: " + ", ".join(busy)
+    if redone:
+        line += f"; {redone} round(s) discarded and run again because other load competed with them"
+    return [line]
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -160,6 +205,34 @@ def _stream_table(results: Rounds, stream_requests: int, burst: int) -> list[str
                 "| upstream calls | leader TTFB ms | first-event spread ms (max − min) |", "| ---: | ---: | ---: |",
                 f"| {m['upstream_calls']:.0f} | {_fmt(m['leader_ttfb_ms'], 1)} | {_fmt(m['spread_ms'], 2)} |", ""]
     return out
+
+
+def _redis_table(results: Rounds) -> list[str]:
+    if "g" not in results:
+        return []
+    m = median_figures(results["g"])
+    header = ("| local-tier hit p50 ms (b, in g's step) | Redis-tier hit p50 ms | Redis GET p50 ms, from the proxy's "
+              "CPU | Redis GET p50 ms, same CPU as Redis | proxy CPU µs per local-tier hit | per Redis-tier hit |")
+    cells = (_fmt(m["local_p50_ms"], 3), _fmt(m["p50_ms"], 3), _fmt(m["rtt_p50_ms"], 3),
+             _fmt(m["rtt_same_cpu_p50_ms"], 3), _fmt(m["local_cpu_us_per_hit"], 1), _fmt(m["cpu_us_per_hit"], 1))
+    return ["## Redis tier: one connection, the same request as b", "",
+            header, "| ---: | ---: | ---: | ---: | ---: | ---: |", "| " + " | ".join(cells) + " |", ""]
+
+
+def _workers_table(results: Rounds, duration_s: float) -> list[str]:
+    if "h" not in results:
+        return []
+    m = median_figures(results["h"])
+    header = ("| server | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | machine CPUs idle "
+              "| busiest worker's CPU share |")
+    out = [f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, servers and wrk (nice 19) on both CPUs", "",
+           header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for count in (1, 2):
+        cells = (_fmt(m[f"rps_w{count}"], 0), _fmt(m[f"cpu_us_per_request_w{count}"], 1),
+                 _fmt(m[f"proxy_cores_w{count}"], 2), _fmt(m[f"wrk_cores_w{count}"], 2),
+                 _fmt(m[f"idle_cores_w{count}"], 2), _fmt(m[f"busiest_share_w{count}"], 2))
+        out.append(f"| `--workers {count}` | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def _ratio_table(results: Rounds) -> list[str]:

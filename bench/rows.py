@@ -1,27 +1,35 @@
 """The measurement steps of one round. Each returns plain figures; run.py repeats the round.
 
 Rows: a bare app, b llmcache hits, c fake upstream direct, d llmcache misses (local
-tier), dd llmcache misses (local+disk), e streamed-miss TTFB, f coalescing burst. A row
-may take several steps (a and b: under load, then unloaded); their figures are merged.
+tier), dd llmcache misses (local+disk), e streamed-miss TTFB, f coalescing burst, g hits
+from a Redis-only proxy, h hit throughput of 2 workers against 1. A row may take
+several steps (a and b: under load, then unloaded); their figures are merged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import resource
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
-from bench import checks, streaming
+from bench import checks, redisbench, streaming
 from bench.bodies import MARKER, chat_body, fill
-from bench.procs import BenchError, Placement, Server
+from bench.procs import BenchError, Placement, Server, cpu_seconds, idle_cpu_seconds
 from bench.wrk import WrkResult, run_wrk
 
 PATH = "/v1/chat/completions"
 LOAD_CONNECTIONS = 32
+SCALING_CONNECTIONS = 64  # row h
+# Row h: N workers need N CPUs and this machine may have only 2, so the servers and wrk
+# all run on both CPUs, wrk at the lowest priority: it gets what the workers leave.
+# Both worker counts get the same placement, so the ratio stays fair.
+SCALING_WRK_NICE = 19
 Figures = dict[str, float]
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,16 +47,22 @@ class Rig:
     stream_requests: int
     burst: int
     burst_delay_ms: int
+    proxy_redis: Server | None = None  # row g: tiers [redis] only
+    redis: redisbench.RedisServer | None = None
+    workers: dict[int, Server] = field(default_factory=dict)  # row h: worker count -> server
 
     @property
     def wrk_pin(self) -> list[str]:
         return self.placement.pin(self.placement.load, [])
 
-    def wrk(self, server: Server, script: str, connections: int, duration_s: float | None = None) -> WrkResult:
+    def wrk(
+        self, server: Server, script: str, connections: int, duration_s: float | None = None,
+        pin: list[str] | None = None,
+    ) -> WrkResult:
         unique = script == "unique.lua"
         return run_wrk(
             server.url + PATH, script, self.miss_template_file if unique else self.hit_file,
-            connections, duration_s or self.duration_s, self.wrk_pin,
+            connections, duration_s or self.duration_s, self.wrk_pin if pin is None else pin,
             nonce=secrets.token_hex(6) if unique else "",
         )
 
@@ -75,10 +89,13 @@ def hits(rig: Rig, measure: Callable[[], Figures]) -> Figures:
     """`measure` against the proxy, refusing the figures if anything but hits was served."""
     before = checks.proxy_counts(rig.proxy)
     figures = measure()
-    delta = checks.difference(checks.proxy_counts(rig.proxy), before)
-    if delta["miss"] or delta["bypass"] or delta["refresh"]:
-        raise BenchError(f"hit row served non-hits: {delta}")
+    only_hits(rig.proxy, checks.difference(checks.proxy_counts(rig.proxy), before))
     return figures
+
+
+def only_hits(proxy: Server, delta: dict[str, int]) -> None:
+    if delta["miss"] or delta["bypass"] or delta["refresh"]:
+        raise BenchError(f"hit row on {proxy.name} served non-hits: {delta}")
 
 
 def direct(rig: Rig) -> Figures:
@@ -99,6 +116,79 @@ def misses(rig: Rig, proxy: Server | None) -> Figures:
     checks.require_served(f"{proxy.name} misses", delta["miss"], run.requests, 1)
     checks.require_served(f"{proxy.name} upstream calls", checks.upstream_calls(rig.fake) - calls, run.requests, 1)
     return figures
+
+
+# --- Redis and workers -------------------------------------------------------------------
+
+def redis_hits(rig: Rig) -> Figures:
+    """Row g. Back to back: a local-tier hit (row b's proxy and request), the same request
+    hitting a proxy whose only tier is Redis, then one Redis round trip measured alone."""
+    proxy, redis = rig.proxy_redis, rig.redis
+    assert proxy is not None and redis is not None
+    counts = checks.proxy_counts(rig.proxy)
+    (local, local_run), local_cpu = _with_cpu(rig.proxy, lambda: single(rig, rig.proxy, "fixed.lua"))
+    only_hits(rig.proxy, checks.difference(checks.proxy_counts(rig.proxy), counts))
+    counts, reads = checks.proxy_counts(proxy), redisbench.keyspace_hits(redis)
+    (figures, run), cpu = _with_cpu(proxy, lambda: single(rig, proxy, "fixed.lua"))
+    delta = checks.difference(checks.proxy_counts(proxy), counts)
+    only_hits(proxy, delta)
+    checks.require_served(f"{proxy.name} hits", delta["hit"], run.requests, 1)
+    # Every hit was read from Redis (Redis's own count), once: no tier in front of it.
+    checks.require_served(f"{proxy.name} Redis reads", redisbench.keyspace_hits(redis) - reads, run.requests, 1)
+    placement = rig.placement
+    return {
+        "local_p50_ms": local["p50_ms"], **figures,
+        # The proxy runs on the server CPU and Redis on the load CPU, so the round trip
+        # the proxy pays crosses CPUs: measure it from the proxy's CPU (idle meanwhile).
+        "rtt_p50_ms": redisbench.rtt_p50_ms(redis, placement.pin(placement.server, [])),
+        "rtt_same_cpu_p50_ms": redisbench.rtt_p50_ms(redis, placement.pin(placement.load, [])),
+        # The proxy's own CPU time per request (one connection, so wake-ups included).
+        "local_cpu_us_per_hit": local_cpu / local_run.requests * 1e6,
+        "cpu_us_per_hit": cpu / run.requests * 1e6,
+    }
+
+
+def _with_cpu(server: Server, measure: Callable[[], T]) -> tuple[T, float]:
+    """`measure()`, and the CPU seconds `server` (with its workers) used meanwhile."""
+    before = cpu_seconds(server.process.pid)
+    result = measure()
+    after = cpu_seconds(server.process.pid)
+    return result, sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def scaling(rig: Rig) -> Figures:
+    """Row h: hit throughput with 64 connections, --workers 1 then --workers 2."""
+    figures: Figures = {}
+    for count, server in sorted(rig.workers.items()):
+        figures.update({f"{name}_w{count}": value for name, value in workers_run(rig, server).items()})
+    return figures
+
+
+def workers_run(rig: Rig, server: Server, duration_s: float | None = None) -> Figures:
+    """One wrk run on both CPUs; only hits, all counted; the server's and wrk's CPU time."""
+    pin = ["nice", "-n", str(SCALING_WRK_NICE), *rig.placement.pin_both([])]
+    before, cpu_before = checks.proxy_counts(server), cpu_seconds(server.process.pid)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
+    idle_before = idle_cpu_seconds()
+    run = rig.wrk(server, "fixed.lua", SCALING_CONNECTIONS, duration_s, pin)
+    idle = idle_cpu_seconds() - idle_before
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_after, delta = cpu_seconds(server.process.pid), checks.difference(checks.proxy_counts(server), before)
+    only_hits(server, delta)
+    checks.require_served(f"{server.name} hits", delta["hit"], run.requests, SCALING_CONNECTIONS)
+    used = {pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in cpu_after.items()}
+    workers = [seconds for pid, seconds in used.items() if pid != server.process.pid]  # below the supervisor
+    total = sum(used.values())
+    wrk_s = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    return {
+        "rps": run.rps,
+        "cpu_us_per_request": total / run.requests * 1e6,
+        "proxy_cores": total / run.duration_s,
+        "wrk_cores": wrk_s / run.duration_s,
+        "idle_cores": idle / run.duration_s,  # the whole machine: is anything left to use?
+        # With one worker the server process is the worker: share 1.
+        "busiest_share": max(workers) / sum(workers) if workers and sum(workers) else 1.0,
+    }
 
 
 # --- streaming rows -----------------------------------------------------------------------
@@ -181,9 +271,11 @@ STEPS: tuple[Step, ...] = (
     ("b", lambda rig: hits(rig, lambda: loaded(rig, rig.proxy))),
     ("a", lambda rig: single(rig, bare(rig), "fixed.lua")[0]),
     ("b", lambda rig: hits(rig, lambda: single(rig, rig.proxy, "fixed.lua")[0])),
+    ("g", redis_hits),
     ("c", direct),
     ("d", lambda rig: misses(rig, rig.proxy)),
     ("dd", lambda rig: misses(rig, rig.proxy_disk)),
     ("e", row_e),
     ("f", row_f),
+    ("h", scaling),
 )
