@@ -41,14 +41,16 @@ def _serve(args: argparse.Namespace) -> int:
     # httpx logs every request at INFO: one line per upstream call is noise, and costly.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDK logs each request too
-    common = dict(host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_level="info")
+    options = dict(loop="uvloop", http="httptools", access_log=False, log_level="info")
     if workers > 1:
+        from app.workers import run_workers
+
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         prepare_multiprocess(Path(tempfile.gettempdir()) / f"llmcache-metrics-{os.getpid()}")
-        uvicorn.run("app.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        run_workers(workers, host, port, options)
     else:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), host=host, port=port, **options)  # type: ignore[arg-type]
     return 0
 
 
