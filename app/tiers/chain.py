@@ -24,6 +24,8 @@ from app.tiers.base import CacheKey, SharedTier, Tier, TierStats
 log = logging.getLogger("llmcache.tiers")
 T = TypeVar("T")
 RECONNECT_S = 0.5
+# An admin delete or flush may scan a large store, but must not hang on a dead one.
+ADMIN_TIMEOUT_S = 300.0
 
 
 @dataclass(slots=True)
@@ -127,9 +129,10 @@ class Chain:
             self.metrics.tier(tier.name, op, "skipped", 0.0)
             return FAILED
         started = time.perf_counter()
+        limit = slot.timeout_s if guarded else ADMIN_TIMEOUT_S
         try:
-            if remote and slot.timeout_s is not None:
-                async with asyncio.timeout(slot.timeout_s):
+            if limit is not None and not tier.in_process:
+                async with asyncio.timeout(limit):
                     result = await action()
             else:
                 result = await action()

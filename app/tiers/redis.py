@@ -28,6 +28,8 @@ log = logging.getLogger("llmcache.tiers.redis")
 
 CHANNEL_SUFFIX = "events"
 SCAN_BATCH = 500
+# The subscriber waits in get_message(timeout=1); a dead connection shows within this.
+LISTEN_TIMEOUT_S = 5.0
 # Compare-and-delete: a lock is released only by the holder whose token it carries.
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -45,14 +47,17 @@ class RedisTier(SharedTier):
         self.lock_ttl_s = settings.lock_ttl_s
         self.client: Redis | RedisCluster = self._connect()
 
-    def _common(self) -> dict[str, Any]:
+    def _common(self, socket_timeout: float | None = None) -> dict[str, Any]:
         s = self.settings
         # Failures surface at once; the chain's timeout and circuit breaker decide what
-        # a failure means, so the client's own retries would only add latency.
+        # a failure means, so the client's own retries would only add latency. For the
+        # same reason the command client has no socket timeout of its own: redis-py
+        # wraps every command in another timer task for it, while the chain's timeout
+        # already bounds each call.
         return {
             "username": s.username,
             "password": s.password,
-            "socket_timeout": 2.0,
+            "socket_timeout": socket_timeout,
             "socket_connect_timeout": 1.0,
             "retry": Retry(NoBackoff(), 0),
         }
@@ -151,11 +156,11 @@ class RedisTier(SharedTier):
         s = self.settings
         if self.cluster:
             node = s.startup_nodes[secrets.randbelow(len(s.startup_nodes))]
-            conn = Redis(host=node.host, port=node.port, ssl=s.ssl, **self._common())
+            conn = Redis(host=node.host, port=node.port, ssl=s.ssl, **self._common(LISTEN_TIMEOUT_S))
         elif s.url:
-            conn = Redis.from_url(s.url, **self._common())
+            conn = Redis.from_url(s.url, **self._common(LISTEN_TIMEOUT_S))
         else:
-            conn = Redis(host=s.host, port=s.port, db=s.db, ssl=s.ssl, **self._common())
+            conn = Redis(host=s.host, port=s.port, db=s.db, ssl=s.ssl, **self._common(LISTEN_TIMEOUT_S))
         pubsub = conn.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)
