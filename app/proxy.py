@@ -422,7 +422,7 @@ class Proxy:
             gone = True
             task.cancel()
 
-        watcher = asyncio.get_running_loop().create_task(watch())
+        watcher: asyncio.Task[None] | None = None
         try:
             await send({
                 "type": "http.response.start",
@@ -431,6 +431,8 @@ class Proxy:
             })
             async for chunk in flight.follow():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if watcher is None:  # watched from the first byte on: it is not needed sooner
+                    watcher = asyncio.get_running_loop().create_task(watch())
             if flight.cut:
                 return  # leave the response unfinished: the client sees the same cut
             await send({"type": "http.response.body", "body": b""})
@@ -439,7 +441,8 @@ class Proxy:
                 raise
             task.uncancel()
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             flight.leave()
             self.done(call, status)
 
