@@ -422,7 +422,7 @@ class Proxy:
             gone = True
             task.cancel()
 
-        watcher: asyncio.Task[None] | None = None
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
             await send({
                 "type": "http.response.start",
@@ -431,8 +431,6 @@ class Proxy:
             })
             async for chunk in flight.follow():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if watcher is None:  # watched from the first byte on: it is not needed sooner
-                    watcher = asyncio.get_running_loop().create_task(watch())
             if flight.cut:
                 return  # leave the response unfinished: the client sees the same cut
             await send({"type": "http.response.body", "body": b""})
@@ -441,8 +439,7 @@ class Proxy:
                 raise
             task.uncancel()
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
             flight.leave()
             self.done(call, status)
 
