@@ -19,18 +19,19 @@ FILLER = (
 )
 
 
-def chat_body(marker: str, stream: bool = False, target: int = TARGET_BYTES) -> bytes:
-    """A chat request of about `target` bytes whose user message starts with `marker`."""
+def chat_body(marker: str, stream: bool = False, target: int = TARGET_BYTES, max_tokens: int | None = None) -> bytes:
+    """A chat request of about `target` bytes whose user message starts with `marker`.
+    The fake upstream echoes the user message (about 170 tokens) unless `max_tokens` cuts it."""
     user = f"Question {marker}:"
-    body = _render(user, stream)
+    body = _render(user, stream, max_tokens)
     words = iter((FILLER * 20).split())
     while len(body) < target:
         user += " " + next(words)
-        body = _render(user, stream)
+        body = _render(user, stream, max_tokens)
     return body
 
 
-def _render(user: str, stream: bool) -> bytes:
+def _render(user: str, stream: bool, max_tokens: int | None) -> bytes:
     payload: dict[str, object] = {
         "model": MODEL,
         "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
@@ -38,6 +39,8 @@ def _render(user: str, stream: bool) -> bytes:
     }
     if stream:
         payload["stream"] = True
+    if max_tokens is not None:
+        payload["max_tokens"] = max_tokens
     return orjson.dumps(payload)
 
 

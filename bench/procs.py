@@ -177,6 +177,36 @@ def cpu_seconds(root: int) -> dict[int, float]:
     return found
 
 
+def connections_by_pid(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections on local `port` that each process holds open (its
+    sockets in /proc/<pid>/fd matched against /proc/net/tcp): which worker got which
+    connections. A socket shared by several of the processes counts for each."""
+    established: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED
+                        established.add(int(fields[9]))
+        except OSError:
+            continue
+    found: dict[int, int] = {}
+    for pid in pids:
+        count = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:[") and int(target[8:-1]) in established:
+                        count += 1
+        except OSError:
+            continue  # exited meanwhile
+        found[pid] = count
+    return found
+
+
 def idle_cpu_seconds() -> float:
     """Seconds all CPUs together spent idle (idle + iowait) since boot, from /proc/stat."""
     with open("/proc/stat") as stat:

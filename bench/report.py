@@ -53,6 +53,10 @@ RATIOS = (
           lambda r: r["b"]["p50_ms"] / r["a"]["p50_ms"], "×", "—", None),
     Ratio("e streamed-miss TTFB overhead, p50", ("e",),
           lambda r: r["e"]["proxy_p50_ms"] - r["e"]["direct_p50_ms"], "ms", "< 1 ms", _below(1.0)),
+    Ratio("e the same, median of the per-request differences (each proxied request minus its direct neighbour)",
+          ("e",), lambda r: r["e"]["paired_p50_ms"], "ms", "—", None),
+    Ratio("e′ streamed-miss TTFB overhead with a 2-token answer, p50", ("e",),
+          lambda r: r["e"]["proxy_p50_ms_short"] - r["e"]["direct_p50_ms_short"], "ms", "—", None),
     Ratio("f upstream calls for 50 identical streams", ("f",),
           lambda r: r["f"]["upstream_calls"], "", "= 1", lambda v: v == 1, digits=0),
     Ratio("f first-event spread, leader vs followers", ("f",),
@@ -70,6 +74,15 @@ RATIOS = (
           lambda r: r["h"]["cpu_us_per_request_w2"] / r["h"]["cpu_us_per_request_w1"], "×", "—", None),
     Ratio("h busiest worker's share of the workers' CPU time (--workers 2)", ("h",),
           lambda r: r["h"]["busiest_share_w2"], "", "—", None),
+    Ratio("h′ pipelined ×8: hit throughput, --workers 2 / --workers 1 (c64)", ("h",),
+          lambda r: r["h"]["rps_w2_pipe"] / r["h"]["rps_w1_pipe"], "×", "≥ 1.6", _at_least(1.6)),
+    Ratio("h′ pipelined ×8: proxy CPU time per hit, --workers 2 / --workers 1", ("h",),
+          lambda r: r["h"]["cpu_us_per_request_w2_pipe"] / r["h"]["cpu_us_per_request_w1_pipe"], "×", "—", None),
+    Ratio("h′ pipelined ×8: busiest worker's share of the workers' CPU time (--workers 2)", ("h",),
+          lambda r: r["h"]["busiest_share_w2_pipe"], "", "—", None),
+    Ratio("h and h′: best --workers 2 throughput / best --workers 1 throughput, either wrk mode", ("h",),
+          lambda r: max(r["h"]["rps_w2"], r["h"]["rps_w2_pipe"]) / max(r["h"]["rps_w1"], r["h"]["rps_w1_pipe"]),
+          "×", "—", None),
 )
 
 ROW_TITLES = {
@@ -198,7 +211,15 @@ def _stream_table(results: Rounds, stream_requests: int, burst: int) -> list[str
         out += [title, "",
                 "| path | p50 ms | p99 ms |", "| --- | ---: | ---: |",
                 f"| e — fake upstream direct | {_fmt(m['direct_p50_ms'], 3)} | {_fmt(m['direct_p99_ms'], 3)} |",
-                f"| e — through llmcache | {_fmt(m['proxy_p50_ms'], 3)} | {_fmt(m['proxy_p99_ms'], 3)} |", ""]
+                f"| e — through llmcache | {_fmt(m['proxy_p50_ms'], 3)} | {_fmt(m['proxy_p99_ms'], 3)} |"]
+        if "proxy_p50_ms_short" in m:
+            out += [
+                f"| e′ — fake upstream direct, 2-token answer | {_fmt(m['direct_p50_ms_short'], 3)} "
+                f"| {_fmt(m['direct_p99_ms_short'], 3)} |",
+                f"| e′ — through llmcache, 2-token answer | {_fmt(m['proxy_p50_ms_short'], 3)} "
+                f"| {_fmt(m['proxy_p99_ms_short'], 3)} |",
+            ]
+        out += [""]
     if "f" in results:
         m = median_figures(results["f"])
         out += [f"## Coalescing: {burst} identical streamed misses at once, upstream stalls 200 ms", "",
@@ -223,15 +244,21 @@ def _workers_table(results: Rounds, duration_s: float) -> list[str]:
     if "h" not in results:
         return []
     m = median_figures(results["h"])
-    header = ("| server | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | machine CPUs idle "
-              "| busiest worker's CPU share |")
+    header = ("| server | wrk | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | wrk CPU µs per "
+              "request | machine CPUs idle | busiest worker's CPU share | busiest worker's connections |")
     out = [f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, servers and wrk (nice 19) on both CPUs", "",
-           header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for count in (1, 2):
-        cells = (_fmt(m[f"rps_w{count}"], 0), _fmt(m[f"cpu_us_per_request_w{count}"], 1),
-                 _fmt(m[f"proxy_cores_w{count}"], 2), _fmt(m[f"wrk_cores_w{count}"], 2),
-                 _fmt(m[f"idle_cores_w{count}"], 2), _fmt(m[f"busiest_share_w{count}"], 2))
-        out.append(f"| `--workers {count}` | " + " | ".join(cells) + " |")
+           header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for suffix, wrk in (("", "one request at a time"), ("_pipe", "h′: pipelined, 8 per batch")):
+        for count in (1, 2):
+            end = f"_w{count}{suffix}"
+            if f"rps{end}" not in m:
+                continue
+            cells = (_fmt(m[f"rps{end}"], 0), _fmt(m[f"cpu_us_per_request{end}"], 1),
+                     _fmt(m[f"proxy_cores{end}"], 2), _fmt(m[f"wrk_cores{end}"], 2),
+                     _fmt(m.get(f"wrk_cpu_us_per_request{end}"), 1),
+                     _fmt(m[f"idle_cores{end}"], 2), _fmt(m[f"busiest_share{end}"], 2),
+                     f"{m[f'busiest_connections{end}']:.0f} of {m[f'connections{end}']:.0f}")
+            out.append(f"| `--workers {count}` | {wrk} | " + " | ".join(cells) + " |")
     return out + [""]
 
 
@@ -254,6 +281,6 @@ def _round_detail(results: Rounds) -> list[str]:
     out = ["<details><summary>every round</summary>", "", "| row | round | figures |", "| --- | ---: | --- |"]
     for row, rounds in results.items():
         for number, figures in enumerate(rounds, 1):
-            text = ", ".join(f"{k}={_fmt(v, 0 if k.startswith(('rps', 'upstream')) else 3)}" for k, v in figures.items())
+            text = ", ".join(f"{k}={_fmt(v, 0 if k.startswith(('rps', 'upstream', 'busiest_conn', 'connections')) else 3)}" for k, v in figures.items())
             out.append(f"| {row} | {number} | {text} |")
     return out + ["", "</details>"]

@@ -3,7 +3,8 @@
 Rows: a bare app, b llmcache hits, c fake upstream direct, d llmcache misses (local
 tier), dd llmcache misses (local+disk), e streamed-miss TTFB, f coalescing burst, g hits
 from a Redis-only proxy, h hit throughput of 2 workers against 1. A row may take
-several steps (a and b: under load, then unloaded); their figures are merged.
+several steps (a and b: under load, then unloaded; e: long, then short streams; h:
+plain, then pipelined); their figures are merged.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import math
 import resource
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from bench import checks, redisbench, streaming
 from bench.bodies import MARKER, chat_body, fill
-from bench.procs import BenchError, Placement, Server, cpu_seconds, idle_cpu_seconds
+from bench.procs import BenchError, Placement, Server, connections_by_pid, cpu_seconds, idle_cpu_seconds
 from bench.wrk import WrkResult, run_wrk
 
 PATH = "/v1/chat/completions"
@@ -28,6 +30,9 @@ SCALING_CONNECTIONS = 64  # row h
 # all run on both CPUs, wrk at the lowest priority: it gets what the workers leave.
 # Both worker counts get the same placement, so the ratio stays fair.
 SCALING_WRK_NICE = 19
+# Row h's second variant (h′): wrk pipelines this many requests per connection (HTTP/1.1).
+# wrk then spends less CPU per request, which leaves more of the two CPUs to the workers.
+PIPELINE_DEPTH = 8
 Figures = dict[str, float]
 T = TypeVar("T")
 
@@ -57,13 +62,13 @@ class Rig:
 
     def wrk(
         self, server: Server, script: str, connections: int, duration_s: float | None = None,
-        pin: list[str] | None = None,
+        pin: list[str] | None = None, pipeline: int = 1,
     ) -> WrkResult:
         unique = script == "unique.lua"
         return run_wrk(
             server.url + PATH, script, self.miss_template_file if unique else self.hit_file,
             connections, duration_s or self.duration_s, self.wrk_pin if pin is None else pin,
-            nonce=secrets.token_hex(6) if unique else "",
+            nonce=secrets.token_hex(6) if unique else "", pipeline=pipeline,
         )
 
 
@@ -164,18 +169,45 @@ def scaling(rig: Rig) -> Figures:
     return figures
 
 
-def workers_run(rig: Rig, server: Server, duration_s: float | None = None) -> Figures:
+def scaling_pipelined(rig: Rig) -> Figures:
+    """Row h, second variant (its own step, right after the first): the same, but wrk
+    pipelines PIPELINE_DEPTH requests per connection. Figures end in `_pipe`."""
+    figures: Figures = {}
+    for count, server in sorted(rig.workers.items()):
+        run = workers_run(rig, server, pipeline=PIPELINE_DEPTH)
+        figures.update({f"{name}_w{count}_pipe": value for name, value in run.items()})
+    return figures
+
+
+def workers_run(rig: Rig, server: Server, duration_s: float | None = None, pipeline: int = 1) -> Figures:
     """One wrk run on both CPUs; only hits, all counted; the server's and wrk's CPU time."""
     pin = ["nice", "-n", str(SCALING_WRK_NICE), *rig.placement.pin_both([])]
+    script = "fixed.lua" if pipeline == 1 else "pipeline.lua"
     before, cpu_before = checks.proxy_counts(server), cpu_seconds(server.process.pid)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
     idle_before = idle_cpu_seconds()
-    run = rig.wrk(server, "fixed.lua", SCALING_CONNECTIONS, duration_s, pin)
+    # Half-way through the run, count which worker holds which of wrk's connections.
+    held: dict[int, int] = {}
+    pids = list(cpu_before)
+    census = threading.Timer(
+        (duration_s or rig.duration_s) / 2, lambda: held.update(connections_by_pid(pids, server.port))
+    )
+    census.start()
+    try:
+        run = rig.wrk(server, script, SCALING_CONNECTIONS, duration_s, pin, pipeline)
+    finally:
+        census.cancel()
+        census.join()
     idle = idle_cpu_seconds() - idle_before
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_after, delta = cpu_seconds(server.process.pid), checks.difference(checks.proxy_counts(server), before)
     only_hits(server, delta)
-    checks.require_served(f"{server.name} hits", delta["hit"], run.requests, SCALING_CONNECTIONS)
+    if sum(held.values()) != SCALING_CONNECTIONS:
+        raise BenchError(f"{server.name}: the census found {sum(held.values())} of wrk's {SCALING_CONNECTIONS} "
+                         f"connections: {held}")
+    # wrk counts responses; when it stops, up to `pipeline` requests per connection may
+    # have been served whose responses it did not read.
+    checks.require_served(f"{server.name} hits", delta["hit"], run.requests, SCALING_CONNECTIONS * pipeline)
     used = {pid: seconds - cpu_before.get(pid, 0.0) for pid, seconds in cpu_after.items()}
     workers = [seconds for pid, seconds in used.items() if pid != server.process.pid]  # below the supervisor
     total = sum(used.values())
@@ -185,21 +217,39 @@ def workers_run(rig: Rig, server: Server, duration_s: float | None = None) -> Fi
         "cpu_us_per_request": total / run.requests * 1e6,
         "proxy_cores": total / run.duration_s,
         "wrk_cores": wrk_s / run.duration_s,
+        "wrk_cpu_us_per_request": wrk_s / run.requests * 1e6,
         "idle_cores": idle / run.duration_s,  # the whole machine: is anything left to use?
         # With one worker the server process is the worker: share 1.
         "busiest_share": max(workers) / sum(workers) if workers and sum(workers) else 1.0,
+        # wrk's connections held by the process holding the most, and by all together
+        # (the census must find all 64, else it is void).
+        "busiest_connections": max(held.values(), default=0),
+        "connections": sum(held.values()),
     }
 
 
 # --- streaming rows -----------------------------------------------------------------------
 
+# Row e′: a 2-token answer, so the fake upstream's whole stream (5 events, 1 KB instead of
+# 152 events, 37 KB) is written before the proxy relays its first event. With the long
+# stream the fake is still writing, on the CPU it shares with the client, when the proxy
+# relays the first event, and the client often gets that CPU only once the fake is done.
+SHORT_STREAM_TOKENS = 2
+
+
 def row_e(rig: Rig) -> Figures:
-    return streaming.run(_ttfb(rig, rig.stream_requests))
+    return streaming.run(_ttfb(rig, rig.stream_requests, chat_body(MARKER, stream=True)))
 
 
-async def _ttfb(rig: Rig, count: int) -> Figures:
+def row_e_short(rig: Rig) -> Figures:
+    """Row e, second variant (its own step, right after the first). Figures end in `_short`."""
+    template = chat_body(MARKER, stream=True, max_tokens=SHORT_STREAM_TOKENS)
+    figures = streaming.run(_ttfb(rig, rig.stream_requests, template))
+    return {f"{name}_short": value for name, value in figures.items()}
+
+
+async def _ttfb(rig: Rig, count: int, template: bytes) -> Figures:
     """Streamed misses, direct and through llmcache interleaved request by request."""
-    template = chat_body(MARKER, stream=True)
     nonce = secrets.token_hex(6)
     direct: list[float] = []
     proxied: list[float] = []
@@ -214,6 +264,9 @@ async def _ttfb(rig: Rig, count: int) -> Figures:
     return {
         "direct_p50_ms": percentile(direct, 50), "direct_p99_ms": percentile(direct, 99),
         "proxy_p50_ms": percentile(proxied, 50), "proxy_p99_ms": percentile(proxied, 99),
+        # Each proxied request against the direct one with the same number (sent just
+        # before or after it): drift between the two p50s cancels out here.
+        "paired_p50_ms": percentile([p - d for p, d in zip(proxied, direct)], 50),
     }
 
 
@@ -276,6 +329,8 @@ STEPS: tuple[Step, ...] = (
     ("d", lambda rig: misses(rig, rig.proxy)),
     ("dd", lambda rig: misses(rig, rig.proxy_disk)),
     ("e", row_e),
+    ("e", row_e_short),
     ("f", row_f),
     ("h", scaling),
+    ("h", scaling_pipelined),
 )

@@ -54,6 +54,9 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--only", default=",".join(ALL_ROWS), help="comma-separated rows: " + " ".join(ALL_ROWS))
     parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 5, quick 2)")
+    parser.add_argument(
+        "--stream-requests", type=int, help="rows e and e′: streamed misses per side per round (default 400, quick 50)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
         "--redo-disturbed", type=int,
@@ -70,7 +73,7 @@ def parse_options(argv: list[str] | None) -> Options:
         rounds=max(1, args.rounds or (1 if args.quick else 3)),
         duration_s=args.duration or (2.0 if args.quick else 5.0),
         warmup_s=1.0,
-        stream_requests=50 if args.quick else 200,
+        stream_requests=max(1, args.stream_requests or (50 if args.quick else 400)),
         burst=50,
         strict=args.strict,
         redo_disturbed=max(0, args.redo_disturbed if args.redo_disturbed is not None else (0 if args.quick else 3)),
@@ -177,10 +180,11 @@ def capture_hit(proxy: Server, body: bytes) -> bytes:
 def warm_workers(server: Server, count: int, body: bytes) -> None:
     """Store the hit entry in every worker's own local tier.
 
-    Each request opens a fresh connection, so the kernel hands it to whichever worker
-    accepts first. A worker misses exactly once (it stores the entry before answering),
-    so `count` misses mean every worker holds the entry; a worker still starting up
-    simply accepts nothing until it is ready.
+    Each request opens a fresh connection (a new source port), and the kernel picks a
+    worker's listening socket (SO_REUSEPORT) by a hash of the connection's addresses. A
+    worker misses exactly once (it stores the entry before answering), so `count` misses
+    mean every worker holds the entry; a worker still starting up has not bound its
+    socket yet and gets no connections until it has.
     """
     deadline = time.monotonic() + WORKER_WARMUP_DEADLINE_S
     while checks.proxy_counts(server)["miss"] < count:
@@ -218,6 +222,7 @@ def warm_up(rig: rows.Rig, options: Options) -> None:
         rig.wrk(rig.proxy, "fixed.lua", rows.LOAD_CONNECTIONS, options.warmup_s)  # g's local-tier side
     for server in rig.workers.values():
         rows.workers_run(rig, server, options.warmup_s)  # also checks that only hits are served
+        rows.workers_run(rig, server, options.warmup_s, rows.PIPELINE_DEPTH)
     if "e" in options.rows or "f" in options.rows:
         body = chat_body(MARKER, stream=True)
         for number in range(10):

@@ -53,14 +53,18 @@ def ensure_wrk() -> str:
 
 def run_wrk(
     url: str, script: str, body_file: Path, connections: int, duration_s: float,
-    pin: list[str], nonce: str = "",
+    pin: list[str], nonce: str = "", pipeline: int = 1,
 ) -> WrkResult:
-    """One wrk run with `script` (fixed.lua or unique.lua) from bench/lua; raises on errors."""
+    """One wrk run with `script` (fixed.lua, unique.lua or pipeline.lua) from bench/lua;
+    raises on errors. `pipeline` is pipeline.lua's depth (requests per batch)."""
     argv = [
         *pin, "wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "5s",
         "-s", str(LUA_DIR / script), url,
     ]
-    env = {**os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_BODY_FILE": str(body_file), "BENCH_NONCE": nonce}
+    env = {
+        **os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_BODY_FILE": str(body_file), "BENCH_NONCE": nonce,
+        "BENCH_PIPELINE_DEPTH": str(pipeline),
+    }
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration_s + RUN_SLACK_S)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
