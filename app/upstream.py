@@ -90,13 +90,29 @@ def map_error(exc: httpx.HTTPError) -> ProxyError:
     return upstream_unreachable(str(exc) or type(exc).__name__)
 
 
+MAX_PARSED_URLS = 1024
+
+
 class Upstream:
     def __init__(self, transport: httpx.AsyncBaseTransport, settings: UpstreamSettings) -> None:
         self.transport = transport
         self.timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s).as_dict()
+        # Parsing a URL is most of the cost of building a request, and the cached routes
+        # go to a handful of URLs: each is parsed once.
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._urls) < MAX_PARSED_URLS:
+                self._urls[url] = parsed
+        return parsed
 
     def _request(self, method: str, url: str, headers: Headers, body: bytes | AsyncIterator[bytes]) -> httpx.Request:
-        return httpx.Request(method, url, headers=headers, content=body, extensions={"timeout": self.timeout})
+        return httpx.Request(
+            method, self._url(url), headers=headers, content=body, extensions={"timeout": self.timeout}
+        )
 
     async def call(self, method: str, url: str, headers: Headers, body: bytes) -> httpx.Response:
         """A complete response (body read), or ProxyError."""
