@@ -108,10 +108,12 @@ class Flight:
         """Every chunk from the first, live, until the flight finishes."""
         sent = 0
         while True:
-            while sent < len(self.chunks):
-                chunk = self.chunks[sent]
-                sent += 1
-                yield chunk
+            pending = len(self.chunks) - sent
+            if pending:
+                # Chunks that piled up while this client was busy go out in one write.
+                yield self.chunks[sent] if pending == 1 else b"".join(self.chunks[sent:])
+                sent += pending
+                continue
             if self._ended:
                 return
             await self._changed.wait()
