@@ -38,15 +38,20 @@ class Outcome:
 
     @classmethod
     def of_entry(cls, entry: Entry) -> Outcome:
-        completion = None
-        if "json" in entry.content_type:
-            try:
-                parsed = orjson.loads(entry.body)
-                completion = parsed if isinstance(parsed, dict) else None
-            except orjson.JSONDecodeError:
-                pass
         headers = [(b"content-type", entry.content_type.encode())]
+        completion = json_object(entry.body, entry.content_type)
         return cls(200, headers, entry.body, completion, content_type=entry.content_type)
+
+
+def json_object(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one (not JSON, or not an object)."""
+    if "json" not in content_type:
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 @dataclass(slots=True, eq=False)

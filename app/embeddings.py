@@ -62,7 +62,7 @@ async def handle_embeddings(
         await proxy.forward(call, _never, send, "bypass", None)
         return
     params = {k: v for k, v in payload.items() if k != "input"}
-    item_keys = [proxy.key_for(call, incoming, {**params, "input": item}) for item in items]
+    item_keys = [proxy.key_for(call, {**params, "input": item}) for item in items]
     if len(items) == 1:
         # One item: its entry is the whole response, so the generic path (with single
         # flight) serves it byte for byte.

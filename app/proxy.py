@@ -20,7 +20,7 @@ import orjson
 from app import keys
 from app.asgi import JSON, ClientGone, Headers, Receive, Scope, Send, read_body, send_error, send_response
 from app.codec import Entry, new_entry
-from app.coalesce import Flight, Flights, Outcome
+from app.coalesce import Flight, Flights, Outcome, json_object
 from app.config import Settings
 from app.control import CacheControl, parse_control
 from app.errors import ProxyError, bad_request, not_cached, upstream_broken
@@ -166,7 +166,7 @@ class Proxy:
     def namespace_of(self, call: Call) -> str | None:
         return call.control.namespace or self.cache.namespace
 
-    def key_for(self, call: Call, incoming: Incoming, params: dict[str, Any]) -> CacheKey:
+    def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
         key_model = self.routing.key_model(call.model)
         return keys.cache_key(call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call))
 
@@ -243,7 +243,7 @@ class Proxy:
         if not self.cacheable(call):
             await self.forward(call, receive, send, "bypass", flight=None)
             return
-        call.key = self.key_for(call, incoming, payload)
+        call.key = self.key_for(call, payload)
         if self.semantic is not None:
             key_model = self.routing.key_model(call.model)
             call.asked = self.semantic.ask(call_type, key_model, payload, self.scope_of(call), self.namespace_of(call))
@@ -461,18 +461,8 @@ def _outcome(response: httpx.Response, body: bytes) -> Outcome:
     content_type = response.headers.get("content-type", "application/octet-stream")
     completion = None
     if response.is_success:
-        completion = _json_object(body, content_type)
+        completion = json_object(body, content_type)
     return Outcome(response.status_code, headers, body, completion, content_type=content_type)
-
-
-def _json_object(body: bytes, content_type: str) -> dict[str, Any] | None:
-    if "json" not in content_type:
-        return None
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _total_tokens(document: dict[str, Any]) -> int:

@@ -67,5 +67,5 @@ async def handle_transcription(
         call.stream = streamed
         await proxy.forward(call, receive, send, "bypass", None)
         return
-    call.key = proxy.key_for(call, incoming, {k: v for k, v in params.items() if k != "model"})
+    call.key = proxy.key_for(call, {k: v for k, v in params.items() if k != "model"})
     await proxy.serve_cacheable(call, receive, send)

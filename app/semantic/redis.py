@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from app.config import RedisVectorSettings
 from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cosine
+from app.tiers.redis import delete_matching
 
 NO_NAMESPACE = "none"
 
@@ -67,14 +68,7 @@ class RedisIndex(VectorIndex):
 
     async def clear(self, namespace: str | None) -> None:
         pattern = f"{self.prefix}{namespace}/*" if namespace else f"{self.prefix}*"
-        batch = []
-        async for name in self.client.scan_iter(match=pattern, count=500):
-            batch.append(name)
-            if len(batch) >= 500:
-                await self.client.delete(*batch)
-                batch.clear()
-        if batch:
-            await self.client.delete(*batch)
+        await delete_matching(self.client, pattern)
 
     async def ping(self) -> None:
         await self.client.execute_command("FT.INFO", self.index)

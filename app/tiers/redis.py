@@ -107,18 +107,9 @@ class RedisTier(SharedTier):
     async def clear(self, namespace: str | None) -> int | None:
         """SCAN (never KEYS) over every primary, deleting in batches split by slot."""
         pattern = f"{self.prefix}{namespace}/*" if namespace else f"{self.prefix}*"
-        deleted = 0
-        batch: list[bytes] = []
-        async for name in self.client.scan_iter(match=pattern, count=SCAN_BATCH):
-            if not namespace and name.startswith(self._lock_prefix.encode()):
-                continue  # in-flight locks belong to running calls, not to the cache
-            batch.append(name)
-            if len(batch) >= SCAN_BATCH:
-                deleted += await self.client.delete(*batch)
-                batch.clear()
-        if batch:
-            deleted += await self.client.delete(*batch)
-        return deleted
+        # In-flight locks belong to running calls, not to the cache.
+        keep = None if namespace else self._lock_prefix.encode()
+        return await delete_matching(self.client, pattern, keep)
 
     async def ping(self) -> None:
         if isinstance(self.client, RedisCluster):
@@ -171,6 +162,23 @@ class RedisTier(SharedTier):
         finally:
             await pubsub.aclose()
             await conn.aclose()
+
+
+async def delete_matching(client: Redis | RedisCluster, pattern: str, keep: bytes | None = None) -> int:
+    """Delete every key matching `pattern` (but those starting with `keep`): SCAN, never
+    KEYS, over every primary of a cluster, deleting in batches the client splits by slot."""
+    deleted = 0
+    batch: list[bytes] = []
+    async for name in client.scan_iter(match=pattern, count=SCAN_BATCH):
+        if keep is not None and name.startswith(keep):
+            continue
+        batch.append(name)
+        if len(batch) >= SCAN_BATCH:
+            deleted += await client.delete(*batch)
+            batch.clear()
+    if batch:
+        deleted += await client.delete(*batch)
+    return deleted
 
 
 def _ms(ttl_s: float | None) -> int | None:
