@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.metrics import prepare_multiprocess
+    from app.protocol import PROTOCOL
     from app.server import CONFIG_ENV, create_app
 
     settings = _settings(args.config)
@@ -41,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     # httpx logs every request at INFO: one line per upstream call is noise, and costly.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDK logs each request too
-    options = dict(loop="uvloop", http="httptools", access_log=False, log_level="info")
+    options = dict(loop="uvloop", http=PROTOCOL, access_log=False, log_level="info")
     if workers > 1:
         from app.workers import run_workers
 

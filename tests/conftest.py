@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from app.config import Settings
+from app.protocol import PROTOCOL
 from app.server import LLMCache, create_app
 from tests import servers
 from tests.fake_upstream import FakeUpstream
@@ -45,7 +46,7 @@ class ServedProxy:
     def __init__(self, app: LLMCache) -> None:
         self.app = app
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, loop="uvloop", http="httptools", access_log=False, log_level="warning"
+            app, host="127.0.0.1", port=0, loop="uvloop", http=PROTOCOL, access_log=False, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -102,3 +102,34 @@ def test_workers_share_metrics(tmp_path, fake):
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_a_hit_arrives_in_one_read(tmp_path, fake):
+    """The head and body of a response leave in one write, so a client's first read
+    holds all of it (two writes would often wake it with the head alone)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    process = serve(tmp_path, fake.url, port, log)
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"one read"}]}'
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer sk-user\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    try:
+        wait_healthy(url, process, log)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for number in range(50):
+                sock.sendall(request)
+                head, _, rest = sock.recv(65536).partition(b"\r\n\r\n")
+                fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+                assert fields[b"x-cache-status"] == (b"miss" if number == 0 else b"hit")
+                if number:
+                    assert len(rest) == int(fields[b"content-length"]), f"request {number}: a partial first read"
+                else:  # the miss may take more reads; finish reading it
+                    while len(rest) < int(fields[b"content-length"]):
+                        rest += sock.recv(65536)
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert fake.stats()["calls"]["chat_completions"] == 1

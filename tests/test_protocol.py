@@ -1,0 +1,104 @@
+"""The HTTP protocol: a response's head goes out with its body, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from typing import Any
+
+from app.protocol import _HeadWithBody
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+class RecordingTransport(asyncio.Transport):
+    """Keeps what uvicorn's protocol would have sent, write call by write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.calls.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.calls.append(b"".join(list_of_data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_head_and_body_go_out_in_one_write() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    assert transport.calls == []
+    wrapped.write(b"{}")
+    assert transport.calls == [HEAD + b"{}"]
+    await asyncio.sleep(0)  # the pending release finds nothing left to send
+    assert transport.calls == [HEAD + b"{}"]
+
+
+async def test_head_without_body_goes_out_at_the_next_turn() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    await asyncio.sleep(0)
+    assert transport.calls == [HEAD]
+    wrapped.write(b"{}")  # a later chunk (a stream) is sent as it comes
+    assert transport.calls == [HEAD, b"{}"]
+
+
+async def test_close_sends_the_held_head_first() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    wrapped.close()
+    assert transport.calls == [HEAD] and transport.closed
+    await asyncio.sleep(0)
+    assert transport.calls == [HEAD]
+
+
+async def test_a_closed_connection_gets_no_late_head() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    transport.closed = True  # the peer went away meanwhile
+    await asyncio.sleep(0)
+    assert transport.calls == []
+
+
+def _exchange(url: str, request: bytes, expect_responses: int) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < expect_responses or not received.endswith((b"}", b"\r\n\r\n")):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_pipelined_and_head_requests_are_answered_in_order(serve: Any) -> None:
+    proxy = serve()
+    request = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    head_request = b"HEAD /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    received = _exchange(proxy.root, request * 2 + head_request + request, 4)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    assert statuses == [b"200", b"200", b"405", b"200"]  # the admin routes are GET only
+    assert received.count(b'{"status":"ok"}') == 3  # the HEAD answer is a head only
+
+
+def test_connection_close_gets_the_whole_response(serve: Any) -> None:
+    proxy = serve()
+    received = _exchange(proxy.root, b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", 1)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
+    assert body.startswith(b"{") and body.endswith(b"}")
