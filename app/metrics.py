@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -85,25 +86,49 @@ class Metrics:
         )
         # labels() takes a lock and builds a tuple; children are memoized per label set.
         self._children: dict[tuple[Any, ...], Any] = {}
-        # Counter increments on the request path collect here and reach prometheus-client
-        # (a lock and a value object per increment) in bulk: at every scrape and each second.
-        # With several workers a scrape reads the other workers' files, which must be
-        # current, so there every increment is written at once.
-        self._pending: dict[Any, float] = {}
+        # Values recorded on the request path collect here and reach prometheus-client (a
+        # lock and a value object per increment; with several workers, a write to a
+        # shared file too) in bulk. One process flushes each second and at every scrape.
+        # With several workers a scrape reads the other workers' files, so each worker
+        # flushes at the end of the event loop's turn in which it recorded something:
+        # before its next request is read, well before a client could ask another worker.
+        self._counts: dict[Any, float] = {}
+        self._observations: dict[Any, list[float]] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._batched = not os.environ.get(MULTIPROC_ENV)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._each_turn = bool(os.environ.get(MULTIPROC_ENV))
+        self._flush_scheduled = False
+
+    def _schedule(self) -> None:
+        if self._loop is None:  # not serving: nothing would flush later
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
     def _count(self, child: Any, amount: float = 1.0) -> None:
-        if self._batched:
-            pending = self._pending
-            pending[child] = pending.get(child, 0.0) + amount
+        counts = self._counts
+        counts[child] = counts.get(child, 0.0) + amount
+        if self._each_turn:
+            self._schedule()
+
+    def _observe(self, child: Any, seconds: float) -> None:
+        observed = self._observations.get(child)
+        if observed is None:
+            self._observations[child] = [seconds]
         else:
-            child.inc(amount)
+            observed.append(seconds)
+        if self._each_turn:
+            self._schedule()
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for child, amount in pending.items():
+        self._flush_scheduled = False
+        counts, self._counts = self._counts, {}
+        for child, amount in counts.items():
             child.inc(amount)
+        observations, self._observations = self._observations, {}
+        for child, values in observations.items():
+            _observe_all(child, values)
 
     def start(self) -> None:
         async def periodically() -> None:
@@ -111,14 +136,16 @@ class Metrics:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
                 self.flush()
 
+        self._loop = asyncio.get_running_loop()
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(periodically())
+            self._flusher = self._loop.create_task(periodically())
 
     async def stop(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
+        self._loop = None
         self.flush()
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -131,19 +158,19 @@ class Metrics:
     def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
         model = model[:MAX_MODEL_LABEL]
         self._count(self._child(self.requests, call_type, model, status))
-        self._child(self.request_duration, call_type, status).observe(seconds)
+        self._observe(self._child(self.request_duration, call_type, status), seconds)
         if tokens_saved:
             self._count(self._child(self.tokens_saved, model), tokens_saved)
 
     def upstream(self, call_type: str, seconds: float) -> None:
-        self._child(self.upstream_duration, call_type).observe(seconds)
+        self._observe(self._child(self.upstream_duration, call_type), seconds)
 
     def upstream_error(self, call_type: str, kind: str) -> None:
         self._child(self.upstream_errors, call_type, kind).inc()
 
     def tier(self, tier: str, op: str, result: str, seconds: float) -> None:
         self._count(self._child(self.tier_operations, tier, op, result))
-        self._child(self.tier_duration, tier, op).observe(seconds)
+        self._observe(self._child(self.tier_duration, tier, op), seconds)
 
     def write_dropped(self, tier: str, entries: int) -> None:
         self._child(self.writes_dropped, tier).inc(entries)
@@ -175,3 +202,20 @@ class Metrics:
                     status = sample.labels["cache_status"]
                     counts[status] = counts.get(status, 0) + int(sample.value)
         return counts
+
+
+def _observe_all(child: Any, values: list[float]) -> None:
+    """`child.observe(v)` for every v, with one write per bucket touched, not per value.
+
+    Reads prometheus-client's Histogram internals (stable since 0.4): `_upper_bounds`
+    (ending in +Inf), `_buckets` and `_sum`. observe() counts v in the first bucket
+    whose bound is >= v, which is what bisect_left finds.
+    """
+    bounds = child._upper_bounds
+    per_bucket: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)
+        per_bucket[index] = per_bucket.get(index, 0) + 1
+    for index, count in per_bucket.items():
+        child._buckets[index].inc(count)
+    child._sum.inc(sum(values))

@@ -99,6 +99,7 @@ def test_workers_share_metrics(tmp_path, fake):
         for _ in range(3):  # whichever worker answers the scrape reports both
             text = httpx.get(url + "/metrics").text
             assert metric_sum(text, "llmcache_requests_total") == sent
+            assert metric_sum(text, "llmcache_request_duration_seconds_count") == sent
     finally:
         process.terminate()
         process.wait(20)
