@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -303,23 +303,40 @@ def expand_env(value: Any) -> Any:
     return value
 
 
+def read_yaml_mapping(
+    path: str | os.PathLike[str], error: Callable[[str], Exception], top_level: str
+) -> dict[str, Any] | None:
+    """The mapping a YAML file holds (None if the file is empty); any other content, or a
+    file that cannot be read, raises `error(message)` naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{path} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise error(f"{path}: {top_level}, not {kind_of(data)}")
+    return data
+
+
+def kind_of(value: Any) -> str:
+    """What a parsed YAML/JSON value is, in words, for error messages."""
+    if value is None:
+        return "nothing"
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:
     """Read the YAML file (if any), apply env overrides, validate; raise ConfigError."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        data = expand_env(loaded)
+        loaded = read_yaml_mapping(path, ConfigError, "the top level must be a mapping of sections")
+        data = expand_env(loaded or {})
     try:
         return Settings(**data)
     except ValidationError as exc:

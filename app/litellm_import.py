@@ -101,6 +101,8 @@ from urllib.parse import quote
 
 import yaml
 
+from app.config import kind_of, read_yaml_mapping
+
 __all__ = ["Conversion", "LiteLLMImportError", "convert", "convert_file", "render"]
 
 
@@ -207,27 +209,15 @@ def convert(litellm: dict[str, Any]) -> Conversion:
     """Convert a parsed LiteLLM proxy config; raise LiteLLMImportError if it is malformed."""
     if not isinstance(litellm, dict):
         raise LiteLLMImportError(
-            f"a LiteLLM proxy config must be a mapping at the top level, not {_kind(litellm)}")
+            f"a LiteLLM proxy config must be a mapping at the top level, not {kind_of(litellm)}")
     return _Converter().run(litellm)
 
 
 def convert_file(path: str | Path) -> Conversion:
     """Read and convert a LiteLLM proxy config file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LiteLLMImportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise LiteLLMImportError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise LiteLLMImportError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml_mapping(path, LiteLLMImportError, "a LiteLLM proxy config must be a mapping at the top level")
     if data is None:
         raise LiteLLMImportError(f"{path} is empty")
-    if not isinstance(data, dict):
-        raise LiteLLMImportError(
-            f"{path}: a LiteLLM proxy config must be a mapping at the top level, not {_kind(data)}")
     try:
         conversion = convert(data)
     except LiteLLMImportError as exc:
@@ -367,7 +357,7 @@ class _Converter:
         if model_list is None:
             return []
         if not isinstance(model_list, list):
-            raise LiteLLMImportError(f"model_list must be a list of deployments, not {_kind(model_list)}")
+            raise LiteLLMImportError(f"model_list must be a list of deployments, not {kind_of(model_list)}")
         routes: dict[str, dict[str, Any]] = {}
         seen: dict[str, int] = {}
         keyless: list[str] = []
@@ -375,7 +365,7 @@ class _Converter:
         for index, deployment in enumerate(model_list):
             where = f"model_list[{index}]"
             if not isinstance(deployment, dict):
-                raise LiteLLMImportError(f"{where} must be a mapping, not {_kind(deployment)}")
+                raise LiteLLMImportError(f"{where} must be a mapping, not {kind_of(deployment)}")
             name = deployment.get("model_name")
             if not isinstance(name, str) or not name:
                 raise LiteLLMImportError(f"{where}.model_name is missing or not a string")
@@ -423,7 +413,7 @@ class _Converter:
         api_key = self.secret(params.get("api_key"), f"{where}.litellm_params.api_key")
         for key, value in (("api_base", api_base), ("api_key", api_key)):
             if value is not None and not isinstance(value, str):
-                raise LiteLLMImportError(f"{where}.litellm_params.{key} must be a string, not {_kind(value)}")
+                raise LiteLLMImportError(f"{where}.litellm_params.{key} must be a string, not {kind_of(value)}")
         extra = [k for k in params if k not in ("model", "api_base", "api_key", "custom_llm_provider")]
         if extra:
             self.warn(f"{where}: litellm_params {', '.join(extra)} not mapped (llmcache forwards requests "
@@ -491,7 +481,7 @@ class _Converter:
         used: set[str] = {"type"}
         kind = params.get("type") or "redis"  # LiteLLM's proxy defaults to redis, not local
         if not isinstance(kind, str):
-            raise LiteLLMImportError(f"{CP}.type must be a string, not {_kind(kind)}")
+            raise LiteLLMImportError(f"{CP}.type must be a string, not {kind_of(kind)}")
         kind = kind.strip().lower()
         if kind == "azure_blob":
             kind = "azure-blob"
@@ -625,7 +615,7 @@ class _Converter:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise LiteLLMImportError(f"{where} must be a list, not {_kind(value)}")
+            raise LiteLLMImportError(f"{where} must be a list, not {kind_of(value)}")
         ours: set[str] = set()
         dropped: list[str] = []
         for item in value:
@@ -701,7 +691,7 @@ class _Converter:
             raise LiteLLMImportError(f"{where}: a whole node list from the environment cannot be converted; "
                                      "list the nodes as [{host, port}, ...]")
         if not isinstance(nodes, list):
-            raise LiteLLMImportError(f"{where} must be a list of {{host, port}}, not {_kind(nodes)}")
+            raise LiteLLMImportError(f"{where} must be a list of {{host, port}}, not {kind_of(nodes)}")
         result = []
         for i, node in enumerate(nodes):
             if not isinstance(node, dict) or node.get("host") is None:
@@ -786,7 +776,7 @@ class _Converter:
                                              "(LiteLLM cannot start without it either)")
                 continue
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise LiteLLMImportError(f"{CP}.{theirs} must be a string, not {_kind(value)}")
+                raise LiteLLMImportError(f"{CP}.{theirs} must be a string, not {kind_of(value)}")
             value = str(value)
             if ours == "path":
                 value = value.strip("/")
@@ -800,7 +790,7 @@ class _Converter:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise LiteLLMImportError(f"{where} must be a list of model-name lists, not {_kind(value)}")
+            raise LiteLLMImportError(f"{where} must be a list of model-name lists, not {kind_of(value)}")
         seen: dict[str, int] = {}
         groups: list[list[str]] = []
         for i, group in enumerate(value):
@@ -844,15 +834,8 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise LiteLLMImportError(f"{where} must be a mapping, not {_kind(value)}")
+        raise LiteLLMImportError(f"{where} must be a mapping, not {kind_of(value)}")
     return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
 def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:

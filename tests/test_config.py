@@ -93,3 +93,14 @@ def test_check_config_exit_2_on_error(tmp_path):
     assert "memcached" in result.stderr
     missing = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_unreadable_config_is_a_config_error(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00cache: {}\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(binary)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path)  # a directory
+    result = run_cli("check-config", str(binary))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
