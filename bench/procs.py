@@ -38,19 +38,24 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Placement:
-    """Which CPU the server under test gets, and which the load (wrk, clients, fake upstream)."""
+    """Which CPU the server under test gets, and which the load (wrk, clients, fake upstream).
+
+    `spare` is a third CPU, if there is one: row h then gives the two workers the first
+    two CPUs and wrk the third, so that wrk does not take CPU time from the workers.
+    """
 
     server: int | None
     load: int | None
+    spare: int | None = None
 
     @classmethod
     def detect(cls) -> Placement:
-        """The first two CPUs this process may use; unpinned if there are fewer or no taskset."""
+        """The first CPUs this process may use; unpinned if there are fewer than 2 or no taskset."""
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2 or shutil.which("taskset") is None:
             print("warning: fewer than 2 CPUs or no taskset: processes run unpinned", file=sys.stderr)
             return cls(None, None)
-        return cls(cpus[0], cpus[1])
+        return cls(cpus[0], cpus[1], cpus[2] if len(cpus) > 2 else None)
 
     def pin(self, cpu: int | None, argv: list[str]) -> list[str]:
         return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
@@ -61,6 +66,18 @@ class Placement:
         if self.server is None or self.load is None:
             return argv
         return ["taskset", "-c", f"{self.server},{self.load}", *argv]
+
+    def pin_scaling_load(self, argv: list[str]) -> list[str]:
+        """Row h's wrk: on the spare CPU, or else sharing both CPUs with the workers at
+        the lowest priority, so that it takes what the workers leave."""
+        if self.spare is not None:
+            return self.pin(self.spare, argv)
+        return ["nice", "-n", "19", *self.pin_both(argv)]
+
+    def describe_scaling(self) -> str:
+        if self.spare is not None:
+            return f"workers on CPUs {self.server},{self.load}, wrk on CPU {self.spare}"
+        return f"workers and wrk (nice 19) on CPUs {self.server},{self.load}"
 
     def pin_self_to_load(self) -> None:
         # The in-process streaming clients are load, like wrk: keep them off the server's CPU.

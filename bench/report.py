@@ -147,7 +147,7 @@ def render(
         if "g" in results:
             pin += f"; g: Redis on CPU {placement.load}"
         if "h" in results:
-            pin += f"; h: both servers and wrk (nice 19) on CPUs {placement.server},{placement.load}"
+            pin += f"; h: {placement.describe_scaling()}"
     lines = [
         f"# llmcache benchmark — {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "",
@@ -161,7 +161,7 @@ def render(
     lines += _wrk_table(results)
     lines += _stream_table(results, stream_requests, burst)
     lines += _redis_table(results)
-    lines += _workers_table(results, duration_s)
+    lines += _workers_table(results, duration_s, placement)
     lines += _ratio_table(results)
     lines += _round_detail(results)
     return "\n".join(lines) + "\n"
@@ -240,13 +240,14 @@ def _redis_table(results: Rounds) -> list[str]:
             header, "| ---: | ---: | ---: | ---: | ---: | ---: |", "| " + " | ".join(cells) + " |", ""]
 
 
-def _workers_table(results: Rounds, duration_s: float) -> list[str]:
+def _workers_table(results: Rounds, duration_s: float, placement: Placement) -> list[str]:
     if "h" not in results:
         return []
     m = median_figures(results["h"])
     header = ("| server | wrk | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | wrk CPU µs per "
               "request | machine CPUs idle | busiest worker's CPU share | busiest worker's connections |")
-    out = [f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, servers and wrk (nice 19) on both CPUs", "",
+    where = placement.describe_scaling() if placement.server is not None else "unpinned"
+    out = [f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, {where}", "",
            header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for suffix, wrk in (("", "one request at a time"), ("_pipe", "h′: pipelined, 8 per batch")):
         for count in (1, 2):

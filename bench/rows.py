@@ -26,10 +26,9 @@ from bench.wrk import WrkResult, run_wrk
 PATH = "/v1/chat/completions"
 LOAD_CONNECTIONS = 32
 SCALING_CONNECTIONS = 64  # row h
-# Row h: N workers need N CPUs and this machine may have only 2, so the servers and wrk
-# all run on both CPUs, wrk at the lowest priority: it gets what the workers leave.
+# Row h: N workers need N CPUs. The servers run on the first two; wrk on a third if the
+# machine has one, else on both at the lowest priority (Placement.pin_scaling_load).
 # Both worker counts get the same placement, so the ratio stays fair.
-SCALING_WRK_NICE = 19
 # Row h's second variant (h′): wrk pipelines this many requests per connection (HTTP/1.1).
 # wrk then spends less CPU per request, which leaves more of the two CPUs to the workers.
 PIPELINE_DEPTH = 8
@@ -181,7 +180,7 @@ def scaling_pipelined(rig: Rig) -> Figures:
 
 def workers_run(rig: Rig, server: Server, duration_s: float | None = None, pipeline: int = 1) -> Figures:
     """One wrk run on both CPUs; only hits, all counted; the server's and wrk's CPU time."""
-    pin = ["nice", "-n", str(SCALING_WRK_NICE), *rig.placement.pin_both([])]
+    pin = rig.placement.pin_scaling_load([])
     script = "fixed.lua" if pipeline == 1 else "pipeline.lua"
     before, cpu_before = checks.proxy_counts(server), cpu_seconds(server.process.pid)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
