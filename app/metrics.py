@@ -93,7 +93,7 @@ class Metrics:
         # flushes at the end of the event loop's turn in which it recorded something:
         # before its next request is read, well before a client could ask another worker.
         self._counts: dict[Any, float] = {}
-        self._observations: dict[Any, list[float]] = {}
+        self._observations: dict[Any, list[float]] = {}  # per bucket, then the sum
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._each_turn = bool(os.environ.get(MULTIPROC_ENV))
@@ -113,11 +113,13 @@ class Metrics:
             self._schedule()
 
     def _observe(self, child: Any, seconds: float) -> None:
+        bounds = child._upper_bounds  # see _observe_all
         observed = self._observations.get(child)
         if observed is None:
-            self._observations[child] = [seconds]
-        else:
-            observed.append(seconds)
+            observed = self._observations[child] = [0.0] * (len(bounds) + 1)
+        # observe() counts a value in the first bucket whose bound is >= it: bisect_left.
+        observed[bisect_left(bounds, seconds)] += 1
+        observed[-1] += seconds
         if self._each_turn:
             self._schedule()
 
@@ -127,8 +129,8 @@ class Metrics:
         for child, amount in counts.items():
             child.inc(amount)
         observations, self._observations = self._observations, {}
-        for child, values in observations.items():
-            _observe_all(child, values)
+        for child, observed in observations.items():
+            _observe_all(child, observed)
 
     def start(self) -> None:
         async def periodically() -> None:
@@ -204,18 +206,14 @@ class Metrics:
         return counts
 
 
-def _observe_all(child: Any, values: list[float]) -> None:
-    """`child.observe(v)` for every v, with one write per bucket touched, not per value.
+def _observe_all(child: Any, observed: list[float]) -> None:
+    """Add per-bucket counts and a sum (as `_observe` collects them) to a histogram: what
+    one observe() call per value would have added, in one write per bucket touched.
 
     Reads prometheus-client's Histogram internals (stable since 0.4): `_upper_bounds`
-    (ending in +Inf), `_buckets` and `_sum`. observe() counts v in the first bucket
-    whose bound is >= v, which is what bisect_left finds.
+    (ending in +Inf), `_buckets` and `_sum`.
     """
-    bounds = child._upper_bounds
-    per_bucket: dict[int, int] = {}
-    for value in values:
-        index = bisect_left(bounds, value)
-        per_bucket[index] = per_bucket.get(index, 0) + 1
-    for index, count in per_bucket.items():
-        child._buckets[index].inc(count)
-    child._sum.inc(sum(values))
+    for index, count in enumerate(observed[:-1]):
+        if count:
+            child._buckets[index].inc(count)
+    child._sum.inc(observed[-1])
