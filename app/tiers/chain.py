@@ -189,7 +189,7 @@ class Chain:
     async def get_many(self, keys: list[CacheKey], max_age_s: float | None = None) -> dict[CacheKey, Entry]:
         """Entries for the keys found; one batched read per tier for what is still missing."""
         found: dict[CacheKey, Entry] = {}
-        missing = list(dict.fromkeys(keys))
+        missing = dict.fromkeys(keys)  # ordered, and O(1) to take a key out of
         for index, slot in enumerate(self.slots):
             if not missing:
                 break
@@ -203,7 +203,7 @@ class Chain:
                 entry = None if raw is None else self._decode(slot, key, raw)
                 if entry is None or entry.expired(now):
                     continue
-                missing.remove(key)
+                del missing[key]
                 if max_age_s is not None and entry.age(now) > max_age_s:
                     continue
                 found[key] = entry
