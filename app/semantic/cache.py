@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -24,7 +23,7 @@ from app.keys import cache_key
 from app.semantic.context import Question, question_of
 from app.semantic.guard import compatible
 from app.semantic.index import Candidate, Vector, VectorIndex
-from app.tiers.chain import Chain
+from app.tiers.chain import Chain, probe
 
 log = logging.getLogger("llmcache.semantic")
 
@@ -116,15 +115,8 @@ class SemanticCache:
             log.warning("semantic flush failed: %r", exc)
 
     async def ping(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        error = None
-        try:
-            async with asyncio.timeout(2.0):
-                await self.index.ping()
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        latency = round((time.perf_counter() - started) * 1000, 3)
-        return {"type": self.index.type, "ok": error is None, "latency_ms": latency, "error": error}
+        latency_ms, error = await probe(self.index.ping, 2.0)
+        return {"type": self.index.type, "ok": error is None, "latency_ms": latency_ms, "error": error}
 
     async def close(self) -> None:
         await self.index.close()

@@ -94,6 +94,18 @@ class FleetLock:
     token: str
 
 
+async def probe(ping: Callable[[], Awaitable[None]], timeout_s: float) -> tuple[float, str | None]:
+    """Run a health check: its latency in ms, and its error (None when it answered)."""
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ping()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return round((time.perf_counter() - started) * 1000, 3), error
+
+
 class _Failed:
     """Marks a tier call that failed, distinct from a legitimate None result."""
 
@@ -371,15 +383,8 @@ class Chain:
         return list(await asyncio.gather(*(self._ping_one(s) for s in self.slots)))
 
     async def _ping_one(self, slot: TierSlot) -> TierHealth:
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            async with asyncio.timeout(max(slot.timeout_s or 0, 1.0)):
-                await slot.tier.ping()
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        latency = (time.perf_counter() - started) * 1000
-        return TierHealth(slot.tier.name, slot.tier.type, error is None, round(latency, 3), error)
+        latency_ms, error = await probe(slot.tier.ping, max(slot.timeout_s or 0, 1.0))
+        return TierHealth(slot.tier.name, slot.tier.type, error is None, latency_ms, error)
 
     async def stats(self) -> list[tuple[Tier, TierStats]]:
         results = []
