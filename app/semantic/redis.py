@@ -12,7 +12,7 @@ from redis.exceptions import ResponseError
 
 from app.config import RedisVectorSettings
 from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cosine
-from app.tiers.redis import delete_matching
+from app.tiers.redis import delete_matching, ttl_ms
 
 NO_NAMESPACE = "none"
 
@@ -62,8 +62,9 @@ class RedisIndex(VectorIndex):
         }
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
-            if vector.ttl_s is not None:
-                pipe.pexpire(name, max(1, int(vector.ttl_s * 1000)))
+            expiry = ttl_ms(vector.ttl_s)
+            if expiry is not None:
+                pipe.pexpire(name, expiry)
             await pipe.execute()
 
     async def clear(self, namespace: str | None) -> None:

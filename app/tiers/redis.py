@@ -93,12 +93,12 @@ class RedisTier(SharedTier):
         return await self.client.mget(names)
 
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
-        await self.client.set(self._name(key), value, px=_ms(ttl_s))
+        await self.client.set(self._name(key), value, px=ttl_ms(ttl_s))
 
     async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
             for key, value in items:
-                pipe.set(self._name(key), value, px=_ms(ttl_s))
+                pipe.set(self._name(key), value, px=ttl_ms(ttl_s))
             await pipe.execute()
 
     async def delete(self, key: CacheKey) -> bool:
@@ -127,7 +127,7 @@ class RedisTier(SharedTier):
 
     async def try_lock(self, key: CacheKey) -> str | None:
         token = secrets.token_hex(8)
-        acquired = await self.client.set(self._lock_prefix + key, token, nx=True, px=_ms(self.lock_ttl_s))
+        acquired = await self.client.set(self._lock_prefix + key, token, nx=True, px=ttl_ms(self.lock_ttl_s))
         return token if acquired else None
 
     async def unlock(self, key: CacheKey, token: str) -> None:
@@ -181,7 +181,8 @@ async def delete_matching(client: Redis | RedisCluster, pattern: str, keep: byte
     return deleted
 
 
-def _ms(ttl_s: float | None) -> int | None:
+def ttl_ms(ttl_s: float | None) -> int | None:
+    """A TTL in Redis milliseconds, at least 1 (Redis refuses an expiry of 0)."""
     return None if ttl_s is None else max(1, int(ttl_s * 1000))
 
 
