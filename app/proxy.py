@@ -272,21 +272,25 @@ class Proxy:
                 call.asked, call.incoming.authorization, call.control.similarity_threshold, call.control.max_age_s
             )
             if match is not None:
-                flight.finish(Outcome.of_entry(match.entry))
-                self.flights.land(flight)
-                await self.send_entry(call, send, match.entry, "semantic-hit", match)
+                await self.settle(call, flight, send, match.entry, "semantic-hit", match)
                 return
         lock = await self.chain.acquire(call.key)
         if lock is False:
             # Another process of the fleet is calling the upstream for this key.
             entry = await self.chain.wait_for_entry(call.key)
             if entry is not None:
-                flight.finish(Outcome.of_entry(entry))
-                self.flights.land(flight)
                 self.metrics.coalesced.inc()
-                await self.send_entry(call, send, entry)
+                await self.settle(call, flight, send, entry)
                 return
         await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
+
+    async def settle(
+        self, call: Call, flight: Flight, send: Send, entry: Entry, status: str = "hit", match: Match | None = None
+    ) -> None:
+        """A led flight answered without the upstream: its followers get `entry` too."""
+        flight.finish(Outcome.of_entry(entry))
+        self.flights.land(flight)
+        await self.send_entry(call, send, entry, status, match)
 
     # --- upstream, leader side ----------------------------------------------------------
 
