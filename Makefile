@@ -33,6 +33,7 @@ test: dev
 	$(BIN)/python -m pytest
 
 bench: dev
+	bash tests/install_test_servers.sh
 	$(BIN)/python -m bench.run
 
 clean:

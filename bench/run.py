@@ -142,8 +142,9 @@ def start_rig(
     hit_response = capture_hit(proxy, hit_file.read_bytes())
     if proxy_redis is not None:
         capture_hit(proxy_redis, hit_file.read_bytes())
-        if checks.tier_types(proxy_redis) != ["redis"]:  # no tier may answer before Redis
-            raise BenchError(f"{proxy_redis.name} has tiers {checks.tier_types(proxy_redis)}, expected only redis")
+        found = checks.tier_types(proxy_redis)
+        if found != ["redis"]:  # no tier may answer before Redis
+            raise BenchError(f"{proxy_redis.name} has tiers {found}, expected only redis")
     for count, server in workers.items():
         warm_workers(server, count, hit_file.read_bytes())
     bare = None
