@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+PATH = "/v1/chat/completions"  # where every row sends its requests
 MARKER = "@@N@@"  # unique.lua replaces it per request
 TARGET_BYTES = 1024
 MODEL = "gpt-4o-mini"

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from bench.bodies import PATH
 from bench.procs import BenchError, Server
 
 ADMIN_TOKEN = "bench-admin-token"
@@ -24,10 +25,9 @@ class Reply:
     body: bytes
 
 
-def post(server: Server, body: bytes, headers: dict[str, str] | None = None) -> Reply:
+def post(server: Server, body: bytes) -> Reply:
     response = httpx.post(
-        f"{server.url}/v1/chat/completions", content=body, timeout=TIMEOUT_S,
-        headers={"content-type": "application/json", **(headers or {})},
+        server.url + PATH, content=body, timeout=TIMEOUT_S, headers={"content-type": "application/json"}
     )
     return Reply(response.status_code, response.headers.get("x-cache-status"), response.content)
 

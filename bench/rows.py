@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from bench import checks, redisbench, streaming
-from bench.bodies import MARKER, chat_body, fill
+from bench.bodies import MARKER, PATH, chat_body, fill
 from bench.procs import BenchError, Placement, Server, connections_by_pid, cpu_seconds, idle_cpu_seconds
 from bench.wrk import WrkResult, run_wrk
 
-PATH = "/v1/chat/completions"
 LOAD_CONNECTIONS = 32
 SCALING_CONNECTIONS = 64  # row h
 # Row h: N workers need N CPUs. The servers run on the first two; wrk on a third if the

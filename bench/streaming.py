@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Coroutine, TypeVar
 
+from bench.bodies import PATH
 from bench.procs import HOST, BenchError
 
 REQUEST_TIMEOUT_S = 15.0
 T = TypeVar("T")
-PATH = "/v1/chat/completions"
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Prepared:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     request: bytes
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def run(work: Coroutine[Any, Any, T]) -> T:
@@ -76,8 +75,8 @@ async def fire(prepared: Prepared) -> StreamResult:
         prepared.writer.close()
 
 
-async def stream_once(port: int, body: bytes, headers: dict[str, str] | None = None) -> StreamResult:
-    return await fire(await prepare(port, body, headers))
+async def stream_once(port: int, body: bytes) -> StreamResult:
+    return await fire(await prepare(port, body))
 
 
 async def _exchange(prepared: Prepared) -> StreamResult:
