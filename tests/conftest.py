@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -24,6 +25,16 @@ from tests.fake_upstream import FakeUpstream
 
 ADMIN_TOKEN = "admin-secret"
 API_KEY = "sk-test-tenant-a"
+
+
+def wait_for(predicate: Callable[[], bool], deadline_s: float = 5.0) -> bool:
+    """Poll `predicate` until it holds (True) or `deadline_s` passes (False)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def make_settings(upstream_url: str, cache_dir: Path, **sections: Any) -> Settings:

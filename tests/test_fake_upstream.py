@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import wait_for
 from tests.fake_upstream import CREATED, FINGERPRINT, FakeUpstream, fake_embedding, transcript_text
 
 USER_TEXT = "What is the capital of France?"
@@ -55,15 +56,6 @@ def client(up: FakeUpstream) -> Iterator[openai.OpenAI]:
 def http(up: FakeUpstream) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=up.url, timeout=10) as c:
         yield c
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll (bounded) instead of sleeping a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def sse_payloads(raw: str) -> list[str]:
@@ -373,7 +365,7 @@ def test_non_stream_cut_after(http: httpx.Client) -> None:
 def test_stall_then_client_timeout_counts_disconnect(http: httpx.Client, fresh: FakeUpstream) -> None:
     with pytest.raises(httpx.ReadTimeout):
         http.post("/chat/completions", json=CHAT_BODY, headers={"x-fake-delay-ms": "2000"}, timeout=0.2)
-    wait_for(lambda: (s := fresh.stats())["disconnects"] == 1 and s["active"] == 0)
+    assert wait_for(lambda: (s := fresh.stats())["disconnects"] == 1 and s["active"] == 0)
 
 
 def test_client_closing_slow_stream_counts_disconnect(http: httpx.Client, fresh: FakeUpstream) -> None:
@@ -382,7 +374,7 @@ def test_client_closing_slow_stream_counts_disconnect(http: httpx.Client, fresh:
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
         assert fresh.stats()["active"] == 1
-    wait_for(lambda: (s := fresh.stats())["disconnects"] == 1 and s["active"] == 0)
+    assert wait_for(lambda: (s := fresh.stats())["disconnects"] == 1 and s["active"] == 0)
 
 
 def test_chunk_delay_stream_completes(http: httpx.Client, fresh: FakeUpstream) -> None:
@@ -401,7 +393,7 @@ def test_stop_ends_stalled_request_quickly() -> None:
             # A raw socket lets the stalled request stay in flight while this thread calls stop().
             sock = socket.create_connection(("127.0.0.1", up.port))
             sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-fake-delay-ms: 60000\r\n\r\n")
-            wait_for(lambda: c.get(f"{up.root}/_stats").json()["active"] == 1)
+            assert wait_for(lambda: c.get(f"{up.root}/_stats").json()["active"] == 1)
             start = time.monotonic()
             up.stop()
             assert time.monotonic() - start < 3
@@ -434,7 +426,7 @@ def test_cli_subprocess(tmp_path: Path) -> None:
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, timeout=10)
+        assert wait_for(ready, 10)
         stats = httpx.get(f"http://127.0.0.1:{port}/_stats", timeout=5).json()
         assert stats["calls"]["models"] >= 1
     finally:

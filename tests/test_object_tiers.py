@@ -31,7 +31,7 @@ from tests.conformance.conftest import (  # noqa: F401 - session fixtures, share
     s3_store,
     unique_path,
 )
-from tests.conftest import ServedProxy
+from tests.conftest import ServedProxy, wait_for
 from tests.fake_upstream import FakeUpstream
 
 STORE_FIXTURES = {"s3": "s3_store", "gcs": "gcs_store", "azure_blob": "azure_store"}
@@ -57,15 +57,6 @@ def chat_calls(fake: FakeUpstream) -> int:
 
 def root(path: str) -> str:
     return path.strip("/") + "/"
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def make_tier(config: dict[str, Any]) -> Tier:

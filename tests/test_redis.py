@@ -13,7 +13,7 @@ import redis
 from app.config import RedisNode, RedisTierSettings
 from app.tiers.redis import RedisTier
 from tests import servers
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, wait_for
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
@@ -29,16 +29,6 @@ def shared_tiers(url: str, prefix: str, **redis_options) -> dict:
 @pytest.fixture
 def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}:"
-
-
-def wait_until(predicate, deadline_s: float) -> float | None:
-    """Seconds until predicate() held, or None if it never did within the deadline."""
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.01)
-    return None
 
 
 async def test_cluster_keys_land_on_every_node(redis_cluster):
@@ -88,8 +78,7 @@ def test_delete_and_flush_reach_every_local_tier(serve, fake, redis_standalone, 
             )
             return response.headers["x-cache-status"] == "miss"
 
-        seen = wait_until(b_misses, 1.0)
-        assert seen is not None, "b still served the deleted entry after 1 s"
+        assert wait_for(b_misses, 1.0), "b still served the deleted entry after 1 s"
 
         ns = {"x-cache-namespace": "flushme"}
         http.post(a.base_url + "/chat/completions", json=body("ns entry"), headers=ns)
@@ -98,11 +87,11 @@ def test_delete_and_flush_reach_every_local_tier(serve, fake, redis_standalone, 
             "x-cache-status"] == "hit"
         assert admin_a.post("/cache/flush", json={"namespace": "flushme"}).status_code == 200
         ns_gone = {**ns, "x-cache-no-store": "1"}
-        assert wait_until(
+        assert wait_for(
             lambda: http.post(b.base_url + "/chat/completions", json=body("ns entry"), headers=ns_gone).headers[
                 "x-cache-status"] == "miss",
             1.0,
-        ) is not None
+        )
 
 
 async def test_concurrent_misses_across_two_proxies_make_one_call(serve, fake, redis_standalone, prefix):
@@ -156,7 +145,7 @@ def test_redis_outage_fails_no_request_and_recovers(serve, fake, prefix):
                     proxy.drain()
                     return client.exists(prefix + key) == 1
 
-                assert wait_until(written_again, 5.0) is not None, "writes did not reach Redis within 5 s"
+                assert wait_for(written_again, 5.0), "writes did not reach Redis within 5 s"
             finally:
                 client.close()
         metrics = httpx.get(proxy.root + "/metrics").text

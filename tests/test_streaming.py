@@ -9,7 +9,7 @@ import httpx
 import openai
 import orjson
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, wait_for
 
 MESSAGES = [{"role": "user", "content": "Tell me about streaming caches"}]
 TOOLS = [{
@@ -123,15 +123,6 @@ def test_legacy_completions_stream(serve, fake):
     status2, text2 = run()
     assert (status1, status2) == ("miss", "hit")
     assert text1 == text2 and text1.startswith("Echo:")
-
-
-def wait_for(predicate, deadline_s: float = 5.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_cut_stream_is_cut_for_the_client_and_not_stored(serve, fake):
