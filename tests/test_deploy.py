@@ -239,18 +239,10 @@ def where_from(path: Path) -> str:
 def check_config(path: Path, env: dict[str, str], where: str) -> Problems:
     """The file validates with load_settings and `llmcache check-config` under `env`."""
     problems = []
-    saved = dict(os.environ)
     try:
-        for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
-            del os.environ[name]
-        os.environ.update(env)
-        try:
-            load_settings(path)
-        except ConfigError as exc:
-            problems.append(f"{where}: {_shown(path)} does not validate: {exc}")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        settings_under(path, env)
+    except ConfigError as exc:
+        problems.append(f"{where}: {_shown(path)} does not validate: {exc}")
     if not problems:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         run = subprocess.run(
@@ -263,6 +255,7 @@ def check_config(path: Path, env: dict[str, str], where: str) -> Problems:
 
 
 def settings_under(path: Path, env: dict[str, str]) -> Settings:
+    """load_settings(path) with exactly `env` as the LLMCACHE_* environment."""
     saved = dict(os.environ)
     try:
         for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
