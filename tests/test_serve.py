@@ -12,13 +12,9 @@ from pathlib import Path
 import httpx
 import openai
 
+from tests import servers
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log: Path, deadline_s: float = 30) -> None:
@@ -45,7 +41,7 @@ def serve(tmp_path: Path, upstream_url: str, port: int, log: Path) -> subprocess
 
 
 def test_serve_default_config_caches_and_survives_restart(tmp_path, fake):
-    port = free_port()
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     ids = []
     for round_ in range(2):
@@ -74,7 +70,7 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def test_workers_share_metrics(tmp_path, fake):
-    port = free_port()
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "workers.log"
     # Memory tier only: the disk tier would be shared by the workers and hide which one served.
@@ -108,7 +104,7 @@ def test_workers_share_metrics(tmp_path, fake):
 def test_a_hit_arrives_in_one_read(tmp_path, fake):
     """The head and body of a response leave in one write, so a client's first read
     holds all of it (two writes would often wake it with the head alone)."""
-    port = free_port()
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     process = serve(tmp_path, fake.url, port, log)
