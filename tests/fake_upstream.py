@@ -1157,6 +1157,10 @@ class FakeUpstream:
         result: dict[str, Any] = response.json()
         return result
 
+    def chat_calls(self) -> int:
+        """Chat completion calls received so far."""
+        return int(self.stats()["calls"]["chat_completions"])
+
     def reset(self) -> None:
         httpx.post(f"{self.root}/_reset", timeout=10).raise_for_status()
 

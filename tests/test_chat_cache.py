@@ -19,10 +19,6 @@ def chat(client: openai.OpenAI, **kwargs):
     return client.chat.completions.with_raw_response.create(**kwargs)
 
 
-def chat_calls(fake) -> int:
-    return fake.stats()["calls"]["chat_completions"]
-
-
 def test_second_identical_request_is_a_hit(serve, fake):
     proxy = serve()
     client = proxy.client()
@@ -33,7 +29,7 @@ def test_second_identical_request_is_a_hit(serve, fake):
     assert second.parse().id == first.parse().id
     assert second.headers["x-cache-key"] == first.headers["x-cache-key"]
     assert int(second.headers["age"]) >= 0
-    assert chat_calls(fake) == 1
+    assert fake.chat_calls() == 1
 
 
 def test_hit_is_byte_for_byte(serve, fake):
@@ -54,7 +50,7 @@ async def test_key_order_and_stream_flags_do_not_change_the_key(asgi, fake):
     first = await client.post("/v1/chat/completions", content=a, headers={"content-type": "application/json"})
     second = await client.post("/v1/chat/completions", content=b, headers={"content-type": "application/json"})
     assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("miss", "hit")
-    assert chat_calls(fake) == 1
+    assert fake.chat_calls() == 1
 
 
 @pytest.mark.parametrize(
@@ -77,7 +73,7 @@ async def test_any_parameter_change_is_a_new_key(asgi, fake, change):
     other = await client.post("/v1/chat/completions", json={**base, **change})
     assert other.headers["x-cache-status"] == "miss"
     assert other.headers["x-cache-key"] != first.headers["x-cache-key"]
-    assert chat_calls(fake) == 2
+    assert fake.chat_calls() == 2
 
 
 async def test_entries_are_scoped_to_the_callers_key(asgi, fake):
@@ -167,7 +163,7 @@ async def test_use_cache_false_neither_reads_nor_writes(asgi, fake):
     await client.post("/v1/chat/completions", json=body)
     bypass = await client.post("/v1/chat/completions", json=body, headers={"x-cache-use-cache": "false"})
     assert bypass.headers["x-cache-status"] == "bypass"
-    assert chat_calls(fake) == 2
+    assert fake.chat_calls() == 2
     fresh = {"model": "gpt-4o", "messages": [{"role": "user", "content": "new"}], "cache": {"use-cache": False}}
     await client.post("/v1/chat/completions", json=fresh)
     fresh.pop("cache")
@@ -191,7 +187,7 @@ async def test_call_type_off_is_bypassed(asgi, fake):
     await client.post("/v1/chat/completions", json=body)
     again = await client.post("/v1/chat/completions", json=body)
     assert again.headers["x-cache-status"] == "bypass"
-    assert chat_calls(fake) == 2
+    assert fake.chat_calls() == 2
 
 
 async def test_ttl_expires_the_entry(asgi, fake):
@@ -217,7 +213,7 @@ async def test_s_maxage_rejects_older_entries(asgi, fake):
     ] == "hit"
     older = await client.post("/v1/chat/completions", json={**body, "cache": {"s-maxage": 0}})
     assert older.headers["x-cache-status"] == "miss"
-    assert chat_calls(fake) == 2
+    assert fake.chat_calls() == 2
 
 
 async def test_namespaces_separate_entries(asgi, fake):
@@ -237,7 +233,7 @@ async def test_cache_control_header(asgi, fake):
     only = await client.post("/v1/chat/completions", json=body, headers={"cache-control": "only-if-cached"})
     assert only.status_code == 504
     assert only.json()["error"]["code"]
-    assert chat_calls(fake) == 0
+    assert fake.chat_calls() == 0
     await client.post("/v1/chat/completions", json=body, headers={"cache-control": "no-store"})
     assert (await client.post("/v1/chat/completions", json=body)).headers["x-cache-status"] == "miss"
     assert (await client.post("/v1/chat/completions", json=body, headers={"cache-control": "max-age=60"})).headers[
@@ -273,7 +269,7 @@ async def test_bad_control_values_are_400(asgi, fake, headers, control):
     response = await client.post("/v1/chat/completions", json=body, headers=headers)
     assert response.status_code == 400
     assert set(response.json()["error"]) == {"message", "type", "code"}
-    assert chat_calls(fake) == 0
+    assert fake.chat_calls() == 0
 
 
 # --- routing ---------------------------------------------------------------------------------

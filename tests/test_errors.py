@@ -22,7 +22,7 @@ async def test_upstream_errors_pass_through_and_are_not_stored(asgi, fake):
     assert "error" in failed.json()
     ok = await client.post("/v1/chat/completions", json=BODY)
     assert ok.status_code == 200 and ok.headers["x-cache-status"] == "miss"
-    assert fake.stats()["calls"]["chat_completions"] == 2
+    assert fake.chat_calls() == 2
 
 
 async def test_upstream_4xx_passes_through(asgi, fake):
@@ -31,7 +31,7 @@ async def test_upstream_4xx_passes_through(asgi, fake):
     assert failed.status_code == 429
     again = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-status": "429"})
     assert again.status_code == 429
-    assert fake.stats()["calls"]["chat_completions"] == 2
+    assert fake.chat_calls() == 2
 
 
 async def test_unreachable_upstream_is_502(asgi, fake):

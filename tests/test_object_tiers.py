@@ -51,10 +51,6 @@ def ask(proxy: ServedProxy, content: str, headers: dict[str, str] | None = None)
     )
 
 
-def chat_calls(fake: FakeUpstream) -> int:
-    return int(fake.stats()["calls"]["chat_completions"])
-
-
 def root(path: str) -> str:
     return path.strip("/") + "/"
 
@@ -131,7 +127,7 @@ def test_entry_outlives_the_proxy_that_wrote_it(serve: Callable[..., ServedProxy
     second = ask(reader, "remember me")
     assert second.headers["x-cache-status"] == "hit"
     assert second.content == first.content
-    assert chat_calls(fake) == 1
+    assert fake.chat_calls() == 1
 
 
 def test_expired_entry_is_a_miss_and_its_object_goes(serve: Callable[..., ServedProxy], fake: FakeUpstream,
@@ -257,5 +253,5 @@ def test_a_store_that_refuses_connections_is_a_miss(serve: Callable[..., ServedP
     proxy = serve(cache={"tiers": [LOCAL, silent_tier("s3", port)]})
     assert ask(proxy, "refused").headers["x-cache-status"] == "miss"
     assert ask(proxy, "refused").headers["x-cache-status"] == "hit"
-    assert chat_calls(fake) == 1
+    assert fake.chat_calls() == 1
     assert tier_operations(proxy, "s3", "get", "error") == 1

@@ -60,7 +60,7 @@ def test_miss_in_one_proxy_is_a_hit_in_another(serve, fake, redis_standalone, pr
         local_hits = 'llmcache_tier_operations_total{op="get",result="hit",tier="local"}'
         http.post(b.base_url + "/chat/completions", json=body("shared"))
         assert local_hits + " 1.0" in http.get(b.root + "/metrics").text
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
 
 
 def test_delete_and_flush_reach_every_local_tier(serve, fake, redis_standalone, prefix):
@@ -105,7 +105,7 @@ async def test_concurrent_misses_across_two_proxies_make_one_call(serve, fake, r
         ))
     assert all(r.status_code == 200 for r in responses)
     assert len({r.json()["id"] for r in responses}) == 1
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
 
 
 async def test_streamed_misses_across_two_proxies_make_one_call(serve, fake, redis_standalone, prefix):
@@ -119,7 +119,7 @@ async def test_streamed_misses_across_two_proxies_make_one_call(serve, fake, red
             for i in range(10)
         ))
     assert all(r.status_code == 200 and r.text.endswith("data: [DONE]\n\n") for r in responses)
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
 
 
 def test_redis_outage_fails_no_request_and_recovers(serve, fake, prefix):

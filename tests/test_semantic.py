@@ -51,7 +51,7 @@ def test_paraphrase_is_a_semantic_hit(semantic_proxy, fake):
     assert second.headers["x-cache-key"] == first.headers["x-cache-key"]
     assert 0.0 < float(second.headers["x-cache-similarity"]) <= 1.0
     assert second.content == first.content
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     metrics = httpx.get(semantic_proxy.root + "/metrics").text
     assert 'cache_status="semantic-hit"' in metrics
 

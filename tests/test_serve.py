@@ -61,7 +61,7 @@ def test_serve_default_config_caches_and_survives_restart(tmp_path, fake):
     # round 1: miss then hit; round 2 (empty memory tier): served from the disk tier
     assert [s for s, _ in ids] == ["miss", "hit", "hit", "hit"]
     assert len({i for _, i in ids}) == 1
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     assert (tmp_path / ".llmcache").is_dir()
 
 
@@ -87,11 +87,11 @@ def test_workers_share_metrics(tmp_path, fake):
         sent = 0
         # Each worker has its own memory tier, so the same request misses once per worker
         # that serves it: two upstream calls prove both workers answered.
-        while fake.stats()["calls"]["chat_completions"] < 2 and sent < 400:
+        while fake.chat_calls() < 2 and sent < 400:
             with httpx.Client() as fresh_connection:
                 assert fresh_connection.post(url + "/v1/chat/completions", json=request).status_code == 200
             sent += 1
-        assert fake.stats()["calls"]["chat_completions"] == 2
+        assert fake.chat_calls() == 2
         for _ in range(3):  # whichever worker answers the scrape reports both
             text = httpx.get(url + "/metrics").text
             assert metric_sum(text, "llmcache_requests_total") == sent
@@ -129,4 +129,4 @@ def test_a_hit_arrives_in_one_read(tmp_path, fake):
     finally:
         process.terminate()
         process.wait(20)
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1

@@ -63,7 +63,7 @@ def test_stream_miss_and_hit_yield_the_same_text(serve, fake):
     assert hit["text"] == miss["text"] and miss["text"].startswith("Echo:")
     assert hit["chunks"] > 1
     assert hit["finish"] == miss["finish"] == "stop"
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
 
 
 def test_stream_tool_calls_survive_replay(serve, fake):
@@ -99,7 +99,7 @@ def test_stream_entry_serves_non_stream_and_back(serve, fake):
     assert status == "hit"
     assert replayed["text"] == first.choices[0].message.content
     assert replayed["usage"] == first.usage.total_tokens
-    assert fake.stats()["calls"]["chat_completions"] == 2
+    assert fake.chat_calls() == 2
 
 
 def test_several_choices_stream_and_replay(serve, fake):
@@ -189,7 +189,7 @@ async def test_fifty_identical_streams_make_one_upstream_call(serve, fake):
     proxy = serve()
     body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
     results = await gather_streams(proxy.root, 50, body, {"x-fake-delay-ms": "300", "x-fake-chunk-delay-ms": "5"})
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     streams = {data for _, data, _ in results}
     assert len(streams) == 1
     only = streams.pop()
@@ -206,7 +206,7 @@ async def test_identical_non_stream_requests_make_one_upstream_call(serve, fake)
         responses = await asyncio.gather(*(
             http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20)
         ))
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     assert len({r.content for r in responses}) == 1
     assert all(r.status_code == 200 for r in responses)
 
@@ -219,7 +219,7 @@ async def test_mixed_stream_and_plain_followers_share_one_call(serve, fake):
         plain = [http.post("/v1/chat/completions", json=body, headers=delay) for _ in range(5)]
         streamed = [http.post("/v1/chat/completions", json={**body, "stream": True}, headers=delay) for _ in range(5)]
         responses = await asyncio.gather(*(streamed + plain))
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     texts = set()
     for response in responses:
         assert response.status_code == 200
@@ -241,7 +241,7 @@ async def test_followers_get_the_leaders_error(serve, fake):
             http.post("/v1/chat/completions", json=body, headers=headers) for _ in range(5)
         ))
     assert [r.status_code for r in responses] == [500] * 5
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
 
 
 async def test_leader_disconnect_does_not_stop_followers(serve, fake):
@@ -270,5 +270,5 @@ async def test_leader_disconnect_does_not_stop_followers(serve, fake):
 
         _, followed = await asyncio.gather(leader(), follower())
     assert followed.endswith(b"data: [DONE]\n\n")
-    assert fake.stats()["calls"]["chat_completions"] == 1
+    assert fake.chat_calls() == 1
     assert fake.stats()["disconnects"] == 0
