@@ -20,7 +20,7 @@ import uvicorn
 from app.config import Settings
 from app.protocol import PROTOCOL
 from app.server import LLMCache, create_app
-from tests import servers
+from tests import object_stores, servers
 from tests.fake_upstream import FakeUpstream
 
 ADMIN_TOKEN = "admin-secret"
@@ -180,3 +180,23 @@ def redis_cluster() -> Iterator[servers.ClusterInfo]:
     """A real three-master Redis Cluster."""
     with servers.redis_cluster(3) as info:
         yield info
+
+
+# One emulator per object store for the whole run, shared by the contract suite and the
+# object-tier tests.
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[object_stores.ObjectStore]:
+    with object_stores.s3_store() as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def gcs_store() -> Iterator[object_stores.ObjectStore]:
+    with object_stores.gcs_store() as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def azure_store() -> Iterator[object_stores.ObjectStore]:
+    with object_stores.azure_store() as store:
+        yield store

@@ -24,15 +24,9 @@ from app.config import TierSettings
 from app.tiers import Tier, build_tier
 from app.tiers.objects import ObjectNames, expires_at, is_expired
 from tests import servers
-from tests.conformance.conftest import (  # noqa: F401 - session fixtures, shared with the contract suite
-    ObjectStore,
-    azure_store,
-    gcs_store,
-    s3_store,
-    unique_path,
-)
 from tests.conftest import ServedProxy, wait_for
 from tests.fake_upstream import FakeUpstream
+from tests.object_stores import ObjectStore, unique_path
 
 STORE_FIXTURES = {"s3": "s3_store", "gcs": "gcs_store", "azure_blob": "azure_store"}
 LOCAL = {"type": "local"}
