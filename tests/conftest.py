@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.protocol import PROTOCOL
@@ -35,6 +36,17 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def metric_value(text: str, sample: str, **labels: str) -> float:
+    """The sum of a sample's values in a /metrics exposition, over the label sets that
+    carry `labels` (all of them when none are given)."""
+    return sum(
+        found.value
+        for family in text_string_to_metric_families(text)
+        for found in family.samples
+        if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def make_settings(upstream_url: str, cache_dir: Path, **sections: Any) -> Settings:

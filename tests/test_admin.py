@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, metric_value
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -125,8 +125,7 @@ async def test_metrics_names(asgi, fake):
         "llmcache_coalesced_total 0.0",
     ):
         assert name in text, name
-    tokens = [line for line in text.splitlines() if line.startswith('llmcache_tokens_saved_total{model="gpt-4o"}')]
-    assert tokens and float(tokens[0].split()[-1]) > 0
+    assert metric_value(text, "llmcache_tokens_saved_total", model="gpt-4o") > 0
 
 
 async def test_metrics_can_be_disabled(asgi, fake):

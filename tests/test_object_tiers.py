@@ -24,7 +24,7 @@ from app.config import TierSettings
 from app.tiers import Tier, build_tier
 from app.tiers.objects import ObjectNames, expires_at, is_expired
 from tests import servers
-from tests.conftest import ServedProxy, wait_for
+from tests.conftest import ServedProxy, metric_value, wait_for
 from tests.fake_upstream import FakeUpstream
 from tests.object_stores import ObjectStore, unique_path
 
@@ -223,8 +223,7 @@ def median_miss_s(proxy: ServedProxy, label: str, count: int = 8) -> float:
 def tier_operations(proxy: ServedProxy, tier: str, op: str, result: str) -> float:
     with proxy.admin() as http:
         text = http.get("/metrics").text
-    wanted = f'llmcache_tier_operations_total{{op="{op}",result="{result}",tier="{tier}"}} '
-    return sum(float(line[len(wanted):]) for line in text.splitlines() if line.startswith(wanted))
+    return metric_value(text, "llmcache_tier_operations_total", op=op, result=result, tier=tier)
 
 
 @pytest.mark.parametrize("kind", sorted(STORE_FIXTURES))

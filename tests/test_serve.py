@@ -13,6 +13,7 @@ import httpx
 import openai
 
 from tests import servers
+from tests.conftest import metric_value
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,10 +66,6 @@ def test_serve_default_config_caches_and_survives_restart(tmp_path, fake):
     assert (tmp_path / ".llmcache").is_dir()
 
 
-def metric_sum(text: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
-
-
 def test_workers_share_metrics(tmp_path, fake):
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -94,8 +91,8 @@ def test_workers_share_metrics(tmp_path, fake):
         assert fake.chat_calls() == 2
         for _ in range(3):  # whichever worker answers the scrape reports both
             text = httpx.get(url + "/metrics").text
-            assert metric_sum(text, "llmcache_requests_total") == sent
-            assert metric_sum(text, "llmcache_request_duration_seconds_count") == sent
+            assert metric_value(text, "llmcache_requests_total") == sent
+            assert metric_value(text, "llmcache_request_duration_seconds_count") == sent
     finally:
         process.terminate()
         process.wait(20)

@@ -9,7 +9,7 @@ import httpx
 import openai
 import orjson
 
-from tests.conftest import API_KEY, wait_for
+from tests.conftest import API_KEY, metric_value, wait_for
 
 MESSAGES = [{"role": "user", "content": "Tell me about streaming caches"}]
 TOOLS = [{
@@ -179,12 +179,6 @@ async def gather_streams(root: str, count: int, body: dict, headers: dict) -> li
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
-def coalesced_total(proxy) -> float:
-    text = httpx.get(proxy.root + "/metrics").text
-    line = next(l for l in text.splitlines() if l.startswith("llmcache_coalesced_total"))
-    return float(line.split()[-1])
-
-
 async def test_fifty_identical_streams_make_one_upstream_call(serve, fake):
     proxy = serve()
     body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
@@ -194,7 +188,7 @@ async def test_fifty_identical_streams_make_one_upstream_call(serve, fake):
     assert len(streams) == 1
     only = streams.pop()
     assert only.endswith(b"data: [DONE]\n\n") and only.count(b"data:") > 5
-    assert coalesced_total(proxy) == 49
+    assert metric_value(httpx.get(proxy.root + "/metrics").text, "llmcache_coalesced_total") == 49
     firsts = sorted(t for _, _, t in results)
     assert firsts[-1] - firsts[0] < 0.25  # followers get events live, not after the end
 
