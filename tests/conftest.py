@@ -7,6 +7,8 @@ Integration tests talk to a real uvicorn server over loopback with the official
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from app.server import LLMCache, create_app
 from tests import object_stores, servers
 from tests.fake_upstream import FakeUpstream
 
+ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "admin-secret"
 API_KEY = "sk-test-tenant-a"
 
@@ -46,6 +49,13 @@ def metric_value(text: str, sample: str, **labels: str) -> float:
         for family in text_string_to_metric_families(text)
         for found in family.samples
         if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`llmcache ARGS` as a user runs it, from the repository root (`env`: the whole environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env
     )
 
 

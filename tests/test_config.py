@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.config import ConfigError, load_settings
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,12 +72,6 @@ def test_unknown_env_key_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCACHE_CACHE__TTLS", "5")
     with pytest.raises(ConfigError, match="ttls"):
         load_settings(write(tmp_path, "{}\n"))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
 
 
 def test_check_config_prints_tiers():

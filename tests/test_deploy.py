@@ -23,7 +23,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ import yaml
 from pydantic import BaseModel
 
 from app.config import ConfigError, Settings, load_settings
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -245,10 +245,7 @@ def check_config(path: Path, env: dict[str, str], where: str) -> Problems:
         problems.append(f"{where}: {_shown(path)} does not validate: {exc}")
     if not problems:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        run = subprocess.run(
-            [sys.executable, "-m", "app.cli", "check-config", str(path)],
-            env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )
+        run = run_cli("check-config", str(path), env={**clean, **env})
         if run.returncode != 0:
             problems.append(f"{where}: llmcache check-config {_shown(path)} failed: {run.stderr.strip()}")
     return problems

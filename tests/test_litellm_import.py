@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,8 @@ import yaml
 
 from app.config import Settings, load_settings
 from app.litellm_import import Conversion, LiteLLMImportError, convert, convert_file, render
+from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "litellm"
 
 # Values for every ${VAR} the example configs end up referencing.
@@ -244,8 +242,7 @@ def test_check_config_cli_accepts_the_rendered_file(env, tmp_path):
     c = convert_file(DATA / "router.yaml")
     path = tmp_path / "llmcache.yaml"
     path.write_text(render(c), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "app.cli", "check-config", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    result = run_cli("check-config", str(path), env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     assert f"{path}: ok" in result.stdout
 
@@ -254,8 +251,7 @@ def test_check_config_cli_names_a_missing_variable(env, tmp_path, monkeypatch):
     monkeypatch.delenv("REDIS_PASSWORD")
     path = tmp_path / "llmcache.yaml"
     path.write_text(render(convert_file(DATA / "redis.yaml")), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "app.cli", "check-config", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    result = run_cli("check-config", str(path))
     assert result.returncode == 2
     assert "REDIS_PASSWORD" in result.stderr
 
@@ -489,15 +485,10 @@ def test_convert_refuses_non_mappings(value: Any):
 
 
 def test_cli_prints_config_and_warnings(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "import-litellm", str(Path(__file__).parent / "data/litellm/router.yaml")],
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_cli("import-litellm", str(DATA / "router.yaml"))
     assert result.returncode == 0, result.stderr
     assert "models:" in result.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text("- not a mapping\n")
-    failed = subprocess.run(
-        [sys.executable, "-m", "app.cli", "import-litellm", str(broken)], capture_output=True, text=True, timeout=60
-    )
+    failed = run_cli("import-litellm", str(broken))
     assert failed.returncode == 2 and failed.stderr
