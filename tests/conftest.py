@@ -7,6 +7,8 @@ Integration tests talk to a real uvicorn server over loopback with the official
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -50,6 +52,18 @@ def metric_value(text: str, sample: str, **labels: str) -> float:
         for found in family.samples
         if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def installed_tool(name: str) -> str:
+    """The path of a binary tests/install_test_servers.sh installs (prometheus, promtool):
+    a skip when it is missing locally, a failure on CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found: run `bash tests/install_test_servers.sh` (Debian package prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -136,6 +136,17 @@ def free_port(max_port: int | None = None, *, also_free: tuple[int, ...] = ()) -
     raise RuntimeError(f"no free loopback port found (max_port={max_port}, also_free={also_free})")
 
 
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port that takes connections and never answers.
+
+    The kernel completes the handshake for queued connections without accept(), so a
+    listener that never accepts is exactly a server that hangs after connecting.
+    """
+    with socket.create_server((HOST, 0), backlog=256) as listener:
+        yield int(listener.getsockname()[1])
+
+
 # ---------------------------------------------------------------------------
 # process management
 # ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import types
 import typing
@@ -37,7 +36,7 @@ import yaml
 from pydantic import BaseModel
 
 from app.config import ConfigError, Settings, load_settings
-from tests.conftest import run_cli
+from tests.conftest import installed_tool, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -1173,18 +1172,8 @@ def test_dockerignore_matching() -> None:
 # --- promtool ---------------------------------------------------------------------------
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found: run `bash tests/install_test_servers.sh` (Debian package prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_tool("promtool"), *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    return subprocess.run([installed_tool("promtool"), *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           check=False)
 
 
@@ -1209,7 +1198,7 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     rules["groups"][-1]["rules"][0]["expr"] = "sum by (tier) (rate(llmcache_tier_operations_total[5m])"
     bad = tmp_path / "alerts.yml"
     bad.write_text(yaml.safe_dump(rules))
-    run = subprocess.run([_tool("promtool"), "check", "rules", str(bad)], capture_output=True, text=True,
+    run = subprocess.run([installed_tool("promtool"), "check", "rules", str(bad)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.returncode != 0
 

@@ -7,12 +7,10 @@ and a store that stops answering.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import statistics
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from aiohttp import ClientResponseError
@@ -185,17 +183,6 @@ def test_delete_one_key_removes_its_object(serve: Callable[..., ServedProxy], fa
 # --- a store that stops answering -------------------------------------------------------
 
 
-@contextlib.contextmanager
-def silent_port() -> Iterator[int]:
-    """A loopback port that takes connections and never answers.
-
-    The kernel completes the handshake for queued connections without accept(), so a
-    listener that never accepts is exactly a server that hangs after connecting.
-    """
-    with socket.create_server((servers.HOST, 0), backlog=256) as listener:
-        yield int(listener.getsockname()[1])
-
-
 def silent_tier(kind: str, port: int) -> dict[str, Any]:
     endpoint = f"http://{servers.HOST}:{port}"
     if kind == "s3":
@@ -229,7 +216,7 @@ def tier_operations(proxy: ServedProxy, tier: str, op: str, result: str) -> floa
 @pytest.mark.parametrize("kind", sorted(STORE_FIXTURES))
 def test_a_hanging_store_keeps_misses_fast(serve: Callable[..., ServedProxy], fake: FakeUpstream,
                                            kind: str) -> None:
-    with silent_port() as port:
+    with servers.silent_port() as port:
         hanging = serve(cache={"tiers": [LOCAL, silent_tier(kind, port)]})
         local_only = serve(cache={"tiers": [LOCAL]})
         slow = median_miss_s(hanging, f"hanging {kind}")
@@ -241,7 +228,7 @@ def test_a_hanging_store_keeps_misses_fast(serve: Callable[..., ServedProxy], fa
 
 
 def test_a_store_that_refuses_connections_is_a_miss(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
-    with silent_port() as port:
+    with servers.silent_port() as port:
         pass  # closed again: nothing listens there now
     proxy = serve(cache={"tiers": [LOCAL, silent_tier("s3", port)]})
     assert ask(proxy, "refused").headers["x-cache-status"] == "miss"

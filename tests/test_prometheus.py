@@ -30,9 +30,7 @@ import importlib
 import json
 import math
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,7 +46,7 @@ import yaml
 
 from app.server import create_app
 from tests import servers
-from tests.conftest import ServedProxy, _capture_loop, make_settings
+from tests.conftest import ServedProxy, _capture_loop, installed_tool, make_settings
 from tests.fake_upstream import FakeUpstream, fake_embedding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,25 +112,6 @@ ALERT_NAMES = [r["alert"] for r in rules() if "alert" in r]
 # ---------------------------------------------------------------------------------------
 # servers
 # ---------------------------------------------------------------------------------------
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        message = "prometheus not found: run `bash tests/install_test_servers.sh` (Debian package prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@contextlib.contextmanager
-def blackhole() -> Iterator[int]:
-    """A port that accepts TCP connections (the kernel completes them) and never answers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1024)
-        yield int(sock.getsockname()[1])
 
 
 def _load_prctl() -> Any:
@@ -352,14 +331,14 @@ def run_round(stack: Stack, round_no: int) -> None:
 
 @pytest.fixture(scope="module")
 def stack(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    binary = prometheus_binary()
+    binary = installed_tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     upstream.reset()
     closed_redis = servers.free_port()
     closed_upstream = servers.free_port()
     dead_target = servers.free_port()
     semantic, semantic_skip = semantic_settings()
-    with blackhole() as silent_redis:
+    with servers.silent_port() as silent_redis:
         tiers = [
             {"type": "local"},
             # Refused at once: errors; the breaker opens, and re-trips at each probe.
