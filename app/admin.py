@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.config import NAMESPACE_PATTERN
 from app.errors import ProxyError, bad_request
+from app.types import valid_key, valid_namespace
 
 if TYPE_CHECKING:
     from app.server import Runtime
 
 router = APIRouter()
-_NAMESPACE = re.compile(NAMESPACE_PATTERN)
 
 
 def runtime(request: Request) -> Runtime:
@@ -102,6 +100,8 @@ async def ping(request: Request) -> Response:
 
 @admin.delete("/keys/{key:path}")
 async def delete_key(key: str, request: Request) -> Response:
+    if not valid_key(key):
+        raise bad_request(f"not a cache key: {key[:200]!r}", "invalid_key")
     return json_response({"deleted": await runtime(request).chain.delete(key)})
 
 
@@ -117,7 +117,7 @@ async def flush(request: Request) -> Response:
         if not isinstance(document, dict) or set(document) - {"namespace"}:
             raise bad_request("flush takes an empty body or {\"namespace\": \"...\"}", "invalid_json")
         namespace = document.get("namespace")
-        if namespace is not None and (not isinstance(namespace, str) or not _NAMESPACE.match(namespace)):
+        if namespace is not None and not valid_namespace(namespace):
             raise bad_request(f"invalid namespace {namespace!r}", "invalid_namespace")
     rt = runtime(request)
     if rt.semantic is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, Callable, Literal, Union
 
 import yaml
@@ -19,7 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+from app.types import MAX_TTL_S, valid_namespace
+
 CALL_TYPES = ("chat_completions", "completions", "embeddings", "transcriptions")
 CallType = Literal["chat_completions", "completions", "embeddings", "transcriptions"]
 
@@ -37,6 +39,12 @@ class ServerSettings(Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(26_214_400, gt=0)
     workers: int = Field(1, ge=1)
+    # What one client may hold: a body it is slow to send is answered 408 after this,
+    # a request head past these bounds 431, a form past this many parts 400.
+    body_timeout_s: float = Field(30, gt=0)
+    max_header_bytes: int = Field(65_536, ge=1024)
+    max_headers: int = Field(128, ge=8)
+    max_form_parts: int = Field(256, ge=1)
 
 
 class UpstreamSettings(Strict):
@@ -63,10 +71,12 @@ class TierBase(Strict):
     # After this many failures in a row the tier is skipped for breaker_reset_s, then probed.
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(2.0, gt=0)
-    # Writes to a remote tier wait in a bounded queue, off the request path; when it is
-    # full a write is dropped (and counted) rather than held in memory.
-    write_queue: int = Field(1000, ge=1)
-    write_concurrency: int = Field(8, ge=1)
+    # Writes to a remote tier wait in a bounded buffer, off the request path, and are
+    # written in batches by `write_concurrency` writers; when it holds `write_queue`
+    # entries or `write_buffer_bytes`, a new write is dropped (and counted).
+    write_queue: int = Field(10_000, ge=1)
+    write_concurrency: int = Field(2, ge=1)
+    write_buffer_bytes: int = Field(268_435_456, ge=1)
 
 
 class LocalTierSettings(TierBase):
@@ -203,8 +213,8 @@ class SemanticSettings(Strict):
 
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
-    ttl_s: float | None = Field(3600, gt=0)
-    namespace: str | None = Field(None, pattern=NAMESPACE_PATTERN)
+    ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
+    namespace: str | None = None
     call_types: tuple[CallType, ...] = CALL_TYPES
     share_across_keys: bool = False
     caching_groups: tuple[tuple[str, ...], ...] = ()
@@ -213,6 +223,13 @@ class CacheSettings(Strict):
         DiskTierSettings(type="disk"),
     )
     semantic: SemanticSettings | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _valid_namespace(cls, namespace: str | None) -> str | None:
+        if namespace is not None and not valid_namespace(namespace):
+            raise ValueError("1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return namespace
 
     @field_validator("tiers")
     @classmethod
@@ -277,6 +294,34 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init carries the YAML file; env is listed first so it overrides the file.
         return (env_settings, init_settings)
+
+
+# Settings whose whole value is a secret; any other string is shown with the secret parts
+# of a URL (password, query string: SAS tokens, signatures) masked.
+SECRET_KEYS = frozenset(("password", "secret_access_key", "connection_string", "api_key", "token"))
+MASK = "***"
+
+
+def redact(name: str, value: Any) -> Any:
+    """A setting's value as it may be printed or logged."""
+    if value is None:
+        return None
+    if name in SECRET_KEYS:
+        return MASK
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None or "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    query = MASK if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def tier_name(tier: TierBase) -> str:

@@ -6,19 +6,17 @@ Precedence, strongest first: `x-cache-<name>` header, `Cache-Control`, body `cac
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.config import NAMESPACE_PATTERN
 from app.errors import ProxyError, bad_request
+from app.types import MAX_TTL_S, valid_namespace
 
 CONTROL_NAMES = frozenset(
     ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold")
 )
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
-_NAMESPACE = re.compile(NAMESPACE_PATTERN)
 
 
 @dataclass(slots=True)
@@ -56,8 +54,8 @@ def _seconds(name: str, value: Any) -> float:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise invalid(name, value, "a number of seconds") from None
-    if not math.isfinite(number) or number < 0:
-        raise invalid(name, value, "a non-negative number of seconds")
+    if not math.isfinite(number) or number < 0 or number > MAX_TTL_S:
+        raise invalid(name, value, f"a number of seconds from 0 to {MAX_TTL_S}")
     return number
 
 
@@ -69,7 +67,7 @@ def _fraction(name: str, value: Any) -> float:
 
 
 def _namespace(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAMESPACE.match(value):
+    if not valid_namespace(value):
         raise invalid(name, value, "1-128 characters of letters, digits, '.', '_' or '-'")
     return value
 

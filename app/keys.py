@@ -1,9 +1,17 @@
 """Cache keys: the only place one is built (CONTRACT §5).
 
 A key is the SHA-256 of a canonical JSON array — call type, model (or its caching
-group), credential scope, namespace, and every other body parameter with keys sorted at
-every depth — so neither key order nor `stream` changes it and any other parameter does.
-A namespaced key is prefixed `namespace/` so tiers can flush one namespace by prefix.
+group), credential scope, namespace, query string, and every other body parameter with
+keys sorted at every depth — so neither key order nor `stream` changes it and any other
+parameter does. A namespaced key is prefixed `namespace/` so tiers can flush one
+namespace by prefix.
+
+Why different requests never share a key: JSON is unambiguous and orjson writes one
+spelling per tree (sorted keys, one escape per character), so the array's bytes differ
+whenever a part differs — provided every part is a faithful value of the request. The
+parts are made so: numbers keep their exact value (`exact_json`), the model is tagged
+apart from a caching group's name, form fields keep their exact bytes, and the array has
+a fixed length, so no part can stand in for another.
 """
 
 from __future__ import annotations
@@ -13,44 +21,82 @@ from typing import Any
 
 import orjson
 
-from app.tiers.base import CacheKey
+from app.errors import bad_request
+from app.exact_json import parse_object
+from app.types import CacheKey
 
 # Transport and caching options: the same answer whatever their value. The model is
 # keyed separately, as its caching group.
 NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options", "model"))
 ANONYMOUS = "anonymous"
+# Every header an upstream authenticates (or bills) a caller by: OpenAI and Azure OpenAI
+# (`authorization`, `api-key`, organization and project), Anthropic (`x-api-key`).
+CREDENTIAL_HEADERS = (b"authorization", b"api-key", b"x-api-key", b"openai-organization", b"openai-project")
+# A credential sent twice is refused: which copy an upstream reads is its own choice.
+SINGLE_HEADERS = frozenset((b"authorization", b"api-key", b"x-api-key"))
+
+KeyModel = tuple[str, Any]
 
 
-def credential_scope(authorization: str | None, api_key: str | None = None) -> str:
-    """A one-way tag of the caller's credential; the secret itself is never stored."""
-    credential = authorization or api_key
-    if not credential:
+def plain_model(model: Any) -> KeyModel:
+    return ("model", model)
+
+
+def group_model(name: str) -> KeyModel:
+    return ("group", name)
+
+
+def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
+    """A one-way tag of the caller's credential headers; the secrets are never stored.
+
+    `credentials` holds (name, value) pairs of CREDENTIAL_HEADERS, each name at most once.
+    """
+    present = sorted((name, value) for name, value in credentials if value.strip())
+    if not present:
         return ANONYMOUS
-    return hashlib.sha256(credential.encode()).hexdigest()[:32]
-
-
-def _normalize(value: Any) -> Any:
-    # 1 and 1.0 are the same JSON number; clients differ in which they send.
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return value
+    material = b"\n".join(name + b":" + value for name, value in present)
+    return hashlib.sha256(material).hexdigest()[:32]
 
 
 def cache_key(
     call_type: str,
-    model: Any,
+    model: KeyModel,
     params: dict[str, Any],
     scope: str | None,
     namespace: str | None,
+    query: str = "",
 ) -> CacheKey:
-    """`params` is the request body; NON_KEY_PARAMS are dropped here."""
-    canonical = {k: _normalize(v) for k, v in params.items() if k not in NON_KEY_PARAMS}
-    material = orjson.dumps(
-        [call_type, model, scope, namespace, canonical], option=orjson.OPT_SORT_KEYS
-    )
+    """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here."""
+    canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
+    try:
+        material = orjson.dumps([call_type, model, scope, namespace, query, canonical], option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # nesting beyond orjson's writer, which reads deeper
+        raise bad_request(f"request body cannot be keyed: {exc}", "invalid_json") from None
     digest = hashlib.sha256(material).hexdigest()
     return f"{namespace}/{digest}" if namespace else digest
 
 
-def file_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def key_of_json(
+    call_type: str, body: bytes, *, scope: str | None = None, namespace: str | None = None, query: str = ""
+) -> CacheKey:
+    """The key the proxy gives a JSON request body (no routing: the model as sent)."""
+    payload = parse_object(body)
+    return cache_key(call_type, plain_model(payload.get("model")), payload, scope, namespace, query)
+
+
+def key_of_form(
+    call_type: str,
+    body: bytes,
+    content_type: bytes,
+    *,
+    scope: str | None = None,
+    namespace: str | None = None,
+    query: str = "",
+) -> CacheKey:
+    """The key the proxy gives a multipart/form-data request body (no routing)."""
+    from app.multipart import form_of
+
+    form = form_of(body, content_type)
+    params = form.params()
+    model = params.pop("model", None)
+    return cache_key(call_type, plain_model(model), params, scope, namespace, query)

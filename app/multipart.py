@@ -1,17 +1,23 @@
 """multipart/form-data in memory: parse a body the proxy already holds, and rebuild one.
 
 The body is bounded by `max_body_bytes` and already read, so parsing from bytes avoids
-the spooled temporary files (blocking writes) of a streaming form parser.
+the spooled temporary files (blocking writes) of a streaming form parser. The number of
+parts is bounded too: a body of empty parts costs far more to parse than its size says.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.errors import ProxyError, bad_request
+
+MAX_PARTS = 256
+CONTROL_FIELD = "cache"
 
 
 @dataclass(slots=True)
@@ -21,6 +27,47 @@ class Part:
     filename: str | None = None
     content_type: str | None = None
 
+    def key_value(self) -> Any:
+        """This part as key material: exact bytes, never a lossy decoding of them."""
+        data = bytes(self.data)
+        if self.filename is not None:
+            return {"file": file_digest(data), "filename": self.filename, "content_type": self.content_type}
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"bytes": data.hex(), "content_type": self.content_type}
+        return text if self.content_type is None else {"text": text, "content_type": self.content_type}
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(slots=True)
+class Form:
+    parts: list[Part]
+
+    def params(self) -> dict[str, Any]:
+        """Key material: every field but `cache`; a repeated field keeps all values in order."""
+        params: dict[str, list[Any]] = {}
+        for part in self.parts:
+            if part.name != CONTROL_FIELD:
+                params.setdefault(part.name, []).append(part.key_value())
+        return {name: values[0] if len(values) == 1 else values for name, values in params.items()}
+
+    def text(self, name: str) -> str | None:
+        """The last text field `name`, decoded (None when absent, a file, or not UTF-8)."""
+        for part in reversed(self.parts):
+            if part.name == name and part.filename is None:
+                try:
+                    return part.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+        return None
+
+    def without(self, name: str) -> list[Part]:
+        return [p for p in self.parts if p.name != name]
+
 
 def boundary_of(content_type: bytes) -> bytes | None:
     kind, options = parse_options_header(content_type)
@@ -29,7 +76,21 @@ def boundary_of(content_type: bytes) -> bytes | None:
     return options.get(b"boundary")
 
 
-def parse_form(body: bytes, boundary: bytes) -> list[Part]:
+def form_of(body: bytes, content_type: bytes, max_parts: int = MAX_PARTS) -> Form:
+    boundary = boundary_of(content_type)
+    if not boundary:
+        raise bad_request("this route takes multipart/form-data with a boundary", "invalid_multipart")
+    return Form(parse_form(body, boundary, max_parts))
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request(f"a multipart part's {what} is not UTF-8", "invalid_multipart") from None
+
+
+def parse_form(body: bytes, boundary: bytes, max_parts: int = MAX_PARTS) -> list[Part]:
     parts: list[Part] = []
     header_name = bytearray()
     header_value = bytearray()
@@ -47,6 +108,8 @@ def parse_form(body: bytes, boundary: bytes) -> list[Part]:
         header_value.clear()
 
     def on_headers_finished() -> None:
+        if len(parts) >= max_parts:
+            raise bad_request(f"a multipart body may have at most {max_parts} parts", "invalid_multipart")
         _, options = parse_options_header(headers.get(b"content-disposition", b""))
         name = options.get(b"name")
         if name is None:
@@ -55,8 +118,8 @@ def parse_form(body: bytes, boundary: bytes) -> list[Part]:
         ctype = headers.get(b"content-type")
         parts.append(
             Part(
-                name.decode("utf-8", "replace"),
-                filename=None if filename is None else filename.decode("utf-8", "replace"),
+                _text(name, "name"),
+                filename=None if filename is None else _text(filename, "filename"),
                 content_type=None if ctype is None else ctype.decode("latin-1"),
             )
         )
@@ -86,12 +149,16 @@ def parse_form(body: bytes, boundary: bytes) -> list[Part]:
 
 
 def build_form(parts: list[Part]) -> tuple[bytes, bytes]:
-    """(body, content-type with boundary) for the given parts, via httpx's encoder."""
-    data: dict[str, list[str]] = {}
+    """(body, content-type with boundary) for the given parts, via httpx's encoder.
+
+    Field values go as the bytes they arrived as, so the upstream gets the request that
+    was keyed.
+    """
+    data: dict[str, list[bytes]] = {}
     files: list[tuple[str, tuple[str | None, bytes, str | None]]] = []
     for part in parts:
         if part.filename is None:
-            data.setdefault(part.name, []).append(part.data.decode("utf-8", "replace"))
+            data.setdefault(part.name, []).append(bytes(part.data))
         else:
             files.append((part.name, (part.filename, bytes(part.data), part.content_type)))
     request = httpx.Request("POST", "http://form.invalid", data=data, files=files)  # type: ignore[arg-type]

@@ -1,10 +1,10 @@
-from app.keys import cache_key, credential_scope
+from app.keys import cache_key, credential_scope, key_of_json, plain_model
 
 
 def key(params, **kw):
     args = {"call_type": "chat_completions", "model": "gpt-4o", "scope": "s", "namespace": None}
     args.update(kw)
-    return cache_key(args["call_type"], args["model"], params, args["scope"], args["namespace"])
+    return cache_key(args["call_type"], plain_model(args["model"]), params, args["scope"], args["namespace"])
 
 
 MESSAGES = [{"role": "user", "content": "hi", "name": "x"}]
@@ -38,7 +38,10 @@ def test_every_other_parameter_changes_the_key():
 
 
 def test_integral_floats_equal_ints():
-    assert key({"messages": MESSAGES, "temperature": 1}) == key({"messages": MESSAGES, "temperature": 1.0})
+    # Numbers are made exact (and 1.0 an int) where the body is parsed, at every depth.
+    one = key_of_json("chat_completions", b'{"temperature": 1, "tools": [{"maximum": 2}]}')
+    assert one == key_of_json("chat_completions", b'{"temperature": 1.0, "tools": [{"maximum": 2.00}]}')
+    assert one == key_of_json("chat_completions", b'{"temperature": 1e0, "tools": [{"maximum": 0.2e1}]}')
 
 
 def test_namespace_prefixes_and_changes_the_key():
@@ -48,8 +51,28 @@ def test_namespace_prefixes_and_changes_the_key():
 
 
 def test_credential_scope_hides_the_secret():
-    scope = credential_scope("Bearer sk-secret")
+    scope = credential_scope([(b"authorization", b"Bearer sk-secret")])
     assert "sk-secret" not in scope
-    assert scope == credential_scope("Bearer sk-secret")
-    assert scope != credential_scope("Bearer sk-other")
-    assert credential_scope(None) == "anonymous"
+    assert scope == credential_scope([(b"authorization", b"Bearer sk-secret")])
+    assert scope != credential_scope([(b"authorization", b"Bearer sk-other")])
+    assert credential_scope([]) == "anonymous"
+
+
+def test_credential_scope_covers_every_credential_header():
+    bearer = credential_scope([(b"authorization", b"Bearer A")])
+    azure = credential_scope([(b"api-key", b"A")])
+    anthropic = credential_scope([(b"x-api-key", b"A")])
+    assert len({bearer, azure, anthropic, "anonymous"}) == 4
+    assert credential_scope([(b"api-key", b"B")]) != azure
+    # An empty credential is no credential; two headers together are one scope, in any order.
+    assert credential_scope([(b"authorization", b"")]) == "anonymous"
+    both = credential_scope([(b"api-key", b"A"), (b"x-api-key", b"B")])
+    assert both == credential_scope([(b"x-api-key", b"B"), (b"api-key", b"A")]) != azure
+
+
+def test_a_model_name_cannot_pass_for_a_caching_group():
+    from app.keys import group_model
+
+    assert cache_key("chat_completions", group_model("a+b"), {}, None, None) != cache_key(
+        "chat_completions", plain_model("a+b"), {}, None, None
+    )

@@ -65,12 +65,18 @@ class SemanticCache:
                 self._opened = True
 
     def ask(
-        self, call_type: str, key_model: Any, payload: dict[str, Any], scope: str | None, namespace: str | None
+        self,
+        call_type: str,
+        key_model: Any,
+        payload: dict[str, Any],
+        scope: str | None,
+        namespace: str | None,
+        query: str = "",
     ) -> Asked | None:
         question = question_of(call_type, payload) if call_type in SEMANTIC_CALL_TYPES else None
         if question is None:
             return None
-        context_key = cache_key(call_type, key_model, question.context, scope, namespace)
+        context_key = cache_key(call_type, key_model, question.context, scope, namespace, query)
         return Asked(question, context_key.rpartition("/")[2], namespace)
 
     async def lookup(

@@ -13,7 +13,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import AsyncIterator, ClassVar
 
-CacheKey = str
+from app.types import CacheKey
+
+__all__ = ["CacheKey", "SharedTier", "Tier", "TierStats", "key_namespace"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -32,6 +34,8 @@ class Tier(ABC):
     # An in-process tier answers without I/O: the chain skips timeouts around it and
     # writes it before the response is sent, so the next identical request hits.
     in_process: ClassVar[bool] = False
+    # Whether `ping` writes: a ping that succeeds then proves writes work again.
+    ping_writes: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
