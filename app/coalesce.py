@@ -13,16 +13,16 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from app.asgi import Headers
 from app.codec import Entry
 from app.errors import ProxyError
-from app.tiers.base import CacheKey
+from app.types import CacheKey, Headers
 
 
 @dataclass(slots=True)
 class Outcome:
-    """How the upstream call ended. `completion` is set when a cacheable answer exists;
-    `sse` says the body is the raw event stream rather than a JSON document."""
+    """How the upstream call ended. `complete`: the body is a whole answer of its call
+    type, the only kind that is stored; `completion` is that answer as a JSON object (None
+    for a plain-text answer); `sse` says the body is the raw event stream."""
 
     status: int
     headers: Headers
@@ -31,6 +31,7 @@ class Outcome:
     cut: bool = False
     sse: bool = False
     content_type: str = "application/json"
+    complete: bool = False
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,7 @@ class Outcome:
     def of_entry(cls, entry: Entry) -> Outcome:
         headers = [(b"content-type", entry.content_type.encode())]
         completion = json_object(entry.body, entry.content_type)
-        return cls(200, headers, entry.body, completion, content_type=entry.content_type)
+        return cls(200, headers, entry.body, completion, content_type=entry.content_type, complete=True)
 
 
 def json_object(body: bytes, content_type: str) -> dict[str, Any] | None:
@@ -148,6 +149,3 @@ class Flights:
     def land(self, flight: Flight) -> None:
         if self._active.get(flight.key) is flight:
             del self._active[flight.key]
-
-    def __len__(self) -> int:
-        return len(self._active)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.asgi import JSON, Headers, Scope, Send, send_error, send_response
+from app.asgi import JSON, Scope, Send, offload, send_error, send_response
 from app.codec import Entry, new_entry
 from app.errors import ProxyError, not_cached, upstream_broken
+from app.types import Headers
 from app.upstream import response_headers
 
 if TYPE_CHECKING:
@@ -56,13 +57,13 @@ def split_tokens(total: int, count: int) -> list[int]:
 async def handle_embeddings(
     proxy: Proxy, call_type: str, scope: Scope, incoming: Incoming, body: bytes, send: Send
 ) -> None:
-    call, payload = proxy.open_json(call_type, scope, incoming, body)
+    call, payload = await proxy.open_json(call_type, scope, incoming, body)
     items = split_inputs(payload.get("input"))
     if not proxy.cacheable(call) or items is None:
         await proxy.forward(call, _never, send, "bypass", None)
         return
     params = {k: v for k, v in payload.items() if k != "input"}
-    item_keys = [proxy.key_for(call, {**params, "input": item}) for item in items]
+    item_keys = await offload(len(body), lambda: [proxy.key_for(call, {**params, "input": item}) for item in items])
     if len(items) == 1:
         # One item: its entry is the whole response, so the generic path (with single
         # flight) serves it byte for byte.
@@ -83,7 +84,8 @@ async def _batch(
         await _send_hit(proxy, call, send, item_keys, found)
         return
     if call.control.only_if_cached:
-        await send_error(send, not_cached(), _headers(call, "miss", cached, len(items)))
+        headers = [*_headers(call, "miss", cached, len(items)), (b"x-should-retry", b"false")]
+        await send_error(send, not_cached(), headers)
         proxy.done(call, "miss")
         return
 

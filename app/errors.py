@@ -47,3 +47,13 @@ def not_cached() -> ProxyError:
     return ProxyError(
         504, "no cached response and only-if-cached was requested", "cache_miss", "only_if_cached"
     )
+
+
+def body_timeout(seconds: float) -> ProxyError:
+    return ProxyError(
+        408, f"the request body did not arrive within {seconds:g} s", "invalid_request_error", "request_timeout"
+    )
+
+
+def headers_too_large(detail: str) -> ProxyError:
+    return ProxyError(431, f"request header fields too large: {detail}", "invalid_request_error", "headers_too_large")

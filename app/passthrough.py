@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator
 
 import httpx
 
-from app.asgi import ClientGone, Receive, Scope, Send, send_error
-from app.errors import ProxyError, too_large
+from app.asgi import ClientGone, Receive, Scope, Send, end_unfinished, send_error
+from app.errors import ProxyError, body_timeout, too_large
 from app.routing import Routing
 from app.upstream import Upstream, request_headers, response_headers, upstream_url
 
 
 class Passthrough:
-    def __init__(self, upstream: Upstream, routing: Routing, max_body_bytes: int) -> None:
+    def __init__(self, upstream: Upstream, routing: Routing, max_body_bytes: int, body_timeout_s: float) -> None:
         self.upstream = upstream
         self.routing = routing
         self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routing.default
@@ -35,7 +37,8 @@ class Passthrough:
                     async for chunk in response.aiter_bytes():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except httpx.HTTPError:
-                    return  # upstream cut: leave the response unfinished, as the upstream did
+                    end_unfinished()  # upstream cut: leave the response unfinished, as the upstream did
+                    return
                 await send({"type": "http.response.body", "body": b""})
         except ProxyError as error:
             await send_error(send, error)
@@ -44,8 +47,14 @@ class Passthrough:
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
         size = 0
+        # One bound for the whole body, however it is split.
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise body_timeout(self.body_timeout_s) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone
             chunk = message.get("body", b"")

@@ -11,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 
 from app import keys
-from app.asgi import JSON, ClientGone, Headers, Receive, Scope, Send, read_body, send_error, send_response
+from app.answers import complete
+from app.asgi import (
+    JSON, ClientGone, Receive, Scope, Send, end_unfinished, offload, read_body, send_error, send_response,
+)
 from app.codec import Entry, new_entry
 from app.coalesce import Flight, Flights, Outcome, json_object
 from app.config import Settings
 from app.control import CacheControl, parse_control
 from app.errors import ProxyError, bad_request, not_cached, upstream_broken
+from app.exact_json import parse_object
 from app.metrics import Metrics
 from app.routing import Routing
 from app.streaming import assemble, parse_events, replay
-from app.tiers.base import CacheKey
 from app.tiers.chain import Chain, FleetLock
+from app.types import CacheKey, Headers
 from app.upstream import Upstream, request_headers, response_headers, upstream_url
 
 if TYPE_CHECKING:
@@ -42,10 +46,12 @@ _MISSING: Any = object()
 
 @dataclass(slots=True)
 class Incoming:
-    """What the path needs from the request headers, gathered in one pass."""
+    """What the path needs from the request head, gathered in one pass."""
 
     raw: Headers
     controls: dict[str, str]
+    query: str = ""
+    credentials: list[tuple[bytes, bytes]] = field(default_factory=list)
     authorization: str | None = None
     content_type: bytes | None = None
     content_length: int | None = None
@@ -78,14 +84,21 @@ class Call:
         return out
 
 
+_CREDENTIALS = frozenset(keys.CREDENTIAL_HEADERS)
+
+
 def read_headers(scope: Scope) -> Incoming:
     raw: Headers = scope["headers"]
-    incoming = Incoming(raw, {})
+    incoming = Incoming(raw, {}, scope.get("query_string", b"").decode("latin-1"))
     for name, value in raw:
         if name.startswith(b"x-cache-"):
             incoming.controls[name[8:].decode("latin-1")] = value.decode("latin-1")
-        elif name == b"authorization":
-            incoming.authorization = value.decode("latin-1")
+        elif name in _CREDENTIALS:
+            if name in keys.SINGLE_HEADERS and any(n == name for n, _ in incoming.credentials):
+                raise bad_request(f"the {name.decode()} header was sent more than once", "duplicate_credential_header")
+            incoming.credentials.append((name, value))
+            if name == b"authorization":
+                incoming.authorization = value.decode("latin-1")
         elif name == b"content-type":
             incoming.content_type = value
         elif name == b"content-length":
@@ -116,6 +129,8 @@ class Proxy:
         self.routing = Routing(settings)
         self.flights = Flights()
         self.max_body = settings.server.max_body_bytes
+        self.body_timeout_s = settings.server.body_timeout_s
+        self.max_form_parts = settings.server.max_form_parts
         self.enabled = frozenset(settings.cache.call_types)
 
     # --- entry --------------------------------------------------------------------------
@@ -123,7 +138,7 @@ class Proxy:
     async def handle(self, call_type: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             incoming = read_headers(scope)
-            body = await read_body(receive, self.max_body, incoming.content_length)
+            body = await read_body(receive, self.max_body, incoming.content_length, self.body_timeout_s)
             if call_type == "transcriptions":
                 from app.transcriptions import handle_transcription
 
@@ -141,15 +156,6 @@ class Proxy:
 
     # --- shared steps -------------------------------------------------------------------
 
-    def parse_json(self, body: bytes) -> dict[str, Any]:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(f"request body is not valid JSON: {exc}", "invalid_json") from None
-        if not isinstance(payload, dict):
-            raise bad_request("request body must be a JSON object", "invalid_json")
-        return payload
-
     def begin(self, call_type: str, scope: Scope, incoming: Incoming, model: Any, body_control: Any) -> Call:
         control = parse_control(incoming.controls, incoming.cache_control, body_control)
         return Call(call_type, model, control, time.perf_counter(), incoming, scope["path"])
@@ -161,14 +167,16 @@ class Proxy:
         return use is True or self.cache.mode == "default_on"
 
     def scope_of(self, call: Call) -> str | None:
-        return None if self.cache.share_across_keys else keys.credential_scope(call.incoming.authorization)
+        return None if self.cache.share_across_keys else keys.credential_scope(call.incoming.credentials)
 
     def namespace_of(self, call: Call) -> str | None:
         return call.control.namespace or self.cache.namespace
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
         key_model = self.routing.key_model(call.model)
-        return keys.cache_key(call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call))
+        return keys.cache_key(
+            call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call), call.incoming.query
+        )
 
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
@@ -176,7 +184,7 @@ class Proxy:
     def outbound(self, call: Call) -> tuple[str, Headers]:
         """Where and with which headers the call goes upstream (built only on a miss)."""
         route = self.routing.route(call.model)
-        url = upstream_url(route.base_url, call.path)
+        url = upstream_url(route.base_url, call.path, call.incoming.query)
         headers = request_headers(call.incoming.raw, route.api_key, drop_controls=True, content_type=call.body_type)
         return url, headers
 
@@ -190,7 +198,10 @@ class Proxy:
     async def lookup(self, call: Call) -> Entry | None:
         if call.key is None or call.control.no_cache:
             return None
-        return await self.chain.get(call.key, call.control.max_age_s)
+        entry = await self.chain.get(call.key, call.control.max_age_s)
+        if entry is not None and call.stream and json_object(entry.body, entry.content_type) is None:
+            return None  # not a completion a stream can be replayed from: answer it anew
+        return entry
 
     async def store(self, call: Call, body: bytes, content_type: str, tokens: int, durable: bool = False) -> None:
         if call.key is not None and self.storable(call):
@@ -209,7 +220,8 @@ class Proxy:
             headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
         if call.stream:
-            completion = orjson.loads(entry.body)
+            completion = json_object(entry.body, entry.content_type)
+            assert completion is not None  # lookup() passes only replayable entries to a stream
             headers.append((b"content-type", SSE))
             await send_response(send, 200, headers, b"".join(replay(completion, call.include_usage)))
         else:
@@ -219,10 +231,15 @@ class Proxy:
 
     # --- chat and text completions ------------------------------------------------------
 
-    def open_json(self, call_type: str, scope: Scope, incoming: Incoming, body: bytes) -> tuple[Call, dict[str, Any]]:
+    async def open_json(
+        self, call_type: str, scope: Scope, incoming: Incoming, body: bytes
+    ) -> tuple[Call, dict[str, Any]]:
         """The call and its payload (without `cache`); the upstream body is the original
         bytes unless the payload had to change."""
-        payload = self.parse_json(body)
+        payload = await offload(len(body), parse_object, body)
+        stream = payload.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise bad_request(f"'stream' must be a boolean, not {type(stream).__name__}", "invalid_request")
         body_control = payload.pop("cache", _MISSING)
         call = self.begin(call_type, scope, incoming, payload.get("model"), None if body_control is _MISSING else body_control)
         changed = body_control is not _MISSING or self.upstream_model(call.model) is not None
@@ -236,17 +253,19 @@ class Proxy:
     async def _completion(
         self, call_type: str, scope: Scope, incoming: Incoming, body: bytes, receive: Receive, send: Send
     ) -> None:
-        call, payload = self.open_json(call_type, scope, incoming, body)
+        call, payload = await self.open_json(call_type, scope, incoming, body)
         call.stream = payload.get("stream") is True
         options = payload.get("stream_options")
         call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
         if not self.cacheable(call):
             await self.forward(call, receive, send, "bypass", flight=None)
             return
-        call.key = self.key_for(call, payload)
+        call.key = await offload(len(body), self.key_for, call, payload)
         if self.semantic is not None:
             key_model = self.routing.key_model(call.model)
-            call.asked = self.semantic.ask(call_type, key_model, payload, self.scope_of(call), self.namespace_of(call))
+            call.asked = self.semantic.ask(
+                call_type, key_model, payload, self.scope_of(call), self.namespace_of(call), incoming.query
+            )
         await self.serve_cacheable(call, receive, send)
 
     async def serve_cacheable(self, call: Call, receive: Receive, send: Send) -> None:
@@ -256,7 +275,8 @@ class Proxy:
             await self.send_entry(call, send, entry)
             return
         if call.control.only_if_cached:
-            await send_error(send, not_cached(), call.cache_headers("miss"))
+            # The OpenAI and Anthropic SDKs retry a 504 unless told not to.
+            await send_error(send, not_cached(), [*call.cache_headers("miss"), (b"x-should-retry", b"false")])
             self.done(call, "miss")
             return
         status = "refresh" if call.control.no_cache else "miss"
@@ -340,8 +360,10 @@ class Proxy:
         else:
             if not outcome.ok:
                 self.metrics.upstream_error(call.call_type, "stream_cut" if outcome.cut else str(outcome.status))
+            elif isinstance(call.model, str):
+                self.metrics.saw_model(call.model)
             flight.finish(outcome)
-            if outcome.ok and (outcome.completion is not None or not outcome.sse):
+            if outcome.ok and outcome.complete:
                 body = orjson.dumps(outcome.completion) if outcome.sse else outcome.body
                 tokens = _total_tokens(outcome.completion) if outcome.completion else 0
                 await self.store(call, body, outcome.content_type, tokens, durable=lock is not None)
@@ -356,7 +378,7 @@ class Proxy:
     async def _produce_body(self, call: Call) -> Outcome:
         url, headers = self.outbound(call)
         response = await self.upstream.call("POST", url, headers, call.body)
-        return _outcome(response, response.content)
+        return _outcome(call.call_type, response, response.content)
 
     async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
         url, outbound_headers = self.outbound(call)
@@ -365,7 +387,7 @@ class Proxy:
             if not response.is_success or not response.headers.get("content-type", "").startswith(
                 "text/event-stream"
             ):
-                return _outcome(response, await response.aread())
+                return _outcome(call.call_type, response, await response.aread())
             flight.started(response.status_code, headers)
             try:
                 async for chunk in response.aiter_bytes():
@@ -377,9 +399,14 @@ class Proxy:
         # Live clients finish now; assembly happens after their responses have ended.
         flight.end()
         raw = b"".join(flight.chunks)
-        events, done = parse_events(raw)
-        completion = assemble(events, done)
-        return Outcome(response.status_code, headers, raw, completion, sse=True, cut=completion is None)
+        events, finished = parse_events(raw)
+        completion = assemble(events, finished)
+        if completion is not None and not complete(call.call_type, "application/json", completion):
+            completion = None
+        return Outcome(
+            response.status_code, headers, raw, completion, sse=True, complete=completion is not None,
+            cut=completion is None,
+        )
 
     # --- responding ---------------------------------------------------------------------
 
@@ -436,7 +463,8 @@ class Proxy:
             async for chunk in flight.follow():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if flight.cut:
-                return  # leave the response unfinished: the client sees the same cut
+                end_unfinished()  # the client sees the same cut as the upstream made
+                return
             await send({"type": "http.response.body", "body": b""})
         except asyncio.CancelledError:
             if not gone:
@@ -460,13 +488,16 @@ class Proxy:
             flight.leave()
 
 
-def _outcome(response: httpx.Response, body: bytes) -> Outcome:
+def _outcome(call_type: str, response: httpx.Response, body: bytes) -> Outcome:
     headers = response_headers(response)
     content_type = response.headers.get("content-type", "application/octet-stream")
-    completion = None
-    if response.is_success:
-        completion = json_object(body, content_type)
-    return Outcome(response.status_code, headers, body, completion, content_type=content_type)
+    if not response.is_success:
+        return Outcome(response.status_code, headers, body, content_type=content_type)
+    document = json_object(body, content_type)
+    whole = complete(call_type, content_type, document)
+    return Outcome(
+        response.status_code, headers, body, document if whole else None, complete=whole, content_type=content_type
+    )
 
 
 def _total_tokens(document: dict[str, Any]) -> int:

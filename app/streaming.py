@@ -20,16 +20,22 @@ _CHAT_MESSAGE_SPECIAL = frozenset(("role", "content", "refusal", "reasoning_cont
 
 
 def parse_events(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
-    """The JSON payloads of a complete SSE byte stream, and whether `[DONE]` closed it."""
+    """The JSON payloads of a complete SSE byte stream, and whether it finished well:
+    `[DONE]` closed it and no error event (`event: error`, or a payload with a top-level
+    `error`) came before. A stream that carried an error is never an answer to store."""
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     events: list[dict[str, Any]] = []
     done = False
+    failed = False
     for block in raw.split(b"\n\n"):
         if block.startswith(b"data: ") and b"\n" not in block:
             payload = block[6:]  # the one-line event every OpenAI-compatible server sends
         else:
-            data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+            lines = block.split(b"\n")
+            if any(line.startswith(b"event:") and line[6:].strip() == b"error" for line in lines):
+                failed = True
+            data = [line[5:].lstrip(b" ") for line in lines if line.startswith(b"data:")]
             if not data:
                 continue
             payload = b"\n".join(data)
@@ -41,8 +47,10 @@ def parse_events(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
         except orjson.JSONDecodeError:
             continue
         if isinstance(event, dict):
+            if "error" in event:
+                failed = True
             events.append(event)
-    return events, done
+    return events, done and not failed
 
 
 def sse(payload: dict[str, Any]) -> bytes:
