@@ -98,11 +98,14 @@ async def test_failing_tier_is_a_counted_miss(asgi, fake, tmp_path):
     slow = {"type": "disk", "path": str(tmp_path / "slow"), "timeout_s": 0.000001}
     client = await asgi(cache={"tiers": [slow]})
     first = await client.post("/v1/chat/completions", json=BODY)
+    # Until its write has failed, the entry is still held for the tier (read your writes).
+    await client.app.runtime.chain.drain()
     second = await client.post("/v1/chat/completions", json=BODY)
     assert first.status_code == second.status_code == 200
     assert second.headers["x-cache-status"] == "miss"
     metrics = (await client.get("/metrics")).text
     assert 'llmcache_tier_operations_total{op="get",result="timeout",tier="disk"}' in metrics
+    assert 'llmcache_tier_operations_total{op="set",result="timeout",tier="disk"}' in metrics
 
 
 async def test_corrupt_entry_is_a_miss(asgi, fake):

@@ -20,6 +20,7 @@ from app import codec
 from app.codec import Entry
 from app.metrics import Metrics
 from app.tiers.base import CacheKey, SharedTier, Tier, TierStats
+from app.tiers.writes import WriteBuffer
 
 log = logging.getLogger("llmcache.tiers")
 T = TypeVar("T")
@@ -64,7 +65,7 @@ class Breaker:
         return self.failures >= self.threshold
 
 
-Write = tuple[list[tuple[CacheKey, bytes]], float | None]
+WRITE_OPS = frozenset(("set", "set_many"))
 
 
 @dataclass(slots=True)
@@ -74,9 +75,13 @@ class TierSlot:
     timeout_s: float | None = None
     compress_min_bytes: int | None = None
     breaker: Breaker = field(default_factory=lambda: Breaker(5, 2.0))
-    write_queue: int = 1000
-    write_concurrency: int = 8
-    queue: asyncio.Queue[Write] | None = None
+    write_queue: int = 10_000
+    write_concurrency: int = 2
+    write_buffer_bytes: int = 268_435_456
+    buffer: WriteBuffer | None = None
+    # The last write's failure, until a write (or a writing ping) succeeds: readiness
+    # must not say ok while every write fails.
+    write_error: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,6 +159,8 @@ class Chain:
         except Exception as exc:  # a tier's failure must never reach the request
             kind = "timeout" if isinstance(exc, TimeoutError) else "error"
             self.metrics.tier(tier.name, op, kind, time.perf_counter() - started)
+            if op in WRITE_OPS:
+                slot.write_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if remote and slot.breaker.failed(time.monotonic()):
                 self.metrics.breaker(tier.name, True)
                 log.warning("tier %s: circuit open for %ss after %r", tier.name, slot.breaker.reset_s, exc)
@@ -165,6 +172,8 @@ class Chain:
                 self.metrics.breaker(tier.name, False)
                 log.info("tier %s: circuit closed, the tier answers again", tier.name)
             slot.breaker.succeeded()
+        if op in WRITE_OPS:
+            slot.write_error = None
         outcome = ("miss" if result is None else "hit") if op == "get" else "ok"
         self.metrics.tier(tier.name, op, outcome, time.perf_counter() - started)
         return result
@@ -182,7 +191,9 @@ class Chain:
     async def get(self, key: CacheKey, max_age_s: float | None = None) -> Entry | None:
         """The first live entry along the chain; earlier tiers get a copy of it."""
         for index, slot in enumerate(self.slots):
-            raw = await self._call(slot, "get", lambda: slot.tier.get(key))
+            raw = self._held(slot, key)
+            if raw is None:
+                raw = await self._call(slot, "get", lambda: slot.tier.get(key))
             if raw is None or raw is FAILED:
                 continue
             entry = self._decode(slot, key, raw)
@@ -198,6 +209,15 @@ class Chain:
             return entry
         return None
 
+    def _held(self, slot: TierSlot, key: CacheKey) -> bytes | None:
+        """A write of `key` still waiting for the tier: what the tier is about to hold."""
+        if slot.buffer is None or not len(slot.buffer):
+            return None
+        raw = slot.buffer.get(key)
+        if raw is not None:
+            self.metrics.tier(slot.tier.name, "get", "hit", 0.0)
+        return raw
+
     async def get_many(self, keys: list[CacheKey], max_age_s: float | None = None) -> dict[CacheKey, Entry]:
         """Entries for the keys found; one batched read per tier for what is still missing."""
         found: dict[CacheKey, Entry] = {}
@@ -206,9 +226,13 @@ class Chain:
             if not missing:
                 break
             wanted = list(missing)
-            raws = await self._call(slot, "get_many", lambda: slot.tier.get_many(wanted))
-            if raws is FAILED:
-                continue
+            held = [self._held(slot, key) for key in wanted]
+            unheld = [key for key, raw in zip(wanted, held) if raw is None]
+            fetched = await self._call(slot, "get_many", lambda: slot.tier.get_many(unheld)) if unheld else []
+            if fetched is FAILED:
+                fetched = [None] * len(unheld)
+            by_key = dict(zip(unheld, fetched))
+            raws = [raw if raw is not None else by_key[key] for key, raw in zip(wanted, held)]
             now = time.time()
             promoted: dict[CacheKey, Entry] = {}
             for key, raw in zip(wanted, raws):
@@ -247,29 +271,32 @@ class Chain:
                 items = [(key, codec.encode(entry, slot.compress_min_bytes)) for key, entry in group]
                 if slot.tier.in_process:
                     await self._write_one(slot, items, ttl)
-                elif durable or slot.queue is None:
+                elif durable or slot.buffer is None:
+                    if slot.buffer is not None:
+                        for key, _ in items:
+                            slot.buffer.discard(key)  # an older held write must not land after
                     pending.append(self._write_one(slot, items, ttl))
                 else:
-                    self._enqueue(slot, (items, ttl))
+                    dropped = slot.buffer.put(items, ttl)
+                    if dropped:
+                        # A backlog this size means the tier cannot keep up; holding more
+                        # would only grow memory.
+                        self.metrics.write_dropped(slot.tier.name, dropped)
         if pending:
             await asyncio.gather(*pending)
 
-    def _enqueue(self, slot: TierSlot, write: Write) -> None:
-        assert slot.queue is not None
-        try:
-            slot.queue.put_nowait(write)
-        except asyncio.QueueFull:
-            # A backlog means the tier cannot keep up; holding more would only grow memory.
-            self.metrics.write_dropped(slot.tier.name, len(write[0]))
-
-    async def _drain_queue(self, slot: TierSlot) -> None:
-        assert slot.queue is not None
+    async def _write_held(self, slot: TierSlot, buffer: WriteBuffer) -> None:
+        """One of a tier's writers: batch after batch, one tier call per TTL in a batch."""
         while True:
-            items, ttl = await slot.queue.get()
+            batch = await buffer.take()
             try:
-                await self._write_one(slot, items, ttl)
+                by_ttl: dict[float | None, list[tuple[CacheKey, bytes]]] = {}
+                for key, held in batch:
+                    by_ttl.setdefault(held.ttl_s, []).append((key, held.data))
+                for ttl, items in by_ttl.items():
+                    await self._write_one(slot, items, ttl)
             finally:
-                slot.queue.task_done()
+                buffer.written([key for key, _ in batch])
 
     async def _write_one(self, slot: TierSlot, items: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
         if len(items) == 1:
@@ -281,6 +308,9 @@ class Chain:
     # --- invalidation -----------------------------------------------------------------
 
     async def delete(self, key: CacheKey) -> int:
+        for slot in self.slots:
+            if slot.buffer is not None:
+                slot.buffer.discard(key)
         results = await asyncio.gather(
             *(self._call(s, "delete", lambda s=s: s.tier.delete(key), guarded=False) for s in self.slots)
         )
@@ -289,6 +319,9 @@ class Chain:
 
     async def clear(self, namespace: str | None) -> int | None:
         """Entries removed: the largest count any tier reports (tiers hold copies)."""
+        for slot in self.slots:
+            if slot.buffer is not None:
+                slot.buffer.clear(namespace)
         results = await asyncio.gather(
             *(self._call(s, "clear", lambda s=s: s.tier.clear(namespace), guarded=False) for s in self.slots)
         )
@@ -384,6 +417,10 @@ class Chain:
 
     async def _ping_one(self, slot: TierSlot) -> TierHealth:
         latency_ms, error = await probe(slot.tier.ping, max(slot.timeout_s or 0, 1.0))
+        if error is None and slot.tier.ping_writes:
+            slot.write_error = None  # the ping wrote: writes work again
+        if error is None and slot.write_error is not None:
+            error = f"writes failing: {slot.write_error}"
         return TierHealth(slot.tier.name, slot.tier.type, error is None, latency_ms, error)
 
     async def stats(self) -> list[tuple[Tier, TierStats]]:
@@ -398,13 +435,13 @@ class Chain:
         return results
 
     def start(self) -> None:
-        """Start the write queues of remote tiers and listen to the fleet channel."""
+        """Start the write buffers of remote tiers and listen to the fleet channel."""
         loop = asyncio.get_running_loop()
         for slot in self.slots:
-            if not slot.tier.in_process and slot.queue is None:
-                slot.queue = asyncio.Queue(slot.write_queue)
+            if not slot.tier.in_process and slot.buffer is None:
+                buffer = slot.buffer = WriteBuffer(slot.write_queue, slot.write_buffer_bytes)
                 for _ in range(slot.write_concurrency):
-                    self._workers.append(loop.create_task(self._drain_queue(slot)))
+                    self._workers.append(loop.create_task(self._write_held(slot, buffer)))
         if self.shared is not None and self._listener is None:
             self._listener = loop.create_task(self._listen(self.shared.tier))  # type: ignore[arg-type]
 
@@ -420,8 +457,8 @@ class Chain:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         for slot in self.slots:
-            if slot.queue is not None:
-                await slot.queue.join()
+            if slot.buffer is not None:
+                await slot.buffer.idle()
 
     async def close(self, drain_timeout_s: float = 10.0) -> None:
         if self._listener is not None:

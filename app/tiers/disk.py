@@ -3,11 +3,19 @@
 diskcache is synchronous, so every call runs in a small dedicated thread pool: SQLite
 reads take tens of microseconds but may block on the file system, which must never
 stall the event loop.
+
+The directory can disappear under a running server (a cleanup job, a volume remounted).
+SQLite keeps writing to the unlinked database without an error, so every call first
+checks that the database file is still there, and opens the cache anew if not: the
+tier heals itself instead of losing every write until a restart. The ping writes, so a
+read-only or full disk shows up in readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, TypeVar
@@ -18,46 +26,88 @@ from app.tiers.base import CacheKey, Tier, TierStats, key_namespace
 
 T = TypeVar("T")
 _PING_KEY = "__llmcache_ping__"
+_PROBE_FILE = ".llmcache-write-probe"
 
 
 class DiskTier(Tier):
     type = "disk"
+    ping_writes = True
 
     def __init__(self, name: str, path: str, max_bytes: int) -> None:
         super().__init__(name)
-        self._cache = diskcache.Cache(
-            path,
-            size_limit=max_bytes,
+        self._path = path
+        self._max_bytes = max_bytes
+        self._database = os.path.join(path, diskcache.core.DBNAME)
+        self._reopening = threading.Lock()
+        self._cache = self._open()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"tier-{name}")
+
+    def _open(self) -> diskcache.Cache:
+        return diskcache.Cache(
+            self._path,
+            size_limit=self._max_bytes,
             eviction_policy="least-recently-stored",
             tag_index=True,  # namespace flush = evict(tag) on an index, not a scan
             statistics=False,
         )
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"tier-{name}")
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _current(self) -> diskcache.Cache:
+        """The cache, opened anew if its database file is gone (runs in the pool)."""
+        if not os.path.exists(self._database):
+            with self._reopening:
+                if not os.path.exists(self._database):
+                    stale, self._cache = self._cache, self._open()
+                    stale.close()
+        return self._cache
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._pool, partial(fn, *args))
 
     async def get(self, key: CacheKey) -> bytes | None:
-        return await self._run(self._cache.get, key, None, retry=True)
+        return await self._run(lambda: self._current().get(key, None, retry=True))
+
+    def _set(self, cache: diskcache.Cache, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
+        cache.set(key, value, expire=ttl_s, tag=key_namespace(key), retry=True)
 
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
-        await self._run(self._cache.set, key, value, expire=ttl_s, tag=key_namespace(key), retry=True)
+        await self._run(lambda: self._set(self._current(), key, value, ttl_s))
+
+    async def set_many(self, items: list[tuple[CacheKey, bytes]], ttl_s: float | None) -> None:
+        def write() -> None:
+            cache = self._current()
+            # One transaction: one commit (and fsync) for the batch instead of one each.
+            with cache.transact(retry=True):
+                for key, value in items:
+                    self._set(cache, key, value, ttl_s)
+
+        await self._run(write)
 
     async def delete(self, key: CacheKey) -> bool:
-        return await self._run(self._cache.delete, key, retry=True)
+        return await self._run(lambda: bool(self._current().delete(key, retry=True)))
 
     async def clear(self, namespace: str | None) -> int | None:
         if namespace is None:
-            return await self._run(self._cache.clear, retry=True)
-        return await self._run(self._cache.evict, namespace, retry=True)
+            return await self._run(lambda: int(self._current().clear(retry=True)))
+        return await self._run(lambda: int(self._current().evict(namespace, retry=True)))
 
     async def ping(self) -> None:
-        await self._run(self._cache.get, _PING_KEY, None, retry=True)
+        def read_and_write() -> None:
+            self._current().get(_PING_KEY, None, retry=True)
+            # A file beside the cache, not an entry: a ping must not change what it counts.
+            probe = os.path.join(self._path, _PROBE_FILE)
+            with open(probe, "wb") as file:
+                file.write(b"ok")
+            os.remove(probe)
+
+        await self._run(read_and_write)
 
     async def stats(self) -> TierStats:
-        entries, volume = await self._run(lambda: (len(self._cache), self._cache.volume()))
-        return TierStats(entries, volume)
+        def count() -> TierStats:
+            cache = self._current()
+            return TierStats(len(cache), cache.volume())
+
+        return await self._run(count)
 
     async def close(self) -> None:
         await self._run(self._cache.close)
