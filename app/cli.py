@@ -8,8 +8,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from app.config import ConfigError, Settings, load_settings, tier_name
+from app.config import ConfigError, Settings, load_settings, redact, redact_url, tier_name
+
+
+STARTUP_FAILED = 3  # uvicorn's own code for a server that did not start
 
 
 class _Exit(Exception):
@@ -31,8 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.metrics import prepare_multiprocess
-    from app.protocol import PROTOCOL
+    from app.protocol import protocol_class
     from app.server import CONFIG_ENV, create_app
+    from app.workers import listen
 
     settings = _settings(args.config)
     host = args.host or settings.server.host
@@ -42,25 +47,36 @@ def _serve(args: argparse.Namespace) -> int:
     # httpx logs every request at INFO: one line per upstream call is noise, and costly.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDK logs each request too
-    options = dict(loop="uvloop", http=PROTOCOL, access_log=False, log_level="info")
+    options: dict[str, Any] = dict(loop="uvloop", access_log=False, log_level="info")
+    # The address first, before any tier or client is opened: a port in use is a clear
+    # error and a prompt exit, not a server stuck half-started.
+    try:
+        sock = listen(host, port, reuse_port=workers > 1)
+    except OSError as exc:
+        print(f"llmcache: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if workers > 1:
         from app.workers import run_workers
 
+        sock.close()
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         prepare_multiprocess(Path(tempfile.gettempdir()) / f"llmcache-metrics-{os.getpid()}")
         run_workers(workers, host, port, options)
-    else:
-        uvicorn.run(create_app(settings), host=host, port=port, **options)  # type: ignore[arg-type]
-    return 0
+        return 0
+    server = settings.server
+    http = protocol_class(server.max_header_bytes, server.max_headers)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, http=http, **options)
+    runner = uvicorn.Server(config)
+    runner.run(sockets=[sock])
+    return 0 if runner.started else STARTUP_FAILED
 
 
 def describe(settings: Settings) -> str:
-    lines = [f"upstream: {settings.upstream.base_url}", f"mode: {settings.cache.mode}", "tiers:"]
+    lines = [f"upstream: {redact_url(settings.upstream.base_url)}", f"mode: {settings.cache.mode}", "tiers:"]
     for number, tier in enumerate(settings.cache.tiers, 1):
         details = {k: v for k, v in tier.model_dump().items() if k not in ("type", "name") and v is not None}
-        secret = {"password", "secret_access_key", "connection_string", "api_key"}
-        shown = ", ".join(f"{k}={'***' if k in secret else v}" for k, v in details.items())
+        shown = ", ".join(f"{k}={redact(k, v)}" for k, v in details.items())
         lines.append(f"  {number}. {tier_name(tier)} ({tier.type}): {shown}")  # type: ignore[attr-defined]
     return "\n".join(lines)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from bisect import bisect_left
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,12 +18,17 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )
-# Bounds the label cardinality a client can create by sending arbitrary model names.
+# A client can send any model name: only names the configuration knows, or that have
+# been answered (by the upstream, or from the cache), become label values, at most
+# MAX_MODELS of them; every other name is counted as OTHER_MODEL.
 MAX_MODEL_LABEL = 128
+MAX_MODELS = 256
+OTHER_MODEL = "other"
 CACHE_STATUSES = ("hit", "semantic-hit", "partial", "miss", "refresh", "bypass")
 # Set (before prometheus_client is imported) in every worker of a multi-process server:
 # each worker writes its values there, and any worker's /metrics reports the sum.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("llmcache.metrics")
 FLUSH_INTERVAL_S = 1.0
 
 
@@ -38,7 +44,8 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, known_models: Iterable[str] = ()) -> None:
+        self._models = {m[:MAX_MODEL_LABEL] for m in known_models}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -98,6 +105,8 @@ class Metrics:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._each_turn = bool(os.environ.get(MULTIPROC_ENV))
         self._flush_scheduled = False
+        # Whether _observe_all may write histograms in bulk: checked on the first one.
+        self._batch_histograms: bool | None = None
 
     def _schedule(self) -> None:
         if self._loop is None:  # not serving: nothing would flush later
@@ -113,6 +122,12 @@ class Metrics:
             self._schedule()
 
     def _observe(self, child: Any, seconds: float) -> None:
+        if not self._batch_histograms:
+            if self._batch_histograms is None:
+                self._batch_histograms = histogram_internals_usable(child)
+            if not self._batch_histograms:
+                child.observe(seconds)
+                return
         bounds = child._upper_bounds  # see _observe_all
         observed = self._observations.get(child)
         if observed is None:
@@ -157,8 +172,23 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
+    def saw_model(self, model: str) -> None:
+        """`model` was answered: from now on it is a label value of its own (bounded)."""
+        if len(self._models) < MAX_MODELS:
+            self._models.add(model[:MAX_MODEL_LABEL])
+
+    def _model_label(self, model: str, status: str) -> str:
         model = model[:MAX_MODEL_LABEL]
+        if model in self._models:
+            return model
+        if status in ("hit", "semantic-hit"):  # only answers are stored: the model is real
+            self.saw_model(model)
+            if model in self._models:
+                return model
+        return OTHER_MODEL
+
+    def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
+        model = self._model_label(model, status)
         self._count(self._child(self.requests, call_type, model, status))
         self._observe(self._child(self.request_duration, call_type, status), seconds)
         if tokens_saved:
@@ -204,6 +234,26 @@ class Metrics:
                     status = sample.labels["cache_status"]
                     counts[status] = counts.get(status, 0) + int(sample.value)
         return counts
+
+
+def histogram_internals_usable(child: Any) -> bool:
+    """Whether `_observe_all` can write this prometheus-client's histograms in bulk: the
+    internals it reads exist with the shapes it expects. If not, say so once and let the
+    caller fall back to observe()."""
+    try:
+        usable = (
+            len(child._upper_bounds) == len(child._buckets)
+            and all(callable(getattr(b, "inc", None)) for b in child._buckets)
+            and callable(getattr(child._sum, "inc", None))
+        )
+    except Exception:  # any change of shape
+        usable = False
+    if not usable:
+        log.warning(
+            "prometheus-client's Histogram internals have changed: histograms are written one "
+            "observation at a time (correct, slower)"
+        )
+    return usable
 
 
 def _observe_all(child: Any, observed: list[float]) -> None:

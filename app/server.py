@@ -10,12 +10,14 @@ from typing import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
-from app.admin import json_response, router
-from app.asgi import Receive, Scope, Send
-from app.config import Settings, load_settings, tier_name
-from app.errors import ProxyError
+from app.admin import router
+from app.asgi import Receive, Scope, Send, install_log_filter
+from app.config import Settings, load_settings, redact_url, tier_name
+from app.errors import ProxyError, error_body
 from app.metrics import Metrics
 from app.passthrough import Passthrough
 from app.proxy import Proxy
@@ -42,6 +44,7 @@ def build_chain(settings: Settings, metrics: Metrics) -> Chain:
         TierSlot(
             build_tier(t), t.required, t.timeout_s, t.compress_min_bytes,
             Breaker(t.breaker_failures, t.breaker_reset_s), t.write_queue, t.write_concurrency,
+            t.write_buffer_bytes,
         )
         for t in settings.cache.tiers
     ]
@@ -53,17 +56,18 @@ class Runtime:
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        routing = Routing(settings)
+        self.metrics = Metrics(routing.known_models())
         self.chain = build_chain(settings, self.metrics)
         self.upstream = Upstream(transport or create_transport(settings.upstream), settings.upstream)
-        routing = Routing(settings)
         self.semantic = None
         if settings.cache.semantic is not None:
             from app.semantic.factory import build_semantic
 
             self.semantic = build_semantic(settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s)
         self.proxy = Proxy(settings, self.chain, self.upstream, self.metrics, self.semantic)
-        self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
+        server = settings.server
+        self.passthrough = Passthrough(self.upstream, routing, server.max_body_bytes, server.body_timeout_s)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -83,9 +87,12 @@ class LLMCache:
         self.api = FastAPI(lifespan=self._lifespan, docs_url=None, redoc_url=None, openapi_url=None)
         self.api.include_router(router)
         self.api.add_exception_handler(ProxyError, _proxy_error)  # type: ignore[arg-type]
+        self.api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+        self.api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
 
     async def startup(self) -> Runtime:
         if self.runtime is None:
+            install_log_filter()
             self.runtime = Runtime(self.settings, self._transport)
             self.runtime.chain.start()
             self.runtime.metrics.start()
@@ -94,7 +101,8 @@ class LLMCache:
             # the garbage collector's scans, which otherwise show up as latency spikes.
             gc.freeze()
             names = ", ".join(tier_name(t) for t in self.settings.cache.tiers)
-            log.info("llmcache ready: tiers [%s], upstream %s", names, self.settings.upstream.base_url)
+            upstream = redact_url(self.settings.upstream.base_url)
+            log.info("llmcache ready: tiers [%s], upstream %s", names, upstream)
         return self.runtime
 
     async def shutdown(self) -> None:
@@ -125,7 +133,24 @@ class LLMCache:
 
 
 async def _proxy_error(request: Request, error: ProxyError) -> Response:
-    return json_response({"error": {"message": error.message, "type": error.type, "code": error.code}}, error.status)
+    return Response(error.body(), status_code=error.status, media_type="application/json")
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    """The framework's own errors (unknown path, wrong method) in the OpenAI shape too."""
+    body = error_body(str(error.detail), "invalid_request_error", _HTTP_CODES.get(error.status_code, "http_error"))
+    return Response(body, status_code=error.status_code, media_type="application/json", headers=error.headers)
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> Response:
+    return Response(
+        error_body(f"invalid request: {error.errors()}", "invalid_request_error", "invalid_request"),
+        status_code=400,
+        media_type="application/json",
+    )
 
 
 def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> LLMCache:

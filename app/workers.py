@@ -21,22 +21,32 @@ log = logging.getLogger("llmcache.workers")
 RESTART_CHECK_S = 0.5
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to the address (OSError if it cannot be)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    from app.protocol import protocol_class
     from app.server import app_from_env
 
     sock = listen(host, port)
-    config = uvicorn.Config(app_from_env(), host=host, port=port, **options)
+    app = app_from_env()
+    limits = app.settings.server
+    http = protocol_class(limits.max_header_bytes, limits.max_headers)
+    config = uvicorn.Config(app, host=host, port=port, http=http, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
