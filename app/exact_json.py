@@ -49,8 +49,12 @@ def parse_object(body: bytes) -> dict[str, Any]:
         raise bad_request("request body must be a JSON object", "invalid_json")
     if _INEXACT.search(body) is None:
         return payload
-    # orjson has accepted it, so it is valid JSON: the second parse cannot fail on syntax.
-    exact: dict[str, Any] = json.loads(body, parse_int=_exact_int, parse_float=_exact_number)
+    # orjson has accepted it, so it is valid JSON: the second parse cannot fail on syntax,
+    # only on nesting deeper than Python's recursion allows (orjson reads 1024 levels).
+    try:
+        exact: dict[str, Any] = json.loads(body, parse_int=_exact_int, parse_float=_exact_number)
+    except RecursionError:
+        raise bad_request("request body nests too deeply", "invalid_json") from None
     return exact
 
 

@@ -102,3 +102,95 @@ def test_connection_close_gets_the_whole_response(serve: Any) -> None:
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
     assert body.startswith(b"{") and body.endswith(b"}")
+
+
+async def test_writelines_sends_the_held_head_first() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    wrapped.writelines([b"{", b"}"])
+    assert transport.calls == [HEAD + b"{}"]
+    wrapped.writelines([b"more"])
+    assert transport.calls == [HEAD + b"{}", b"more"]
+
+
+async def test_write_eof_sends_the_held_head_first() -> None:
+    transport = RecordingTransport()
+    eofs: list[int] = []
+    transport.write_eof = lambda: eofs.append(len(transport.calls))  # type: ignore[method-assign]
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(HEAD)
+    wrapped.write_eof()
+    assert transport.calls == [HEAD] and eofs == [1]
+
+
+async def test_an_interim_100_continue_is_never_held() -> None:
+    transport = RecordingTransport()
+    wrapped = _HeadWithBody(transport, asyncio.get_running_loop())
+    wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert transport.calls == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the client waits for it
+    wrapped.write(HEAD)
+    wrapped.write(b"{}")
+    assert transport.calls == [b"HTTP/1.1 100 Continue\r\n\r\n", HEAD + b"{}"]
+
+
+def test_expect_100_continue_gets_its_interim_answer_then_the_response(serve: Any) -> None:
+    proxy = serve()
+    host, port = proxy.root.removeprefix("http://").split(":")
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "continue?"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer k\r\nexpect: 100-continue\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head)
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # sent before the body exists
+        sock.sendall(body)
+        received = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"\r\n\r\n" not in received or not received.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and b"x-cache-status: miss" in received
+
+
+def test_the_fence_names_what_uvicorn_no_longer_has(caplog: Any) -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from app.protocol import HttpProtocol, fence, protocol_class
+
+    assert fence() is None
+    limited = protocol_class(4096, 16)
+    assert issubclass(limited, HttpProtocol) and limited.max_header_bytes == 4096  # type: ignore[attr-defined]
+
+    class Changed(HttpToolsProtocol):
+        on_header = None  # type: ignore[assignment]
+
+    assert fence(Changed) == "on_header"
+    fallback = protocol_class(base=Changed)
+    assert fallback is HttpToolsProtocol and not issubclass(fallback, HttpProtocol)
+    assert "lacks on_header" in caplog.text
+
+
+def test_request_heads_past_the_limits_get_431(serve: Any) -> None:
+    proxy = serve()
+    host, port = proxy.root.removeprefix("http://").split(":")
+    many = b"".join(b"x-h%d: v\r\n" % i for i in range(200))
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n" + many + b"\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431") and b'"code":"headers_too_large"' in answer
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 70_000)  # never terminated
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431")
+    # The connection is closed, and the server still answers everyone else.
+    assert httpx_get(proxy.root + "/health") == 200
+
+
+def httpx_get(url: str) -> int:
+    import httpx
+
+    return httpx.get(url, timeout=5).status_code

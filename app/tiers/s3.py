@@ -7,6 +7,7 @@ creates it, with a lifecycle rule that removes objects no read comes back for.
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.tiers.objects import (
     is_expired,
 )
 
+log = logging.getLogger("llmcache.tiers")
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
@@ -64,8 +66,13 @@ class S3Tier(Tier):
         s = self.settings
         session = get_session()
         # botocore parses its JSON models synchronously, ~0.1 s for S3: done in the loop,
-        # the first cache read would stall every request in flight.
-        await asyncio.to_thread(_load_models, session)
+        # the first cache read would stall every request in flight. The warm-up reads
+        # botocore's loader, an internal: if that has changed, the client still works
+        # and loads its models itself, on the loop, once.
+        try:
+            await asyncio.to_thread(_load_models, session)
+        except Exception as exc:
+            log.warning("tier %s: botocore model warm-up failed (%r); continuing without it", self.name, exc)
         # No keys configured: botocore's own chain (env, profile, SSO, instance or
         # workload identity) finds credentials.
         context = session.create_client(
