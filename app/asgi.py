@@ -7,7 +7,7 @@ import logging
 from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, MutableMapping, TypeVar
 
-from app.errors import ProxyError, body_timeout, too_large
+from app.errors import ProxyError, too_large
 from app.types import Headers
 
 Scope = MutableMapping[str, Any]
@@ -19,34 +19,31 @@ JSON = b"application/json"
 CLOSE = (b"connection", b"close")
 
 
-async def read_body(receive: Receive, limit: int, declared: int | None, timeout_s: float) -> bytes:
-    """The whole request body, refusing early when it exceeds `limit` and with a 408 when
-    it has not all arrived within `timeout_s` (a client that declares more than it sends
-    would otherwise hold the connection, and a file descriptor, for ever)."""
+async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    """The whole request body, refusing early when it exceeds `limit`. (A body that is slow
+    to arrive is the protocol's to time out: `app.protocol`, `server.body_timeout_s`.)"""
     if declared is not None and declared > limit:
         raise too_large(limit)
-    try:
-        async with asyncio.timeout(timeout_s):
-            message = await receive()
-            body = message.get("body", b"")
-            if len(body) > limit:
-                raise too_large(limit)
-            if not message.get("more_body", False):
-                return body  # the common case: one message, no copy
-            parts = [body]
-            size = len(body)
-            while message.get("more_body", False):
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise too_large(limit)
-                parts.append(chunk)
-            return b"".join(parts)
-    except TimeoutError:
-        raise body_timeout(timeout_s) from None
+    message = await receive()
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise too_large(limit)
+    if not message.get("more_body", False):
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        return body  # the common case: one message, no copy
+    parts = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class ClientGone(Exception):
@@ -62,7 +59,7 @@ async def send_response(send: Send, status: int, headers: Headers, body: bytes) 
 async def send_error(send: Send, error: ProxyError, headers: Headers | None = None) -> None:
     out = headers if headers is not None else []
     out.append((b"content-type", JSON))
-    if error.status in (408, 413):
+    if error.status == 413:
         out.append(CLOSE)  # the rest of the body may still come: the connection cannot carry on
     await send_response(send, error.status, out, error.body())
 

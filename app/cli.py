@@ -64,8 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         prepare_multiprocess(Path(tempfile.gettempdir()) / f"llmcache-metrics-{os.getpid()}")
         run_workers(workers, host, port, options)
         return 0
-    server = settings.server
-    http = protocol_class(server.max_header_bytes, server.max_headers)
+    http = protocol_class(settings.server)
     config = uvicorn.Config(create_app(settings), host=host, port=port, http=http, **options)
     runner = uvicorn.Server(config)
     runner.run(sockets=[sock])

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator
 
 import httpx
 
 from app.asgi import ClientGone, Receive, Scope, Send, end_unfinished, send_error
-from app.errors import ProxyError, body_timeout, too_large
+from app.errors import ProxyError, too_large
 from app.routing import Routing
 from app.upstream import Upstream, request_headers, response_headers, upstream_url
 
 
 class Passthrough:
-    def __init__(self, upstream: Upstream, routing: Routing, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(self, upstream: Upstream, routing: Routing, max_body_bytes: int) -> None:
         self.upstream = upstream
         self.routing = routing
         self.max_body = max_body_bytes
-        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routing.default
@@ -47,14 +45,8 @@ class Passthrough:
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
         size = 0
-        # One bound for the whole body, however it is split.
-        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise body_timeout(self.body_timeout_s) from None
+            message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
             chunk = message.get("body", b"")

@@ -10,7 +10,13 @@ goes out on its own at the loop's next turn. An interim `100 Continue` is never 
 
 httptools (llhttp) sets no bound on a request head: it buffers an unterminated header
 line of any length and hands over any number of headers. Here a head past
-`max_header_bytes` or `max_headers` gets a 431 and the connection is closed.
+`max_header_bytes` or `max_headers` gets a 431 and the connection is closed. Nor does
+uvicorn bound the time a body takes: a client that declares more than it sends holds the
+request (and a file descriptor) for ever. Here a body that has not all arrived
+`body_timeout_s` after its head gets a 408 and the connection is closed. The timer is
+only armed for a body that did not come with its head, so the usual request, head and
+body in one read, costs nothing extra (an asyncio timeout around every body read would
+cost about a tenth of a cache hit).
 
 This relies on uvicorn internals (the protocol's callbacks and `transport` use), so
 `fence()` checks them when serving starts; `protocol_class` falls back to uvicorn's stock
@@ -25,15 +31,14 @@ from typing import Any, Iterable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.errors import headers_too_large
+from app.config import ServerSettings
+from app.errors import ProxyError, bad_request, body_timeout, headers_too_large
 
 log = logging.getLogger("llmcache.protocol")
-PROTOCOL = "app.protocol:HttpProtocol"  # for uvicorn.Config(http=...), default limits
-MAX_HEADER_BYTES = 65_536
-MAX_HEADERS = 128
+DEFAULTS = ServerSettings()
 _USED = (
-    "connection_made", "data_received", "on_message_begin", "on_header", "on_headers_complete", "on_body",
-    "on_message_complete",
+    "connection_made", "connection_lost", "data_received", "on_message_begin", "on_header", "on_headers_complete",
+    "on_body", "on_message_complete", "send_400_response",
 )
 
 
@@ -95,16 +100,23 @@ class _HeadWithBody:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    max_header_bytes = MAX_HEADER_BYTES
-    max_headers = MAX_HEADERS
+    max_header_bytes = DEFAULTS.max_header_bytes
+    max_headers = DEFAULTS.max_headers
+    body_timeout_s = DEFAULTS.body_timeout_s
     # Bytes received while the current request's head is incomplete, and its header count.
     _head_bytes = 0
     _in_head = True
     _header_count = 0
     _refusal: str | None = None
+    _in_body = False
+    _body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_body_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -116,7 +128,9 @@ class HttpProtocol(HttpToolsProtocol):
         if self._refusal is None and self._in_head and self._head_bytes > self.max_header_bytes:
             self._refusal = f"more than {self.max_header_bytes} bytes"
         if self._refusal is not None:
-            self._refuse(self._refusal)
+            self._answer_and_close(headers_too_large(self._refusal), b"431 Request Header Fields Too Large")
+        elif self._in_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -133,6 +147,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         if self._refusal is None:  # a refused request never reaches the app
+            self._in_body = True
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -141,17 +156,37 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next on the connection is the next request's head
+        self._in_body = False
+        self._stop_body_timer()
         if self._refusal is None:
             super().on_message_complete()
 
-    def _refuse(self, detail: str) -> None:
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to an unparsable request, in the OpenAI shape like every other."""
+        self._answer_and_close(bad_request(msg, "invalid_http_request"), b"400 Bad Request")
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # too late for a status: the client sees the close
+        else:
+            self._answer_and_close(body_timeout(self.body_timeout_s), b"408 Request Timeout")
+
+    def _answer_and_close(self, error: ProxyError, status_line: bytes) -> None:
+        """Answer without the app (it has not been called, or is waiting for a body that
+        will not come); closing the connection ends whatever the app is waiting for."""
         transport = self.transport
         if transport.is_closing():
             return
-        body = headers_too_large(detail).body()
+        body = error.body()
         transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            b"HTTP/1.1 " + status_line + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         transport.close()
 
@@ -162,17 +197,20 @@ def fence(base: type = HttpToolsProtocol) -> str | None:
     return ", ".join(missing) or None
 
 
-def protocol_class(
-    max_header_bytes: int = MAX_HEADER_BYTES, max_headers: int = MAX_HEADERS, base: type = HttpToolsProtocol
-) -> type[asyncio.Protocol]:
-    """The protocol to serve with: this one with these limits, or, if uvicorn's internals
-    it builds on have changed, uvicorn's own (with a warning: no head limits then)."""
+def protocol_class(server: ServerSettings = DEFAULTS, base: type = HttpToolsProtocol) -> type[asyncio.Protocol]:
+    """The protocol to serve with: this one with the server's limits, or, if uvicorn's
+    internals it builds on have changed, uvicorn's own (with a warning: no limits then)."""
     missing = fence(base)
     if missing is not None:
         log.warning(
             "uvicorn's httptools protocol lacks %s: serving with uvicorn's stock protocol, without "
-            "one-write responses or request-head limits",
+            "one-write responses or request-head and body-time limits",
             missing,
         )
         return HttpToolsProtocol
-    return type("HttpProtocol", (HttpProtocol,), {"max_header_bytes": max_header_bytes, "max_headers": max_headers})
+    limits = {
+        "max_header_bytes": server.max_header_bytes,
+        "max_headers": server.max_headers,
+        "body_timeout_s": server.body_timeout_s,
+    }
+    return type("HttpProtocol", (HttpProtocol,), limits)

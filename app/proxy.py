@@ -129,7 +129,6 @@ class Proxy:
         self.routing = Routing(settings)
         self.flights = Flights()
         self.max_body = settings.server.max_body_bytes
-        self.body_timeout_s = settings.server.body_timeout_s
         self.max_form_parts = settings.server.max_form_parts
         self.enabled = frozenset(settings.cache.call_types)
 
@@ -138,7 +137,7 @@ class Proxy:
     async def handle(self, call_type: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             incoming = read_headers(scope)
-            body = await read_body(receive, self.max_body, incoming.content_length, self.body_timeout_s)
+            body = await read_body(receive, self.max_body, incoming.content_length)
             if call_type == "transcriptions":
                 from app.transcriptions import handle_transcription
 

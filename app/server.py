@@ -66,8 +66,7 @@ class Runtime:
 
             self.semantic = build_semantic(settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s)
         self.proxy = Proxy(settings, self.chain, self.upstream, self.metrics, self.semantic)
-        server = settings.server
-        self.passthrough = Passthrough(self.upstream, routing, server.max_body_bytes, server.body_timeout_s)
+        self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
 
     async def close(self) -> None:
         await self.chain.close()

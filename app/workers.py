@@ -44,9 +44,7 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
 
     sock = listen(host, port)
     app = app_from_env()
-    limits = app.settings.server
-    http = protocol_class(limits.max_header_bytes, limits.max_headers)
-    config = uvicorn.Config(app, host=host, port=port, http=http, **options)
+    config = uvicorn.Config(app, host=host, port=port, http=protocol_class(app.settings.server), **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -23,7 +23,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
-from app.protocol import PROTOCOL
+from app.protocol import protocol_class
 from app.server import LLMCache, create_app
 from tests import object_stores, servers
 from tests.fake_upstream import FakeUpstream
@@ -93,7 +93,8 @@ class ServedProxy:
     def __init__(self, app: LLMCache) -> None:
         self.app = app
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, loop="uvloop", http=PROTOCOL, access_log=False, log_level="warning"
+            app, host="127.0.0.1", port=0, loop="uvloop", http=protocol_class(app.settings.server),
+            access_log=False, log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -161,9 +161,12 @@ def test_the_fence_names_what_uvicorn_no_longer_has(caplog: Any) -> None:
 
     from app.protocol import HttpProtocol, fence, protocol_class
 
+    from app.config import ServerSettings
+
     assert fence() is None
-    limited = protocol_class(4096, 16)
-    assert issubclass(limited, HttpProtocol) and limited.max_header_bytes == 4096  # type: ignore[attr-defined]
+    limited = protocol_class(ServerSettings(max_header_bytes=4096, max_headers=16, body_timeout_s=2))
+    assert issubclass(limited, HttpProtocol)
+    assert (limited.max_header_bytes, limited.max_headers, limited.body_timeout_s) == (4096, 16, 2)  # type: ignore[attr-defined]
 
     class Changed(HttpToolsProtocol):
         on_header = None  # type: ignore[assignment]
@@ -194,3 +197,40 @@ def httpx_get(url: str) -> int:
     import httpx
 
     return httpx.get(url, timeout=5).status_code
+
+
+def test_a_body_shorter_than_its_length_gets_408_after_the_body_timeout(serve: Any) -> None:
+    proxy = serve(server={"body_timeout_s": 0.5})
+    host, port = proxy.root.removeprefix("http://").split(":")
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head + b'{"model":')
+        answer = sock.recv(65536)
+        assert sock.recv(65536) == b""  # and the connection is closed
+    assert answer.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in answer
+
+
+def test_a_body_sent_in_pieces_within_the_timeout_is_served(serve: Any) -> None:
+    proxy = serve(server={"body_timeout_s": 2})
+    host, port = proxy.root.removeprefix("http://").split(":")
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "in pieces"}]}'
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), 10):
+            sock.sendall(body[start:start + 10])
+        received = b""
+        while not received.endswith(b"}"):
+            received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200")
+
+
+def test_an_unparsable_request_gets_an_openai_shaped_400(serve: Any) -> None:
+    proxy = serve()
+    host, port = proxy.root.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nbad header line\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"code":"invalid_http_request"' in answer
