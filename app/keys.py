@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from app.errors import bad_request
-from app.exact_json import parse_object
+from app.exact_json import dumps, parse_object
 from app.types import CacheKey
 
 # Transport and caching options: the same answer whatever their value. The model is
@@ -51,10 +51,16 @@ def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
 
     `credentials` holds (name, value) pairs of CREDENTIAL_HEADERS, each name at most once.
     """
-    present = sorted((name, value) for name, value in credentials if value.strip())
-    if not present:
-        return ANONYMOUS
-    material = b"\n".join(name + b":" + value for name, value in present)
+    if len(credentials) == 1:  # the usual case, without the sorting
+        name, value = credentials[0]
+        if not value.strip():
+            return ANONYMOUS
+        material = name + b":" + value
+    else:
+        present = sorted((name, value) for name, value in credentials if value.strip())
+        if not present:
+            return ANONYMOUS
+        material = b"\n".join(name + b":" + value for name, value in present)
     return hashlib.sha256(material).hexdigest()[:32]
 
 
@@ -69,7 +75,7 @@ def cache_key(
     """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here."""
     canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
     try:
-        material = orjson.dumps([call_type, model, scope, namespace, query, canonical], option=orjson.OPT_SORT_KEYS)
+        material = dumps([call_type, model, scope, namespace, query, canonical], orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError as exc:  # nesting beyond orjson's writer, which reads deeper
         raise bad_request(f"request body cannot be keyed: {exc}", "invalid_json") from None
     digest = hashlib.sha256(material).hexdigest()

@@ -27,7 +27,7 @@ from app.coalesce import Flight, Flights, Outcome, json_object
 from app.config import Settings
 from app.control import CacheControl, parse_control
 from app.errors import ProxyError, bad_request, not_cached, upstream_broken
-from app.exact_json import parse_object
+from app.exact_json import dumps, parse_object
 from app.metrics import Metrics
 from app.routing import Routing
 from app.streaming import assemble, parse_events, replay
@@ -247,7 +247,7 @@ class Proxy:
 
     def upstream_json(self, call: Call, payload: dict[str, Any]) -> bytes:
         rename = self.upstream_model(call.model)
-        return orjson.dumps(payload if rename is None else {**payload, "model": rename})
+        return dumps(payload if rename is None else {**payload, "model": rename})
 
     async def _completion(
         self, call_type: str, scope: Scope, incoming: Incoming, body: bytes, receive: Receive, send: Send

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from app.errors import ProxyError
-from app.exact_json import parse_object
+from app.exact_json import dumps, parse_object
 
 
 def test_common_bodies_take_orjson_as_is() -> None:
@@ -30,22 +30,36 @@ def test_numbers_that_fit_become_the_values_orjson_gives_for_their_short_form(li
     (b"100000000000000000000", b"1E+20"),
     (b"0.1000000000000000000001", b"0.1000000000000000000001"),
     (b"1e-400", b"1E-400"),
+    (b"1e400", b"1E+400"),
+    (b"18446744073709551615", b"18446744073709551615"),  # the largest integer orjson writes
+    (b"1.8446744073709551615e19", b"18446744073709551615"),
 ])
 def test_numbers_past_a_double_keep_one_exact_spelling(literal: bytes, spelled: bytes) -> None:
     parsed = parse_object(b'{"schema": {"maximum": [' + literal + b"]}}")
-    assert orjson.dumps(parsed) == b'{"schema":{"maximum":[' + spelled + b"]}}"
+    assert dumps(parsed) == b'{"schema":{"maximum":[' + spelled + b"]}}"
 
 
 def test_different_big_numbers_stay_different() -> None:
     a = parse_object(b'{"maximum": 18446744073709552233}')
     b = parse_object(b'{"maximum": 18446744073709552234}')
-    assert orjson.dumps(a) != orjson.dumps(b)
+    assert dumps(a) != dumps(b)
+
+
+def test_dumps_raises_what_is_not_about_integers() -> None:
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(orjson.JSONEncodeError):
+        dumps(deep)
 
 
 DEEP = b'{"a":' + b"[" * 1020 + b"1.0" + b"]" * 1020 + b"}"
 
 
-@pytest.mark.parametrize("body", [b"[1]", b'"x"', b"{", b'{"a": NaN}', b'{"a": 1e400}', b'{"a": "\\ud800"}', DEEP])
+TOO_LONG = b'{"a": ' + b"7" * 5000 + b"}"  # past Python's 4300-digit bound for integers
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'"x"', b"{", b'{"a": NaN}', b'{"a": "\\ud800"}', DEEP, TOO_LONG])
 def test_anything_but_a_json_object_is_a_400(body: bytes) -> None:
     with pytest.raises(ProxyError) as raised:
         parse_object(body)
