@@ -14,10 +14,17 @@ from typing import Any, Callable
 Shape = Callable[[dict[str, Any]], bool]
 
 
-def _has_list(field: str) -> Shape:
+def _items(field: str, member: str, kinds: type | tuple[type, ...]) -> Shape:
+    """A non-empty list `field` of objects, each with `member` of one of `kinds`: the parts
+    a replay (stream or batch) reads from a stored answer."""
+
     def check(document: dict[str, Any]) -> bool:
-        value = document.get(field)
-        return isinstance(value, list) and bool(value)
+        items = document.get(field)
+        return (
+            isinstance(items, list)
+            and bool(items)
+            and all(isinstance(item, dict) and isinstance(item.get(member), kinds) for item in items)
+        )
 
     return check
 
@@ -27,9 +34,9 @@ def _has_text(document: dict[str, Any]) -> bool:
 
 
 SHAPES: dict[str, Shape] = {
-    "chat_completions": _has_list("choices"),
-    "completions": _has_list("choices"),
-    "embeddings": _has_list("data"),
+    "chat_completions": _items("choices", "message", dict),
+    "completions": _items("choices", "text", str),
+    "embeddings": _items("data", "embedding", (list, str)),  # floats, or base64
     "transcriptions": _has_text,
     "translations": _has_text,
 }

@@ -57,3 +57,7 @@ def body_timeout(seconds: float) -> ProxyError:
 
 def headers_too_large(detail: str) -> ProxyError:
     return ProxyError(431, f"request header fields too large: {detail}", "invalid_request_error", "headers_too_large")
+
+
+def internal_error() -> ProxyError:
+    return ProxyError(500, "llmcache failed to handle this request (see its log)", "server_error", "internal_error")

@@ -26,7 +26,7 @@ from app.codec import Entry, new_entry
 from app.coalesce import Flight, Flights, Outcome, json_object
 from app.config import Settings
 from app.control import CacheControl, parse_control
-from app.errors import ProxyError, bad_request, not_cached, upstream_broken
+from app.errors import ProxyError, bad_request, internal_error, not_cached, upstream_broken
 from app.exact_json import dumps, parse_object
 from app.metrics import Metrics
 from app.routing import Routing
@@ -152,6 +152,14 @@ class Proxy:
             await send_error(send, error)
         except ClientGone:
             return
+        except Exception:
+            # A bug, not a client's or an upstream's fault: logged in full, and the client
+            # still gets an answer in the API's error shape (if its response has not begun).
+            log.exception("unexpected error on %r", scope["path"])
+            try:
+                await send_error(send, internal_error())
+            except Exception:  # the response had begun: uvicorn closes the connection
+                pass
 
     # --- shared steps -------------------------------------------------------------------
 
@@ -356,9 +364,16 @@ class Proxy:
             # Every client left: the upstream response was closed on the way out.
             flight.finish(Outcome(flight.status or 499, flight.headers, b"", cut=True))
             raise
+        except Exception:
+            # Whatever went wrong, the clients waiting on this flight must get an answer.
+            log.exception("upstream call for %s failed unexpectedly", call.key)
+            flight.end(cut=True)
+            flight.finish(error=internal_error())
         else:
             if not outcome.ok:
                 self.metrics.upstream_error(call.call_type, "stream_cut" if outcome.cut else str(outcome.status))
+            elif not outcome.complete:
+                self.metrics.upstream_error(call.call_type, "incomplete")
             elif isinstance(call.model, str):
                 self.metrics.saw_model(call.model)
             flight.finish(outcome)
@@ -399,13 +414,15 @@ class Proxy:
         flight.end()
         raw = b"".join(flight.chunks)
         events, finished = parse_events(raw)
-        completion = assemble(events, finished)
+        try:
+            completion = assemble(events, finished)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            completion = None  # events of the wrong shape: relayed as they came, not stored
         if completion is not None and not complete(call.call_type, "application/json", completion):
             completion = None
-        return Outcome(
-            response.status_code, headers, raw, completion, sse=True, complete=completion is not None,
-            cut=completion is None,
-        )
+        # Not cut: the upstream ended its response. Whether it is an answer to keep is
+        # `complete`; a live client was relayed it as it came, either way.
+        return Outcome(response.status_code, headers, raw, completion, sse=True, complete=completion is not None)
 
     # --- responding ---------------------------------------------------------------------
 
@@ -421,6 +438,9 @@ class Proxy:
         assert outcome is not None
         if outcome.cut:
             await send_error(send, upstream_broken("the upstream stream ended early"), headers)
+        elif outcome.sse and outcome.completion is None and not call.stream:
+            # A stream that finished without an answer (an error event, say) is no JSON answer.
+            await send_error(send, upstream_broken("the upstream stream finished without an answer"), headers)
         elif not 200 <= outcome.status < 300 or outcome.completion is None:
             await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
         elif call.stream:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from app.admin import router
 from app.asgi import Receive, Scope, Send, install_log_filter
 from app.config import Settings, load_settings, redact_url, tier_name
-from app.errors import ProxyError, error_body
+from app.errors import ProxyError, error_body, internal_error
 from app.metrics import Metrics
 from app.passthrough import Passthrough
 from app.proxy import Proxy
@@ -88,6 +88,7 @@ class LLMCache:
         self.api.add_exception_handler(ProxyError, _proxy_error)  # type: ignore[arg-type]
         self.api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
         self.api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+        self.api.add_exception_handler(Exception, _unexpected_error)
 
     async def startup(self) -> Runtime:
         if self.runtime is None:
@@ -142,6 +143,11 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
     """The framework's own errors (unknown path, wrong method) in the OpenAI shape too."""
     body = error_body(str(error.detail), "invalid_request_error", _HTTP_CODES.get(error.status_code, "http_error"))
     return Response(body, status_code=error.status_code, media_type="application/json", headers=error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.error("unexpected error on %r", request.url.path, exc_info=error)
+    return await _proxy_error(request, internal_error())
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> Response:

@@ -116,3 +116,32 @@ async def test_corrupt_entry_is_a_miss(asgi, fake):
     await tier.set(key, b"garbage that is not an entry", None)
     again = await client.post("/v1/chat/completions", json=BODY)
     assert again.status_code == 200 and again.headers["x-cache-status"] == "miss"
+
+
+async def test_stream_events_of_the_wrong_shape_are_relayed_not_stored(tmp_path):
+    # An upstream whose stream parses as SSE but not as chat chunks: the client gets what
+    # was sent, nothing is stored, and nobody waits for ever.
+    import httpx
+
+    from app.server import create_app
+    from tests.conftest import make_settings
+
+    calls = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        stream = b'data: {"choices": [1]}\n\ndata: {"choices": [{"index": "x", "delta": 5}]}\n\ndata: [DONE]\n\n'
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream)
+
+    app = create_app(make_settings("http://upstream.invalid/v1", tmp_path), httpx.MockTransport(upstream))
+    await app.startup()
+    try:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llmcache")
+        streamed = {**BODY, "stream": True}
+        first = await client.post("/v1/chat/completions", json=streamed)
+        second = await client.post("/v1/chat/completions", json=streamed)
+        assert first.status_code == second.status_code == 200
+        assert b'"choices": [1]' in first.content
+        assert second.headers["x-cache-status"] == "miss" and len(calls) == 2
+    finally:
+        await app.shutdown()
