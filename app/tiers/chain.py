@@ -20,7 +20,7 @@ from app import codec
 from app.codec import Entry
 from app.metrics import Metrics
 from app.tiers.base import CacheKey, SharedTier, Tier, TierStats
-from app.tiers.writes import WriteBuffer
+from app.tiers.writes import BATCH, CONCURRENT_BATCH, WriteBuffer
 
 log = logging.getLogger("llmcache.tiers")
 T = TypeVar("T")
@@ -439,7 +439,9 @@ class Chain:
         loop = asyncio.get_running_loop()
         for slot in self.slots:
             if not slot.tier.in_process and slot.buffer is None:
-                buffer = slot.buffer = WriteBuffer(slot.write_queue, slot.write_buffer_bytes)
+                native = type(slot.tier).set_many is not Tier.set_many
+                batch = BATCH if native else CONCURRENT_BATCH
+                buffer = slot.buffer = WriteBuffer(slot.write_queue, slot.write_buffer_bytes, batch)
                 for _ in range(slot.write_concurrency):
                     self._workers.append(loop.create_task(self._write_held(slot, buffer)))
         if self.shared is not None and self._listener is None:

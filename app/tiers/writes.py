@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from app.tiers.base import key_namespace
 from app.types import CacheKey
 
-BATCH = 256
+BATCH = 256  # for a tier that writes a batch natively (a transaction, a pipeline)
+CONCURRENT_BATCH = 8  # for one whose set_many is single writes at once, under one timeout
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,9 +32,10 @@ class Held:
 
 
 class WriteBuffer:
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
+    def __init__(self, max_entries: int, max_bytes: int, batch: int = BATCH) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.batch = batch
         self._held: dict[CacheKey, Held] = {}  # waiting for a writer
         self._writing: dict[CacheKey, Held] = {}  # taken by a writer, not yet written
         self._bytes = 0
@@ -71,7 +73,7 @@ class WriteBuffer:
             self._ready.clear()
             await self._ready.wait()
         batch = []
-        for key in list(self._held)[:BATCH]:
+        for key in list(self._held)[: self.batch]:
             held = self._held.pop(key)
             self._bytes -= len(held.data)
             self._writing[key] = held
