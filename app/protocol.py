@@ -37,7 +37,8 @@ from app.errors import ProxyError, bad_request, body_timeout, headers_too_large
 log = logging.getLogger("llmcache.protocol")
 DEFAULTS = ServerSettings()
 _USED = (
-    "connection_made", "connection_lost", "data_received", "on_message_begin", "on_header", "on_headers_complete",
+    "connection_made", "connection_lost", "data_received", "on_message_begin", "on_url", "on_header",
+    "on_headers_complete",
     "on_body", "on_message_complete", "send_400_response",
 )
 
@@ -107,6 +108,7 @@ class HttpProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _in_head = True
     _header_count = 0
+    _head_size = 0  # the current head's request target and header fields, as parsed
     _refusal: str | None = None
     _in_body = False
     _body_timer: asyncio.TimerHandle | None = None
@@ -135,11 +137,22 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # The bytes counted in data_received catch a head still arriving; this catches
+        # one that arrived whole in a single read.
         self._header_count += 1
+        self._head_size += len(name) + len(value) + 4
         if self._header_count > self.max_headers:
             self._refusal = self._refusal or f"more than {self.max_headers} header fields"
+            return
+        if self._head_size > self.max_header_bytes:
+            self._refusal = self._refusal or f"more than {self.max_header_bytes} bytes"
             return
         super().on_header(name, value)
 

@@ -72,13 +72,13 @@ def response_headers(response: httpx.Response) -> Headers:
     return [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
 
 
-def upstream_url(base_url: str, path: str, query: bytes = b"") -> str:
+def upstream_url(base_url: str, path: str, query: str = "") -> str:
     """`/v1/x` and `/x` both map to `<base_url>/x`: base_url carries the version."""
     if path.startswith("/v1/"):
         path = path[3:]
     url = base_url + path
     if query:
-        url += "?" + query.decode("latin-1")
+        url += "?" + query
     return url
 
 

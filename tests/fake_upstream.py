@@ -13,9 +13,25 @@ Per-request behaviour controls (request headers, none of them changes the conten
 * ``x-fake-cut-after: N``       stream: send N events then drop the connection (no [DONE]);
                                 non-stream: send headers and half the body, then drop
 * ``x-fake-id: X``              use X as the response id
+* ``x-fake-bad: MODE``          answer status 200 with something that is not a complete
+                                success of the call (every MODE; a cache must not store it):
+    - ``truncated``  the body the call would get (JSON, or a stream's events), cut in the
+                     middle: no content-length, no chunked framing, then the connection is
+                     closed, so a client sees a 200 whose body simply ends early
+    - ``error``      ``{"error": {"message": ..., "type": "server_error", "code": null}}``
+                     as application/json
+    - ``html``       an ``<html>...</html>`` page as text/html
+    - ``shape``      a JSON object without ``choices`` or ``data`` (the answer without them)
+    - ``sse-error``  text/event-stream: a streamed request's first two chunks (none for a
+                     non-stream request), then ``event: error`` with
+                     ``data: {"error": {...}}``, then ``data: [DONE]``
 
 ``GET /_stats`` reports counters and the last 200 request records, ``POST /_reset`` zeroes
-them. The app is a raw ASGI callable (no framework) because benchmarks drive it at 10k+ req/s.
+them. A record holds the request's path, method, query string (``query``), headers, the
+body's exact text (``body``, UTF-8 with replacement; not for multipart) and its parsed JSON
+(``json``; null for a body only the standard library can parse, e.g. ``1e400``, which the
+fake still answers). The app is a raw ASGI callable (no framework) because benchmarks drive
+it at 10k+ req/s.
 
 Run it in-process with ``FakeUpstream().start()`` or as a process with
 ``python -m tests.fake_upstream --port 8001`` / ``uvicorn tests.fake_upstream:app``.
@@ -29,6 +45,7 @@ import base64
 import functools
 import hashlib
 import itertools
+import json
 import logging
 import math
 import re
@@ -159,6 +176,10 @@ class Controls(NamedTuple):
     chunk_delay_ms: int = 0
     cut_after: int | None = None
     fixed_id: str | None = None
+    bad: str | None = None
+
+
+BAD_MODES = ("truncated", "error", "html", "shape", "sse-error")
 
 
 _NO_CONTROLS = Controls()
@@ -187,7 +208,18 @@ def parse_controls(headers: dict[str, str]) -> Controls:
         chunk_delay_ms=_int_header(headers, "x-fake-chunk-delay-ms", 0, 3_600_000) or 0,
         cut_after=_int_header(headers, "x-fake-cut-after", 0, 1_000_000),
         fixed_id=headers.get("x-fake-id"),
+        bad=_bad_mode(headers),
     )
+
+
+def _bad_mode(headers: dict[str, str]) -> str | None:
+    mode = headers.get("x-fake-bad")
+    if mode is None:
+        return None
+    mode = mode.strip().lower()
+    if mode not in BAD_MODES:
+        raise ApiError(400, f"header x-fake-bad must be one of {', '.join(BAD_MODES)}, got {mode!r}")
+    return mode
 
 
 # --------------------------------------------------------------------------- replies
@@ -207,6 +239,13 @@ class Stream(NamedTuple):
     events: list[bytes]
 
 
+class Truncated(NamedTuple):
+    """A 200 whose body is cut short and delimited by closing the connection."""
+
+    body: bytes
+    content_type: bytes
+
+
 def error_body(message: str, status: int, param: str | None = None, code: str | None = None) -> bytes:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     err = {"message": message, "type": kind, "param": param, "code": code}
@@ -219,6 +258,41 @@ def _error_reply(exc: ApiError) -> Full:
 
 def _json_reply(obj: Any) -> Full:
     return Full(200, orjson.dumps(obj))
+
+
+_BAD_ERROR = {"message": "The server had an error while processing your request.", "type": "server_error", "code": None}
+_BAD_HTML = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    b"</center><hr><center>fake-upstream</center></body></html>\n"
+)
+
+
+def bad_reply(mode: str, reply: Full | Stream) -> Full | Stream | Truncated:
+    """What ``x-fake-bad: MODE`` turns a successful `reply` into (always status 200)."""
+    if mode == "truncated":
+        if isinstance(reply, Full):
+            return Truncated(reply.body[: len(reply.body) // 2], reply.content_type)
+        raw = b"".join(reply.events)
+        return Truncated(raw[: len(raw) // 2], _SSE_HEADERS[0][1])
+    if mode == "error":
+        return _json_reply({"error": _BAD_ERROR})
+    if mode == "html":
+        return Full(200, _BAD_HTML, b"text/html; charset=utf-8")
+    if mode == "shape":
+        document: Any = None
+        if isinstance(reply, Full) and reply.content_type == _JSON:
+            document = orjson.loads(reply.body)
+        elif isinstance(reply, Stream) and reply.events[0].startswith(b"data: {"):
+            document = orjson.loads(reply.events[0][6:])  # a stream's first chunk, as one JSON answer
+        if not isinstance(document, dict):
+            document = {"id": f"fake-{next(_ids)}", "object": "unknown", "created": CREATED}
+        document.pop("choices", None)
+        document.pop("data", None)
+        return _json_reply(document)
+    # sse-error
+    head = reply.events[:2] if isinstance(reply, Stream) else []
+    error = b"event: error\ndata: " + orjson.dumps({"error": _BAD_ERROR}) + b"\n\n"
+    return Stream([*head, error, _DONE])
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -775,6 +849,19 @@ class Ingested(NamedTuple):
     file_bytes: bytes | None
 
 
+def _parse_json_slowly(body: bytes) -> tuple[Any, bool]:
+    """(document, failed) with the standard library, which also takes integers beyond 64
+    bits and numbers beyond a double's range (orjson rejects both)."""
+    try:
+        return json.loads(body, parse_constant=_no_constant), False
+    except (ValueError, RecursionError):
+        return None, True
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: orjson rejects them too
+
+
 def route_of(method: str, path: str) -> tuple[str, str | None]:
     """(call kind, model id for /models/{id}); paths work with or without the /v1 prefix."""
     rel = path[3:] if path.startswith("/v1/") else path
@@ -803,6 +890,32 @@ async def read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _send_truncated(scope: Scope, receive: Receive, send: Send, reply: Truncated, request_id: str) -> None:
+    """Answer 200 with a body delimited by closing the connection, and close it early.
+
+    uvicorn frames every response without content-length as chunked, and a chunked body
+    cut short is a protocol error to the client, not a short body. So the response goes
+    straight to the connection's transport (the request cycle owns it: ``send`` is its
+    bound method), HTTP/1.0 style: no content-length, no transfer-encoding, then close.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:  # not uvicorn: the closest we can do is a cut chunked body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", reply.content_type)]})
+        await send({"type": "http.response.body", "body": reply.body, "more_body": True})
+        raise _Cut
+    head = b"HTTP/%s 200 OK\r\ncontent-type: %s\r\nx-request-id: %s\r\nconnection: close\r\n\r\n" % (
+        scope.get("http_version", "1.1").encode(),
+        reply.content_type,
+        request_id.encode(),
+    )
+    transport.write(head + reply.body)
+    transport.close()  # flushes what was written, then closes
+    # Return only once uvicorn has seen the connection go, so it neither logs a response
+    # that never started nor tries to send a 500 of its own.
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _send_full(send: Send, reply: Full, request_id: str) -> None:
@@ -904,6 +1017,10 @@ class FakeApp:
         watcher: list[asyncio.Task[Message]] = []
         try:
             reply, ctl = await self._prepare(scope, receive, kind, model_id, headers, watcher)
+            if isinstance(reply, Truncated):
+                await _send_truncated(scope, receive, send, reply, f"req_{next(_request_ids)}")
+                self.cuts += 1
+                return
             if isinstance(reply, Stream) and not watcher:
                 # Streams always watch for the client leaving, so that disconnects get counted.
                 watcher.append(asyncio.ensure_future(receive()))
@@ -926,7 +1043,7 @@ class FakeApp:
         model_id: str | None,
         headers: dict[str, str],
         watcher: list[asyncio.Task[Message]],
-    ) -> tuple[Full | Stream, Controls]:
+    ) -> tuple[Full | Stream | Truncated, Controls]:
         """Read and record the request, honour the stall, and build the reply."""
         try:
             got = await self._ingest(scope, receive, kind, headers)
@@ -934,7 +1051,8 @@ class FakeApp:
             if ctl.delay_ms:
                 watcher.append(asyncio.ensure_future(receive()))
                 await self._pause(ctl.delay_ms, watcher[0])
-            return self._answer(scope, kind, model_id, headers, ctl, got), ctl
+            reply = self._answer(scope, kind, model_id, headers, ctl, got)
+            return (reply if ctl.bad is None else bad_reply(ctl.bad, reply)), ctl
         except ApiError as exc:
             return _error_reply(exc), _NO_CONTROLS
         except _ShuttingDown:
@@ -953,6 +1071,7 @@ class FakeApp:
             "form": None,
             "file_sha256": None,
             "embedding_inputs": None,
+            "body": None,
         }
         # Record before validating, so that even rejected requests show up in /_stats.
         self.requests.append(record)
@@ -963,12 +1082,16 @@ class FakeApp:
             return Ingested(record, b"", None, False, form, file_bytes)
         body = await read_body(receive)
         if body and not headers.get("content-type", "").startswith("multipart/"):
+            # The exact text: orjson reads numbers as doubles (an integer beyond 64 bits
+            # comes back rounded), so the parsed body cannot show which digits were sent.
+            record["body"] = body.decode("utf-8", "replace")
             try:
-                parsed = orjson.loads(body)
+                parsed = record["json"] = orjson.loads(body)
             except orjson.JSONDecodeError:
-                json_error = True
-        record["json"] = parsed
-        if kind == "embeddings" and isinstance(parsed, dict):
+                # record["json"] stays None: /_stats is rendered by orjson, which cannot
+                # hold what only the standard library could parse.
+                parsed, json_error = _parse_json_slowly(body)
+        if kind == "embeddings" and isinstance(parsed, dict) and record["json"] is not None:
             record["embedding_inputs"] = _recorded_inputs(parsed.get("input"))
         return Ingested(record, body, parsed, json_error, form, file_bytes)
 
