@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.errors import ProxyError, bad_request
+from app.runtime import Runtime
 from app.types import valid_key, valid_namespace
-
-if TYPE_CHECKING:
-    from app.server import Runtime
 
 router = APIRouter()
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    found: Runtime = request.app.state.runtime
+    return found
 
 
 def json_response(document: Any, status: int = 200) -> Response:
@@ -41,15 +40,12 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    rt = runtime(request)
-    health = await rt.chain.ping()
-    required = {slot.tier.name for slot in rt.chain.slots if slot.required}
-    down = [h.name for h in health if not h.ok and h.name in required]
+    ready, tiers = await runtime(request).chain.ready()
     document = {
-        "status": "not ready" if down else "ready",
-        "tiers": [{"name": h.name, "ok": h.ok, "required": h.name in required} for h in health],
+        "status": "ready" if ready else "not ready",
+        "tiers": [{"name": h.name, "ok": h.ok, "required": required} for h, required in tiers],
     }
-    return json_response(document, 503 if down else 200)
+    return json_response(document, 200 if ready else 503)
 
 
 @router.get("/metrics")

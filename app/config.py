@@ -20,10 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from app.types import MAX_TTL_S, valid_namespace
+from app.types import MAX_TTL_S, CallType, valid_namespace
 
-CALL_TYPES = ("chat_completions", "completions", "embeddings", "transcriptions")
-CallType = Literal["chat_completions", "completions", "embeddings", "transcriptions"]
 
 
 class ConfigError(Exception):
@@ -215,7 +213,7 @@ class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
     namespace: str | None = None
-    call_types: tuple[CallType, ...] = CALL_TYPES
+    call_types: tuple[CallType, ...] = tuple(CallType)
     share_across_keys: bool = False
     caching_groups: tuple[tuple[str, ...], ...] = ()
     tiers: tuple[TierSettings, ...] = (

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.types import CacheStatus
+
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -24,7 +26,7 @@ LATENCY_BUCKETS = (
 MAX_MODEL_LABEL = 128
 MAX_MODELS = 256
 OTHER_MODEL = "other"
-CACHE_STATUSES = ("hit", "semantic-hit", "partial", "miss", "refresh", "bypass")
+CACHE_STATUSES = tuple(CacheStatus)
 # Set (before prometheus_client is imported) in every worker of a multi-process server:
 # each worker writes its values there, and any worker's /metrics reports the sum.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -225,7 +227,7 @@ class Metrics:
 
     def status_counts(self) -> dict[str, int]:
         """Cacheable requests by cache status, across every worker."""
-        counts = dict.fromkeys(CACHE_STATUSES, 0)
+        counts = dict.fromkeys((status.value for status in CACHE_STATUSES), 0)
         for family in self._exposed().collect():
             if family.name != "llmcache_requests":
                 continue

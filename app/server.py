@@ -16,64 +16,15 @@ from starlette.exceptions import HTTPException
 
 from app.admin import router
 from app.asgi import Receive, Scope, Send, install_log_filter
-from app.config import Settings, load_settings, redact_url, tier_name
+from app.calls.registry import ROUTES
+from app.config import Settings, load_settings
 from app.errors import ProxyError, error_body, internal_error
-from app.metrics import Metrics
-from app.passthrough import Passthrough
-from app.proxy import Proxy
-from app.routing import Routing
-from app.tiers import build_tier
-from app.tiers.chain import Breaker, Chain, TierSlot
-from app.upstream import Upstream, create_transport
+from app.runtime import Runtime
 
 log = logging.getLogger("llmcache")
 
-CACHED_ROUTES = {
-    "/v1/chat/completions": "chat_completions",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/v1/audio/transcriptions": "transcriptions",
-}
-CACHED_ROUTES.update({path[3:]: call_type for path, call_type in list(CACHED_ROUTES.items())})
 OWN_PATHS = frozenset(("/health", "/ready", "/metrics"))
 CONFIG_ENV = "LLMCACHE_CONFIG"
-
-
-def build_chain(settings: Settings, metrics: Metrics) -> Chain:
-    slots = [
-        TierSlot(
-            build_tier(t), t.required, t.timeout_s, t.compress_min_bytes,
-            Breaker(t.breaker_failures, t.breaker_reset_s), t.write_queue, t.write_concurrency,
-            t.write_buffer_bytes,
-        )
-        for t in settings.cache.tiers
-    ]
-    return Chain(slots, metrics)
-
-
-class Runtime:
-    """Everything one serving process holds: one chain, one upstream transport, one proxy."""
-
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.settings = settings
-        routing = Routing(settings)
-        self.metrics = Metrics(routing.known_models())
-        self.chain = build_chain(settings, self.metrics)
-        self.upstream = Upstream(transport or create_transport(settings.upstream), settings.upstream)
-        self.semantic = None
-        if settings.cache.semantic is not None:
-            from app.semantic.factory import build_semantic
-
-            self.semantic = build_semantic(settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s)
-        self.proxy = Proxy(settings, self.chain, self.upstream, self.metrics, self.semantic)
-        self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
-
-    async def close(self) -> None:
-        await self.chain.close()
-        if self.semantic is not None:
-            await self.semantic.close()
-        await self.metrics.stop()
-        await self.upstream.close()
 
 
 class LLMCache:
@@ -85,24 +36,20 @@ class LLMCache:
         self.runtime: Runtime | None = None
         self.api = FastAPI(lifespan=self._lifespan, docs_url=None, redoc_url=None, openapi_url=None)
         self.api.include_router(router)
-        self.api.add_exception_handler(ProxyError, _proxy_error)  # type: ignore[arg-type]
-        self.api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-        self.api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+        self.api.add_exception_handler(ProxyError, _proxy_error)  # type: ignore[arg-type]  # starlette types the handler loosely
+        self.api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]  # likewise
+        self.api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # likewise
         self.api.add_exception_handler(Exception, _unexpected_error)
 
     async def startup(self) -> Runtime:
         if self.runtime is None:
             install_log_filter()
             self.runtime = Runtime(self.settings, self._transport)
-            self.runtime.chain.start()
-            self.runtime.metrics.start()
+            self.runtime.start()
             self.api.state.runtime = self.runtime
             # Everything allocated so far lives as long as the process: keep it out of
             # the garbage collector's scans, which otherwise show up as latency spikes.
             gc.freeze()
-            names = ", ".join(tier_name(t) for t in self.settings.cache.tiers)
-            upstream = redact_url(self.settings.upstream.base_url)
-            log.info("llmcache ready: tiers [%s], upstream %s", names, upstream)
         return self.runtime
 
     async def shutdown(self) -> None:
@@ -122,9 +69,9 @@ class LLMCache:
         if scope["type"] == "http" and self.runtime is not None:
             path = scope["path"]
             if scope["method"] == "POST":
-                call_type = CACHED_ROUTES.get(path)
-                if call_type is not None:
-                    await self.runtime.proxy.handle(call_type, scope, receive, send)
+                handler = ROUTES.get(path)
+                if handler is not None:
+                    await self.runtime.pipeline.handle(handler, scope, receive, send)
                     return
             if path not in OWN_PATHS and not path.startswith("/cache/"):
                 await self.runtime.passthrough(scope, receive, send)

@@ -18,7 +18,10 @@ import sys
 
 from app.codec import new_entry
 from app.metrics import Metrics
-from app.tiers.chain import Chain, TierSlot
+from app.background import Background
+from app.config import LocalTierSettings
+from app.tiers.chain import Chain
+from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier
 
 MB = 1024 * 1024
@@ -49,7 +52,8 @@ async def fill(chain: Chain, entries: int, size: int) -> None:
 
 async def measure(entries: int, size: int, cap_mb: int) -> bool:
     tier = LocalTier("local", max_entries=10_000_000, max_bytes=cap_mb * MB)
-    chain = Chain([TierSlot(tier, False, None, None)], Metrics())
+    metrics = Metrics()
+    chain = Chain([GuardedTier(tier, LocalTierSettings(type="local"), metrics)], Background())
     # Warm the write path once so imports and metric children are not counted as growth.
     await fill(chain, 10, size)
     await tier.clear(None)

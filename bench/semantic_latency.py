@@ -20,7 +20,10 @@ from app.config import SemanticSettings
 from app.metrics import Metrics
 from app.semantic.cache import SemanticCache
 from app.semantic.factory import build_semantic
-from app.tiers.chain import Chain, TierSlot
+from app.background import Background
+from app.config import LocalTierSettings
+from app.tiers.chain import Chain
+from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier
 
 TOPICS = [
@@ -76,7 +79,8 @@ async def run(store: str, redis_url: str | None, contexts: int) -> list[str]:
     if store == "redis":
         semantic["redis"] = {"url": redis_url, "index": f"bench-{uuid.uuid4().hex[:8]}"}
     settings = SemanticSettings(**semantic)
-    chain = Chain([TierSlot(LocalTier("local", 1_000_000, 1 << 30))], Metrics())
+    tier = LocalTier("local", 1_000_000, 1 << 30)
+    chain = Chain([GuardedTier(tier, LocalTierSettings(type="local"), Metrics())], Background())
     cache = build_semantic(settings, None, None, chain, 3600)  # type: ignore[arg-type]
     try:
         await fill(cache, chain, contexts)

@@ -112,7 +112,7 @@ async def test_corrupt_entry_is_a_miss(asgi, fake):
     client = await asgi(cache={"tiers": [{"type": "local"}]})
     first = await client.post("/v1/chat/completions", json=BODY)
     key = first.headers["x-cache-key"]
-    tier = client.app.runtime.chain.slots[0].tier
+    tier = client.app.runtime.chain.tiers[0].tier
     await tier.set(key, b"garbage that is not an entry", None)
     again = await client.post("/v1/chat/completions", json=BODY)
     assert again.status_code == 200 and again.headers["x-cache-status"] == "miss"

@@ -23,7 +23,8 @@ from app.keys import cache_key
 from app.semantic.context import Question, question_of
 from app.semantic.guard import compatible
 from app.semantic.index import Candidate, Vector, VectorIndex
-from app.tiers.chain import Chain, probe
+from app.tiers.chain import Chain
+from app.tiers.guarded import probe
 
 log = logging.getLogger("llmcache.semantic")
 

@@ -1,0 +1,117 @@
+"""The protocol every call type implements, and the call it produces.
+
+A handler turns a request into a `Call` (its key, and the request the upstream gets),
+says which upstream answers are whole answers of its type (only those are stored), and,
+for a call type that streams, how a stream is assembled into one answer and replayed
+from one. The pipeline (`app/pipeline.py`) does the rest, the same for every call type.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+from app.codec import Entry, new_entry
+from app.control import CacheControl
+from app.request import Head
+from app.types import CacheKey, CacheStatus, CallType, Headers
+
+if TYPE_CHECKING:
+    from app.asgi import Send
+    from app.coalesce import Outcome
+    from app.pipeline import Pipeline
+    from app.request import Request
+    from app.semantic.cache import Asked
+
+
+@dataclass(slots=True)
+class Call:
+    """One cacheable request on its way through the pipeline."""
+
+    handler: Handler
+    model: Any
+    control: CacheControl
+    started: float
+    head: Head
+    path: str
+    key: CacheKey | None = None
+    body: bytes = b""
+    # Set when the body sent upstream is a rebuilt form with a new boundary.
+    body_type: bytes | None = None
+    stream: bool = False
+    include_usage: bool = False
+    asked: Asked | None = None  # the semantic side, when the semantic cache applies
+
+    @property
+    def call_type(self) -> CallType:
+        return self.handler.call_type
+
+    def cache_headers(self, status: CacheStatus, key: CacheKey | None = None) -> Headers:
+        out: Headers = [(b"x-cache-status", status.encode())]
+        key = key or self.key
+        if key is not None:
+            out.append((b"x-cache-key", key.encode()))
+        return out
+
+
+class Handler(ABC):
+    call_type: ClassVar[CallType]
+    paths: ClassVar[tuple[str, ...]]  # with the /v1 prefix; each is served without it too
+
+    @abstractmethod
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        """Turn the request into a call and serve it through the pipeline."""
+
+    @abstractmethod
+    def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
+        """Whether a 2xx body is a whole answer of this call type (`document`: the body as
+        a JSON object, None when it is not one). Only whole answers are stored."""
+
+    def assemble(self, raw: bytes) -> dict[str, Any] | None:
+        """One answer from a whole event stream, or None if it holds none (no streaming)."""
+        return None
+
+    def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
+        """The event stream equivalent to `answer`, for a streamed request that hits."""
+        raise NotImplementedError(f"{self.call_type} does not stream")
+
+    def entries(self, call: Call, outcome: Outcome, body: bytes, ttl_s: float | None) -> dict[CacheKey, Entry]:
+        """What a whole answer stores: by default one entry under the call's key."""
+        assert call.key is not None
+        return {call.key: new_entry(body, outcome.content_type, ttl_s, total_tokens(outcome.completion))}
+
+
+def total_tokens(document: dict[str, Any] | None) -> int:
+    usage = document.get("usage") if document else None
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if isinstance(total, int) and total >= 0:
+            return total
+    return 0
+
+
+_MISSING: Any = object()
+
+
+async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> tuple[Call, dict[str, Any]]:
+    """A JSON request's call and payload (without `cache`); the upstream body is the
+    original bytes unless the payload had to change (a `cache` field, a renamed model)."""
+    from app.asgi import offload
+    from app.errors import bad_request
+    from app.exact_json import parse_object
+
+    body = request.body
+    payload = await offload(len(body), parse_object, body)
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request(f"'stream' must be a boolean, not {type(stream).__name__}", "invalid_request")
+    body_control = payload.pop("cache", _MISSING)
+    control = None if body_control is _MISSING else body_control
+    call = pipeline.begin(handler, request, payload.get("model"), control)
+    changed = body_control is not _MISSING or pipeline.upstream_model(call.model) is not None
+    call.body = pipeline.upstream_json(call, payload) if changed else body
+    call.stream = stream is True
+    options = payload.get("stream_options")
+    call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
+    return call, payload

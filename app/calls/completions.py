@@ -1,0 +1,54 @@
+"""Chat completions and legacy text completions: JSON in, a JSON answer or an SSE stream of
+chunks out, either way on a hit (`app/streaming.py` assembles and replays the chunks).
+The only call types the semantic cache matches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+from app import streaming
+from app.answers import has_items
+from app.asgi import Send, offload
+from app.calls.base import Call, Handler, open_json
+from app.types import CallType
+
+if TYPE_CHECKING:
+    from app.pipeline import Pipeline
+    from app.request import Request
+
+
+class Completions(Handler):
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        call, payload = await open_json(pipeline, self, request)
+        if pipeline.cacheable(call):
+            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
+            semantic = pipeline.semantic
+            if semantic is not None:
+                call.asked = semantic.ask(
+                    call.call_type, pipeline.routing.key_model(call.model), payload,
+                    pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
+                )
+        await pipeline.serve(call, request.receive, send)
+
+    def assemble(self, raw: bytes) -> dict[str, Any] | None:
+        events, finished = streaming.parse_events(raw)
+        return streaming.assemble(events, finished)
+
+    def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
+        return streaming.replay(answer, call.include_usage)
+
+
+class ChatCompletions(Completions):
+    call_type = CallType.CHAT_COMPLETIONS
+    paths = ("/v1/chat/completions",)
+
+    def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
+        return has_items(document, "choices", "message", dict)
+
+
+class TextCompletions(Completions):
+    call_type = CallType.COMPLETIONS
+    paths = ("/v1/completions",)
+
+    def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
+        return has_items(document, "choices", "text", str)

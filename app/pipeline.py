@@ -1,0 +1,334 @@
+"""The request path of the cached routes, top to bottom, the same for every call type:
+
+    read → (handler: parse, key) → control → lookup → single flight → upstream → respond → store
+
+A handler (`app/calls/`) turns a request into a `Call`; everything after that is here,
+once. Raw ASGI on purpose: this is the hot path, and a framework's request objects,
+routing and middleware cost more than the whole cache lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import httpx
+
+from app import keys
+from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
+from app.calls.base import Call, Handler
+from app.codec import Entry
+from app.coalesce import Flight, Flights, Outcome, json_object
+from app.config import Settings
+from app.control import parse_control
+from app.errors import ProxyError, internal_error
+from app.exact_json import dumps
+from app.metrics import Metrics
+from app.request import Request, read_head
+from app.respond import Responder
+from app.routing import Routing
+from app.tiers.chain import Chain
+from app.tiers.fleet import FleetLock
+from app.types import CacheKey, CacheStatus, Headers
+from app.upstream import Upstream, request_headers, response_headers, upstream_url
+
+if TYPE_CHECKING:
+    from app.semantic.cache import SemanticCache
+
+log = logging.getLogger("llmcache.pipeline")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        chain: Chain,
+        upstream: Upstream,
+        metrics: Metrics,
+        semantic: SemanticCache | None = None,
+    ) -> None:
+        self.cache = settings.cache
+        self.chain = chain
+        self.upstream = upstream
+        self.metrics = metrics
+        self.semantic = semantic
+        self.routing = Routing(settings)
+        self.flights = Flights()
+        self.max_body = settings.server.max_body_bytes
+        self.max_form_parts = settings.server.max_form_parts
+        self.enabled = frozenset(settings.cache.call_types)
+        self.respond = Responder(metrics)
+
+    # --- entry --------------------------------------------------------------------------
+
+    async def handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            head = read_head(scope)
+            body = await read_body(receive, self.max_body, head.content_length)
+            await handler.handle(self, Request(scope, receive, head, body), send)
+        except ProxyError as error:
+            await send_error(send, error)
+        except ClientGone:
+            return
+        except Exception:
+            # A bug, not a client's or an upstream's fault: logged in full, and the client
+            # still gets an answer in the API's error shape (if its response has not begun).
+            log.exception("unexpected error on %r", scope["path"])
+            try:
+                await send_error(send, internal_error())
+            except Exception:  # the response had begun: uvicorn closes the connection
+                pass
+
+    # --- what a call is keyed and stored by ---------------------------------------------
+
+    def begin(self, handler: Handler, request: Request, model: Any, body_control: Any) -> Call:
+        head = request.head
+        control = parse_control(head.controls, head.cache_control, body_control)
+        return Call(handler, model, control, time.perf_counter(), head, request.path)
+
+    def cacheable(self, call: Call) -> bool:
+        use = call.control.use_cache
+        if call.call_type not in self.enabled or use is False:
+            return False
+        return use is True or self.cache.mode == "default_on"
+
+    def scope_of(self, call: Call) -> str | None:
+        return None if self.cache.share_across_keys else keys.credential_scope(call.head.credentials)
+
+    def namespace_of(self, call: Call) -> str | None:
+        return call.control.namespace or self.cache.namespace
+
+    def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        key_model = self.routing.key_model(call.model)
+        return keys.cache_key(
+            call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call), call.head.query
+        )
+
+    def ttl(self, call: Call) -> float | None:
+        return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
+
+    def storable(self, call: Call) -> bool:
+        return not call.control.no_store and self.ttl(call) != 0
+
+    def upstream_model(self, model: Any) -> str | None:
+        return self.routing.route(model).upstream_model
+
+    def upstream_json(self, call: Call, payload: dict[str, Any]) -> bytes:
+        rename = self.upstream_model(call.model)
+        return dumps(payload if rename is None else {**payload, "model": rename})
+
+    def outbound(self, call: Call) -> tuple[str, Headers]:
+        """Where and with which headers the call goes upstream (built only on a miss)."""
+        route = self.routing.route(call.model)
+        url = upstream_url(route.base_url, call.path, call.head.query)
+        headers = request_headers(call.head.raw, route.api_key, drop_controls=True, content_type=call.body_type)
+        return url, headers
+
+    # --- serving ------------------------------------------------------------------------
+
+    async def lookup(self, call: Call) -> Entry | None:
+        if call.key is None or call.control.no_cache:
+            return None
+        entry = await self.chain.get(call.key, call.control.max_age_s)
+        if entry is not None and call.stream and json_object(entry.body, entry.content_type) is None:
+            return None  # not an answer a stream can be replayed from: answer it anew
+        return entry
+
+    async def serve(self, call: Call, receive: Receive, send: Send) -> None:
+        """A call without a key is forwarded (bypass); one with a key is looked up, then
+        joins an identical call in flight, or leads a new one."""
+        if call.key is None:
+            await self.forward(call, receive, send, CacheStatus.BYPASS, flight=None)
+            return
+        entry = await self.lookup(call)
+        if entry is not None:
+            await self.respond.entry(call, send, entry)
+            return
+        if call.control.only_if_cached:
+            await self.respond.not_cached(call, send, call.cache_headers(CacheStatus.MISS))
+            return
+        status = CacheStatus.REFRESH if call.control.no_cache else CacheStatus.MISS
+        flight = self.flights.join(call.key)
+        if flight is not None:
+            self.metrics.coalesced.inc()
+            await self.respond.follow(call, flight, receive, send, status)
+            return
+        flight = self.flights.lead(call.key, call.stream, call.include_usage)
+        if call.asked is not None and self.semantic is not None and not call.control.no_cache:
+            match = await self.semantic.lookup(
+                call.asked, call.head.authorization, call.control.similarity_threshold, call.control.max_age_s
+            )
+            if match is not None:
+                self.settle(flight, match.entry)
+                await self.respond.entry(call, send, match.entry, CacheStatus.SEMANTIC_HIT, match)
+                return
+        lock = await self.chain.fleet.acquire(call.key)
+        if lock is False:
+            # Another process of the fleet is calling the upstream for this key.
+            key = call.key
+            entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+            if entry is not None:
+                self.metrics.coalesced.inc()
+                self.settle(flight, entry)
+                await self.respond.entry(call, send, entry)
+                return
+        await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
+
+    def settle(self, flight: Flight, entry: Entry) -> None:
+        """A led flight answered without the upstream: its followers get `entry` too."""
+        flight.finish(Outcome.of_entry(entry))
+        self.flights.land(flight)
+
+    async def fetch(self, call: Call, cached: Callable[[], Awaitable[Outcome | None]]) -> Outcome:
+        """The upstream's whole (non-stream) answer to a keyed call, through single flight:
+        an identical call in flight here is joined; one in flight in another process is
+        waited for (`cached` then gives its stored answer); else one is led and stored as
+        the call's handler says. For callers that build their own response (batches)."""
+        assert call.key is not None
+        flight = self.flights.join(call.key)
+        if flight is not None:
+            self.metrics.coalesced.inc()
+            try:
+                await flight.wait_finished()
+            finally:
+                flight.leave()
+        else:
+            flight = self.flights.lead(call.key, False, False)
+            lock = await self.chain.fleet.acquire(call.key)
+            if lock is False:
+                outcome = await self.chain.fleet.wait(call.key, cached)
+                if outcome is not None:
+                    self.metrics.coalesced.inc()
+                    flight.finish(outcome)
+                    self.flights.land(flight)
+                    return outcome
+            flight.producer = self.chain.background.spawn(
+                self._fly(call, flight, lock if isinstance(lock, FleetLock) else None)
+            )
+            await flight.wait_finished()
+        if flight.error is not None:
+            raise flight.error
+        assert flight.outcome is not None
+        return flight.outcome
+
+    # --- upstream, leader side ----------------------------------------------------------
+
+    async def forward(
+        self,
+        call: Call,
+        receive: Receive,
+        send: Send,
+        status: CacheStatus,
+        flight: Flight | None,
+        lock: FleetLock | None = None,
+    ) -> None:
+        """Call the upstream for `call`; `flight` (if any) lets followers share the result.
+
+        The call runs in a task of its own: a client that leaves does not stop it while
+        others wait on it, and storing happens after this client has its answer.
+        """
+        if flight is None:
+            flight = Flight(call.key or "", call.stream, call.include_usage)
+        flight.producer = self.chain.background.spawn(self._fly(call, flight, lock))
+        if call.stream:
+            await self.respond.live(call, flight, receive, send, status)
+        else:
+            await self.respond.outcome(call, flight, send, status)
+
+    async def _fly(self, call: Call, flight: Flight, lock: FleetLock | None) -> None:
+        """Run the upstream call of a flight, publish its outcome, store it, land it.
+
+        The flight lands only after the entry is written, so an identical request that
+        arrives in between joins the flight instead of calling the upstream again; with a
+        fleet lock the shared tier is written before the lock is released, so the other
+        processes find the entry when they are told.
+        """
+        started = time.perf_counter()
+        try:
+            outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
+        except ProxyError as error:
+            self.metrics.upstream_error(call.call_type, error.code)
+            flight.finish(error=error)
+        except asyncio.CancelledError:
+            # Every client left: the upstream response was closed on the way out.
+            flight.finish(Outcome(flight.status or 499, flight.headers, b"", cut=True))
+            raise
+        except Exception:
+            # Whatever went wrong, the clients waiting on this flight must get an answer.
+            log.exception("upstream call for %s failed unexpectedly", call.key)
+            flight.end(cut=True)
+            flight.finish(error=internal_error())
+        else:
+            self._count(call, outcome)
+            flight.finish(outcome)
+            if outcome.ok and outcome.complete and call.key is not None and self.storable(call):
+                await self._store(call, outcome, durable=lock is not None)
+        finally:
+            self.metrics.upstream(call.call_type, time.perf_counter() - started)
+            self.flights.land(flight)
+            if lock is not None:
+                await self.chain.fleet.release(lock)
+
+    def _count(self, call: Call, outcome: Outcome) -> None:
+        if not outcome.ok:
+            self.metrics.upstream_error(call.call_type, "stream_cut" if outcome.cut else str(outcome.status))
+        elif not outcome.complete:
+            self.metrics.upstream_error(call.call_type, "incomplete")
+        elif isinstance(call.model, str):
+            self.metrics.saw_model(call.model)
+
+    async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
+        body = dumps(outcome.completion) if outcome.sse else outcome.body
+        ttl = self.ttl(call)
+        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable)
+        if call.asked is not None and self.semantic is not None and call.key is not None:
+            self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
+
+    async def _produce_body(self, call: Call) -> Outcome:
+        url, headers = self.outbound(call)
+        response = await self.upstream.call("POST", url, headers, call.body)
+        return self._outcome(call.handler, response, response.content)
+
+    async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
+        url, outbound_headers = self.outbound(call)
+        async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
+            headers = response_headers(response)
+            if not response.is_success or not response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ):
+                return self._outcome(call.handler, response, await response.aread())
+            flight.started(response.status_code, headers)
+            try:
+                async for chunk in response.aiter_bytes():
+                    flight.push(chunk)
+            except httpx.HTTPError as exc:
+                log.info("upstream stream cut for %s: %r", call.key, exc)
+                flight.end(cut=True)
+                return Outcome(response.status_code, headers, b"", cut=True, sse=True)
+        # Live clients finish now; assembly happens after their responses have ended.
+        flight.end()
+        raw = b"".join(flight.chunks)
+        try:
+            answer = call.handler.assemble(raw)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            answer = None  # events of the wrong shape: relayed as they came, not stored
+        if answer is not None and not call.handler.complete("application/json", answer):
+            answer = None
+        # Not cut: the upstream ended its response. Whether it is an answer to keep is
+        # `complete`; a live client was relayed it as it came, either way.
+        return Outcome(response.status_code, headers, raw, answer, sse=True, complete=answer is not None)
+
+    @staticmethod
+    def _outcome(handler: Handler, response: httpx.Response, body: bytes) -> Outcome:
+        headers = response_headers(response)
+        content_type = response.headers.get("content-type", "application/octet-stream")
+        if not response.is_success:
+            return Outcome(response.status_code, headers, body, content_type=content_type)
+        document = json_object(body, content_type)
+        whole = handler.complete(content_type, document)
+        return Outcome(
+            response.status_code, headers, body, document if whole else None, complete=whole, content_type=content_type
+        )
+

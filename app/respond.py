@@ -1,0 +1,134 @@
+"""Answering a call: from an entry, from a finished flight, or live from a streaming one,
+in the caller's mode (a stream is replayed from a stored answer, an answer is sent for a
+stream), and counting each answer once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from app.asgi import JSON, Receive, Send, end_unfinished, send_error, send_response
+from app.calls.base import Call
+from app.codec import Entry
+from app.coalesce import Flight, json_object
+from app.errors import not_cached, upstream_broken
+from app.exact_json import dumps
+from app.metrics import Metrics
+from app.types import CacheStatus, Headers
+
+if TYPE_CHECKING:
+    from app.semantic.cache import Match
+
+SSE = b"text/event-stream; charset=utf-8"
+
+
+class Responder:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def done(self, call: Call, status: CacheStatus, tokens_saved: int = 0) -> None:
+        model = call.model if isinstance(call.model, str) else ""
+        self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, tokens_saved)
+
+    async def entry(
+        self, call: Call, send: Send, entry: Entry, status: CacheStatus = CacheStatus.HIT, match: Match | None = None
+    ) -> None:
+        if match is None:
+            headers = call.cache_headers(status)
+        else:  # a semantic hit names the entry it served, and how close its question was
+            headers = call.cache_headers(status, match.candidate.key)
+            headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
+        headers.append((b"age", str(int(entry.age(time.time()))).encode()))
+        if call.stream:
+            answer = json_object(entry.body, entry.content_type)
+            assert answer is not None  # the pipeline's lookup passes only replayable entries to a stream
+            headers.append((b"content-type", SSE))
+            await send_response(send, 200, headers, b"".join(call.handler.replay(answer, call)))
+        else:
+            headers.append((b"content-type", entry.content_type.encode()))
+            await send_response(send, 200, headers, entry.body)
+        self.done(call, status, entry.tokens)
+
+    async def not_cached(self, call: Call, send: Send, headers: Headers) -> None:
+        # The OpenAI and Anthropic SDKs retry a 504 unless told not to.
+        await send_error(send, not_cached(), [*headers, (b"x-should-retry", b"false")])
+        self.done(call, CacheStatus.MISS)
+
+    async def outcome(self, call: Call, flight: Flight, send: Send, status: CacheStatus) -> None:
+        """A complete (non-live) answer from a finished flight, in the caller's mode."""
+        await flight.wait_finished()
+        headers = call.cache_headers(status)
+        if flight.error is not None:
+            await send_error(send, flight.error, headers)
+            self.done(call, status)
+            return
+        outcome = flight.outcome
+        assert outcome is not None
+        if outcome.cut:
+            await send_error(send, upstream_broken("the upstream stream ended early"), headers)
+        elif outcome.sse and outcome.completion is None and not call.stream:
+            # A stream that finished without an answer (an error event, say) is no JSON answer.
+            await send_error(send, upstream_broken("the upstream stream finished without an answer"), headers)
+        elif not 200 <= outcome.status < 300 or outcome.completion is None:
+            await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
+        elif call.stream:
+            headers.append((b"content-type", SSE))
+            await send_response(send, 200, headers, b"".join(call.handler.replay(outcome.completion, call)))
+        elif outcome.sse:
+            headers.append((b"content-type", JSON))
+            await send_response(send, 200, headers, dumps(outcome.completion))
+        else:
+            await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
+        self.done(call, status)
+
+    async def live(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
+        """Relay a streamed flight to this client as the chunks arrive."""
+        await flight.wait_started()
+        if flight.error is not None or flight.finished and not flight.chunks:
+            flight.leave()
+            await self.outcome(call, flight, send, status)
+            return
+        assert flight.status is not None
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await send({
+                "type": "http.response.start",
+                "status": flight.status,
+                "headers": flight.headers + call.cache_headers(status),
+            })
+            async for chunk in flight.follow():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if flight.cut:
+                end_unfinished()  # the client sees the same cut as the upstream made
+                return
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
+        finally:
+            watcher.cancel()
+            flight.leave()
+            self.done(call, status)
+
+    async def follow(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
+        live = call.stream and flight.stream and call.include_usage == flight.include_usage
+        if live:
+            await self.live(call, flight, receive, send, status)
+            return
+        try:
+            await self.outcome(call, flight, send, status)
+        finally:
+            flight.leave()
