@@ -180,9 +180,8 @@ class Proxy:
         return call.control.namespace or self.cache.namespace
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
-        key_model = self.routing.key_model(call.model)
         return keys.cache_key(
-            call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call), call.incoming.query
+            call.call_type, self.routing.group_of(call.model), params, self.scope_of(call), self.namespace_of(call), call.incoming.query
         )
 
     def ttl(self, call: Call) -> float | None:
@@ -269,9 +268,8 @@ class Proxy:
             return
         call.key = await offload(len(body), self.key_for, call, payload)
         if self.semantic is not None:
-            key_model = self.routing.key_model(call.model)
             call.asked = self.semantic.ask(
-                call_type, key_model, payload, self.scope_of(call), self.namespace_of(call), incoming.query
+                call_type, self.routing.group_of(call.model), payload, self.scope_of(call), self.namespace_of(call), incoming.query
             )
         await self.serve_cacheable(call, receive, send)
 

@@ -30,7 +30,7 @@ async def handle_transcription(
     form = await offload(len(body), form_of, body, incoming.content_type or b"", proxy.max_form_parts)
     body_control = _body_control(form)
     params = form.params()
-    model = params.pop("model", None)
+    model = params.get("model")
     call = proxy.begin(call_type, scope, incoming, model, body_control)
     rename = proxy.upstream_model(model)
     upstream_parts = form.without(CONTROL_FIELD)
