@@ -65,14 +65,19 @@ def parse_object(body: bytes) -> dict[str, Any]:
 
 
 def dumps(value: Any, option: int | None = None) -> bytes:
-    """`value` as JSON bytes, exact: integers past what orjson writes (msgspec keeps them
-    as Python ints) go as their normalized decimal spelling, like other exact numbers."""
+    """`value` (a request body, or part of one) as JSON bytes, exact: integers past what
+    orjson writes (msgspec keeps them as Python ints) go as their normalized decimal
+    spelling, like other exact numbers. A body orjson cannot write (nesting deeper than
+    its 254 levels: msgspec reads deeper) is a 400."""
     try:
-        return orjson.dumps(value, option=option)
-    except orjson.JSONEncodeError as exc:
-        if "Integer" not in str(exc):
-            raise
-    return orjson.dumps(_big_ints_spelled(value), option=option)
+        try:
+            return orjson.dumps(value, option=option)
+        except orjson.JSONEncodeError as exc:
+            if "Integer" not in str(exc):
+                raise
+        return orjson.dumps(_big_ints_spelled(value), option=option)
+    except (orjson.JSONEncodeError, RecursionError) as exc:
+        raise bad_request(f"request body cannot be written back: {exc}", "invalid_json") from None
 
 
 def _big_ints_spelled(value: Any) -> Any:

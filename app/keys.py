@@ -9,9 +9,10 @@ namespace by prefix.
 Why different requests never share a key: JSON is unambiguous and orjson writes one
 spelling per tree (sorted keys, one escape per character), so the array's bytes differ
 whenever a part differs — provided every part is a faithful value of the request. The
-parts are made so: numbers keep their exact value (`exact_json`), the model is tagged
-apart from a caching group's name, form fields keep their exact bytes, and the array has
-a fixed length, so no part can stand in for another.
+parts are made so: numbers keep their exact value (`exact_json`), the model is a body
+parameter like any other (present, absent or null) unless a caching group stands in for
+it, form fields keep their exact bytes, and the array has a fixed length, so no part can
+stand in for another.
 """
 
 from __future__ import annotations
@@ -21,30 +22,17 @@ from typing import Any
 
 import orjson
 
-from app.errors import bad_request
 from app.exact_json import dumps, parse_object
 from app.types import CacheKey
 
-# Transport and caching options: the same answer whatever their value. The model is
-# keyed separately, as its caching group.
-NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options", "model"))
+# Transport and caching options: the same answer whatever their value.
+NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options"))
 ANONYMOUS = "anonymous"
 # Every header an upstream authenticates (or bills) a caller by: OpenAI and Azure OpenAI
 # (`authorization`, `api-key`, organization and project), Anthropic (`x-api-key`).
 CREDENTIAL_HEADERS = (b"authorization", b"api-key", b"x-api-key", b"openai-organization", b"openai-project")
 # A credential sent twice is refused: which copy an upstream reads is its own choice.
 SINGLE_HEADERS = frozenset((b"authorization", b"api-key", b"x-api-key"))
-
-KeyModel = tuple[str, Any]
-
-
-def plain_model(model: Any) -> KeyModel:
-    return ("model", model)
-
-
-def group_model(name: str) -> KeyModel:
-    return ("group", name)
-
 
 def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
     """A one-way tag of the caller's credential headers; the secrets are never stored.
@@ -66,18 +54,19 @@ def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
 
 def cache_key(
     call_type: str,
-    model: KeyModel,
+    group: str | None,
     params: dict[str, Any],
     scope: str | None,
     namespace: str | None,
     query: str = "",
 ) -> CacheKey:
-    """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here."""
-    canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
-    try:
-        material = dumps([call_type, model, scope, namespace, query, canonical], orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:  # nesting beyond orjson's writer, which reads deeper
-        raise bad_request(f"request body cannot be keyed: {exc}", "invalid_json") from None
+    """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here, and
+    the model too when `group` (its caching group's name) stands in for it."""
+    if group is None:
+        canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
+    else:
+        canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS and k != "model"}
+    material = dumps([call_type, group, scope, namespace, query, canonical], orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(material).hexdigest()
     return f"{namespace}/{digest}" if namespace else digest
 
@@ -86,8 +75,7 @@ def key_of_json(
     call_type: str, body: bytes, *, scope: str | None = None, namespace: str | None = None, query: str = ""
 ) -> CacheKey:
     """The key the proxy gives a JSON request body (no routing: the model as sent)."""
-    payload = parse_object(body)
-    return cache_key(call_type, plain_model(payload.get("model")), payload, scope, namespace, query)
+    return cache_key(call_type, None, parse_object(body), scope, namespace, query)
 
 
 def key_of_form(
@@ -102,7 +90,4 @@ def key_of_form(
     """The key the proxy gives a multipart/form-data request body (no routing)."""
     from app.multipart import form_of
 
-    form = form_of(body, content_type)
-    params = form.params()
-    model = params.pop("model", None)
-    return cache_key(call_type, plain_model(model), params, scope, namespace, query)
+    return cache_key(call_type, None, form_of(body, content_type).params(), scope, namespace, query)

@@ -8,6 +8,8 @@ parts is bounded too: a body of empty parts costs far more to parse than its siz
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,9 @@ from app.errors import ProxyError, bad_request
 
 MAX_PARTS = 256
 CONTROL_FIELD = "cache"
+# python-multipart cuts a filename that looks like a Windows path to its last segment (an
+# old browsers' workaround): the key takes the filename as sent.
+_FILENAME = re.compile(rb'(?:^|;)\s*filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -115,6 +120,10 @@ def parse_form(body: bytes, boundary: bytes, max_parts: int = MAX_PARTS) -> list
         if name is None:
             raise bad_request("a multipart part has no name", "invalid_multipart")
         filename = options.get(b"filename")
+        if filename is not None:
+            sent = _FILENAME.search(headers.get(b"content-disposition", b""))
+            if sent is not None:
+                filename = sent.group(1) if sent.group(1) is not None else sent.group(2)
         ctype = headers.get(b"content-type")
         parts.append(
             Part(
@@ -154,6 +163,9 @@ def build_form(parts: list[Part]) -> tuple[bytes, bytes]:
     Field values go as the bytes they arrived as, so the upstream gets the request that
     was keyed.
     """
+    if not parts:  # httpx writes no form at all for no fields
+        boundary = secrets.token_hex(16)
+        return f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}".encode()
     data: dict[str, list[bytes]] = {}
     files: list[tuple[str, tuple[str | None, bytes, str | None]]] = []
     for part in parts:

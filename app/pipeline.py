@@ -101,10 +101,8 @@ class Pipeline:
         return call.control.namespace or self.cache.namespace
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
-        key_model = self.routing.key_model(call.model)
-        return keys.cache_key(
-            call.call_type, key_model, params, self.scope_of(call), self.namespace_of(call), call.head.query
-        )
+        group = self.routing.group_of(call.model)
+        return keys.cache_key(call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query)
 
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s

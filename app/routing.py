@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
-from app.keys import KeyModel, group_model, plain_model
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,7 +28,7 @@ class Routing:
             for m in settings.models
         }
         self._groups = {
-            model: group_model("+".join(group))
+            model: "+".join(group)
             for group in settings.cache.caching_groups
             for model in group
         }
@@ -39,14 +38,9 @@ class Routing:
             return self._routes.get(model, self.default)
         return self.default
 
-    def key_model(self, model: Any) -> KeyModel:
-        """The model as the cache key sees it: its caching group's name if grouped, tagged
-        so that no model name can pass for a group."""
-        if isinstance(model, str):
-            group = self._groups.get(model)
-            if group is not None:
-                return group
-        return plain_model(model)
+    def group_of(self, model: Any) -> str | None:
+        """The name of the caching group `model` shares entries with (None: not grouped)."""
+        return self._groups.get(model) if isinstance(model, str) else None
 
     def known_models(self) -> list[str]:
         """Every model name the configuration names (routes and caching groups)."""

@@ -739,6 +739,10 @@ def transcription(fields: dict[str, Any], file_bytes: bytes | None) -> Full:
     if file_bytes is None:
         raise ApiError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
     _require_model(fields)
+    try:
+        float(fields.get("temperature") or 0.0)
+    except (TypeError, ValueError):  # as OpenAI answers it
+        raise ApiError(400, "Invalid 'temperature': expected a number.", param="temperature") from None
     language = fields.get("language") or None
     text = transcript_text(file_bytes, language)
     fmt = fields.get("response_format") or "json"

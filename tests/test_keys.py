@@ -1,10 +1,10 @@
-from app.keys import cache_key, credential_scope, key_of_json, plain_model
+from app.keys import cache_key, credential_scope, key_of_json
 
 
 def key(params, **kw):
     args = {"call_type": "chat_completions", "model": "gpt-4o", "scope": "s", "namespace": None}
     args.update(kw)
-    return cache_key(args["call_type"], plain_model(args["model"]), params, args["scope"], args["namespace"])
+    return cache_key(args["call_type"], None, {**params, "model": args["model"]}, args["scope"], args["namespace"])
 
 
 MESSAGES = [{"role": "user", "content": "hi", "name": "x"}]
@@ -71,8 +71,10 @@ def test_credential_scope_covers_every_credential_header():
 
 
 def test_a_model_name_cannot_pass_for_a_caching_group():
-    from app.keys import group_model
+    grouped = cache_key("chat_completions", "a+b", {"model": "a"}, None, None)
+    assert grouped == cache_key("chat_completions", "a+b", {"model": "b"}, None, None)
+    assert grouped != cache_key("chat_completions", None, {"model": "a+b"}, None, None)
 
-    assert cache_key("chat_completions", group_model("a+b"), {}, None, None) != cache_key(
-        "chat_completions", plain_model("a+b"), {}, None, None
-    )
+
+def test_an_absent_model_is_not_a_null_one():
+    assert key_of_json("chat_completions", b"{}") != key_of_json("chat_completions", b'{"model": null}')

@@ -37,7 +37,7 @@ class Audio(Handler):
         body = request.body
         form = await offload(len(body), form_of, body, request.head.content_type or b"", pipeline.max_form_parts)
         params = form.params()
-        model = params.pop("model", None)
+        model = params.get("model")
         call = pipeline.begin(self, request, model, _body_control(form))
         rename = pipeline.upstream_model(model)
         upstream_parts = form.without(CONTROL_FIELD)

@@ -68,7 +68,7 @@ class SemanticCache:
     def ask(
         self,
         call_type: str,
-        key_model: Any,
+        group: str | None,
         payload: dict[str, Any],
         scope: str | None,
         namespace: str | None,
@@ -77,7 +77,7 @@ class SemanticCache:
         question = question_of(call_type, payload) if call_type in SEMANTIC_CALL_TYPES else None
         if question is None:
             return None
-        context_key = cache_key(call_type, key_model, question.context, scope, namespace, query)
+        context_key = cache_key(call_type, group, question.context, scope, namespace, query)
         return Asked(question, context_key.rpartition("/")[2], namespace)
 
     async def lookup(

@@ -11,7 +11,7 @@ import orjson
 
 from app.codec import new_entry
 from app.errors import ProxyError
-from app.keys import cache_key, plain_model
+from app.keys import cache_key
 from app.routing import Routing
 from app.tiers.chain import Chain
 from app.upstream import Upstream, upstream_url
@@ -32,7 +32,7 @@ class RemoteEmbedder:
         self.ttl_s = ttl_s
 
     async def __call__(self, text: str, authorization: str | None) -> np.ndarray:
-        key = cache_key("embeddings", plain_model(self.model), {"input": text}, SCOPE, None)
+        key = cache_key("embeddings", None, {"model": self.model, "input": text}, SCOPE, None)
         entry = await self.chain.get(key)
         if entry is not None:
             return _vector(entry.body)

@@ -45,12 +45,14 @@ def test_different_big_numbers_stay_different() -> None:
     assert dumps(a) != dumps(b)
 
 
-def test_dumps_raises_what_is_not_about_integers() -> None:
-    deep: list = []
-    for _ in range(300):
+@pytest.mark.parametrize("big", [False, True])
+def test_what_orjson_cannot_write_back_is_a_400(big: bool) -> None:
+    deep: list = [10**30] if big else []
+    for _ in range(600):
         deep = [deep]
-    with pytest.raises(orjson.JSONEncodeError):
+    with pytest.raises(ProxyError) as raised:
         dumps(deep)
+    assert raised.value.status == 400
 
 
 DEEP = b'{"a":' + b"[" * 1020 + b"1.0" + b"]" * 1020 + b"}"
