@@ -72,7 +72,7 @@ class Responder:
             await send_error(send, upstream_broken("the upstream stream finished without an answer"), headers)
         elif not 200 <= outcome.status < 300 or outcome.completion is None:
             await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
-        elif call.stream:
+        elif call.stream and call.handler.streams:
             headers.append((b"content-type", SSE))
             await send_response(send, 200, headers, b"".join(call.handler.replay(outcome.completion, call)))
         elif outcome.sse:

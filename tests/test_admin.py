@@ -32,7 +32,7 @@ async def test_stats(asgi, fake):
     await client.post("/v1/chat/completions", json=BODY, headers={"x-cache-use-cache": "false"})
     await client.app.runtime.chain.drain()
     stats = (await client.get("/cache/stats", headers=ADMIN)).json()
-    assert stats["requests"] == {"hit": 1, "semantic-hit": 0, "partial": 0, "miss": 1, "refresh": 0, "bypass": 1}
+    assert stats["requests"] == {"hit": 1, "semantic-hit": 0, "partial": 0, "miss": 1, "coalesced": 0, "refresh": 0, "bypass": 1}
     assert stats["hit_rate"] == 0.5
     tiers = {t["name"]: t for t in stats["tiers"]}
     assert tiers["local"]["type"] == "local" and tiers["local"]["entries"] == 1

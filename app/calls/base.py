@@ -58,6 +58,8 @@ class Call:
 class Handler(ABC):
     call_type: ClassVar[CallType]
     paths: ClassVar[tuple[str, ...]]  # with the /v1 prefix; each is served without it too
+    # Whether `stream: true` asks for an event stream (`assemble` and `replay` then apply).
+    streams: ClassVar[bool] = False
 
     @abstractmethod
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
@@ -111,7 +113,7 @@ async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> t
     call = pipeline.begin(handler, request, payload.get("model"), control)
     changed = body_control is not _MISSING or pipeline.upstream_model(call.model) is not None
     call.body = pipeline.upstream_json(call, payload) if changed else body
-    call.stream = stream is True
+    call.stream = handler.streams and stream is True
     options = payload.get("stream_options")
     call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
     return call, payload

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 class Completions(Handler):
+    streams = True
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         call, payload = await open_json(pipeline, self, request)
         if pipeline.cacheable(call):
