@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
-from typing import Any, Awaitable, Callable, MutableMapping, TypeVar
+from typing import Any, TypeVar
 
 from app.errors import ProxyError, too_large
 from app.types import Headers
@@ -25,7 +26,7 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
     if declared is not None and declared > limit:
         raise too_large(limit)
     message = await receive()
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise too_large(limit)
     if not message.get("more_body", False):

@@ -4,7 +4,8 @@ so that it is not collected mid-way and a shutdown can wait for it."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

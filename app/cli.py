@@ -12,7 +12,6 @@ from typing import Any
 
 from app.config import ConfigError, Settings, load_settings, redact, redact_url, tier_name
 
-
 STARTUP_FAILED = 3  # uvicorn's own code for a server that did not start
 
 
@@ -76,7 +75,7 @@ def describe(settings: Settings) -> str:
     for number, tier in enumerate(settings.cache.tiers, 1):
         details = {k: v for k, v in tier.model_dump().items() if k not in ("type", "name") and v is not None}
         shown = ", ".join(f"{k}={redact(k, v)}" for k, v in details.items())
-        lines.append(f"  {number}. {tier_name(tier)} ({tier.type}): {shown}")  # type: ignore[attr-defined]
+        lines.append(f"  {number}. {tier_name(tier)} ({tier.type}): {shown}")
     return "\n".join(lines)
 
 
@@ -122,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except _Exit as stop:
         return stop.code
 

@@ -8,8 +8,9 @@ then the rest as it comes, and one that joins at the end gets the finished resul
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 

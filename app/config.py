@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
-from typing import Annotated, Any, Callable, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,7 +22,6 @@ from pydantic_settings import (
 )
 
 from app.types import MAX_TTL_S, CallType, valid_namespace
-
 
 
 class ConfigError(Exception):
@@ -147,15 +147,14 @@ class AzureBlobTierSettings(ObjectTierBase):
     container: str
 
     @model_validator(mode="after")
-    def _one_way_in(self) -> "AzureBlobTierSettings":
+    def _one_way_in(self) -> AzureBlobTierSettings:
         if not self.account_url and not self.connection_string:
             raise ValueError("azure_blob needs account_url or connection_string")
         return self
 
 
 TierSettings = Annotated[
-    Union[LocalTierSettings, DiskTierSettings, RedisTierSettings, S3TierSettings, GCSTierSettings,
-          AzureBlobTierSettings],
+    LocalTierSettings | DiskTierSettings | RedisTierSettings | S3TierSettings | GCSTierSettings | AzureBlobTierSettings,
     Field(discriminator="type"),
 ]
 
@@ -166,7 +165,7 @@ class EmbeddingSettings(Strict):
     timeout_s: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "EmbeddingSettings":
+    def _exactly_one(self) -> EmbeddingSettings:
         if (self.model is None) == (self.local is None):
             raise ValueError("set exactly one of embedding.model (upstream) or embedding.local (in-process)")
         return self

@@ -67,7 +67,7 @@ def _fraction(name: str, value: Any) -> float:
 
 
 def _namespace(name: str, value: Any) -> str:
-    if not valid_namespace(value):
+    if not isinstance(value, str) or not valid_namespace(value):
         raise invalid(name, value, "1-128 characters of letters, digits, '.', '_' or '-'")
     return value
 

@@ -7,8 +7,9 @@ import logging
 import os
 import shutil
 from bisect import bisect_left
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -218,7 +219,7 @@ class Metrics:
         self.flush()
         if os.environ.get(MULTIPROC_ENV):
             merged = CollectorRegistry()
-            MultiProcessCollector(merged)
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
             return merged
         return self.registry
 

@@ -173,5 +173,5 @@ def build_form(parts: list[Part]) -> tuple[bytes, bytes]:
             data.setdefault(part.name, []).append(bytes(part.data))
         else:
             files.append((part.name, (part.filename, bytes(part.data), part.content_type)))
-    request = httpx.Request("POST", "http://form.invalid", data=data, files=files)  # type: ignore[arg-type]
+    request = httpx.Request("POST", "http://form.invalid", data=data, files=files)
     return request.read(), request.headers["content-type"].encode()

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from app import keys
 from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from app.calls.base import Call, Handler
-from app.codec import Entry
 from app.coalesce import Flight, Flights, Outcome, json_object
+from app.codec import Entry
 from app.config import Settings
 from app.control import parse_control
 from app.errors import ProxyError, internal_error

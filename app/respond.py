@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from app.asgi import JSON, Receive, Send, end_unfinished, send_error, send_response
 from app.calls.base import Call
-from app.codec import Entry
 from app.coalesce import Flight, json_object
+from app.codec import Entry
 from app.errors import not_cached, upstream_broken
 from app.exact_json import dumps
 from app.metrics import Metrics
@@ -85,7 +85,7 @@ class Responder:
     async def live(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
         """Relay a streamed flight to this client as the chunks arrive."""
         await flight.wait_started()
-        if flight.error is not None or flight.finished and not flight.chunks:
+        if flight.error is not None or (flight.finished and not flight.chunks):
             flight.leave()
             await self.outcome(call, flight, send, status)
             return

@@ -11,13 +11,13 @@ the upstream from answering becomes 502, both in the OpenAI error shape.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 
-from app.asgi import Headers
 from app.config import UpstreamSettings
 from app.errors import ProxyError, upstream_broken, upstream_timeout, upstream_unreachable
+from app.types import Headers
 
 # RFC 9110 §7.6.1 connection-specific headers, plus the ones httpx recomputes.
 HOP_BY_HOP = frozenset(

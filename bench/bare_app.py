@@ -10,8 +10,9 @@ no access log), so llmcache's hit throughput can be read as a fraction of it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any
 
 import orjson
 

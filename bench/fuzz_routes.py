@@ -48,10 +48,11 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, MutableMapping
+from typing import Any
 
 import httpx
 
@@ -1188,7 +1189,7 @@ def log_errors(text: str) -> list[str]:
             current.append(line)
     grouped: dict[str, tuple[int, list[str]]] = {}
     for entry in entries:
-        if not entry or not (LOG_START.match(entry[0]) and LOG_START.match(entry[0]).group(1) in ("ERROR", "CRITICAL")  # type: ignore[union-attr]
+        if not entry or not ((LOG_START.match(entry[0]) and LOG_START.match(entry[0]).group(1) in ("ERROR", "CRITICAL"))  # type: ignore[union-attr]
                              or any(line.startswith("Traceback") for line in entry)):
             continue
         last = entry[-1].strip() if len(entry) > 1 else re.sub(r"^\S+ \S+ ", "", entry[0])

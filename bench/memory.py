@@ -16,10 +16,10 @@ import gc
 import hashlib
 import sys
 
-from app.codec import new_entry
-from app.metrics import Metrics
 from app.background import Background
+from app.codec import new_entry
 from app.config import LocalTierSettings
+from app.metrics import Metrics
 from app.tiers.chain import Chain
 from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier

@@ -14,9 +14,10 @@ import math
 import resource
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from bench import checks, redisbench, streaming
 from bench.bodies import MARKER, PATH, chat_body, fill

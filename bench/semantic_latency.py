@@ -15,13 +15,12 @@ import statistics
 import time
 import uuid
 
+from app.background import Background
 from app.codec import new_entry
-from app.config import SemanticSettings
+from app.config import LocalTierSettings, SemanticSettings
 from app.metrics import Metrics
 from app.semantic.cache import SemanticCache
 from app.semantic.factory import build_semantic
-from app.background import Background
-from app.config import LocalTierSettings
 from app.tiers.chain import Chain
 from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier

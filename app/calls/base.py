@@ -9,8 +9,9 @@ from one. The pipeline (`app/pipeline.py`) does the rest, the same for every cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.codec import Entry, new_entry
 from app.control import CacheControl

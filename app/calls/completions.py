@@ -4,7 +4,8 @@ The only call types the semantic cache matches."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from app import streaming
 from app.answers import has_items

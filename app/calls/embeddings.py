@@ -18,8 +18,8 @@ import orjson
 from app.answers import has_items
 from app.asgi import JSON, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
-from app.codec import Entry, new_entry
 from app.coalesce import Outcome
+from app.codec import Entry, new_entry
 from app.errors import ProxyError, upstream_broken
 from app.types import CacheKey, CacheStatus, CallType, Headers
 

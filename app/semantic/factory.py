@@ -33,7 +33,9 @@ def build_semantic(
         local = LocalEmbedder(settings.embedding.local)
 
         async def embed(text: str, authorization: str | None) -> np.ndarray:
-            return (await local.embed([text]))[0]
+            vectors = await local.embed([text])
+            vector: np.ndarray = vectors[0]
+            return vector
     else:
         from app.semantic.remote_embedder import RemoteEmbedder
 

@@ -43,11 +43,11 @@ from functools import lru_cache
 
 __all__ = [
     "Signature",
-    "signature",
     "compatible",
     "compatible_signatures",
     "mismatch",
     "mismatch_signatures",
+    "signature",
 ]
 
 
@@ -249,7 +249,7 @@ def _triggers(pattern: str) -> list[str] | None:
         alt = re.sub(r"^(?:\\b|\(\?<!?[^)]*\))+", "", alt)
         if alt.startswith("(?:") or (alt.startswith("(") and not alt.startswith("(?")):
             depth, j = 0, 0
-            for j, c in enumerate(alt):
+            for j, c in enumerate(alt):  # noqa: B007  # j is read after the loop: where it stopped
                 depth += c == "("
                 depth -= c == ")"
                 if depth == 0:

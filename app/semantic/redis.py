@@ -6,6 +6,8 @@ nearest neighbours are taken among this context's entries only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -26,13 +28,16 @@ class RedisIndex(VectorIndex):
         # RESP2 keeps FT.SEARCH replies a flat list across redis-py versions.
         self.client = Redis.from_url(settings.url, protocol=2, socket_timeout=2.0, socket_connect_timeout=1.0)
 
+    async def _command(self, *args: Any) -> Any:
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+
     async def open(self, dims: int) -> None:
         try:
-            await self.client.execute_command("FT.INFO", self.index)
+            await self._command("FT.INFO", self.index)
             return
         except ResponseError:
             pass  # no such index yet
-        await self.client.execute_command(
+        await self._command(
             "FT.CREATE", self.index, "ON", "HASH", "PREFIX", "1", self.prefix, "SCHEMA",
             "fp", "TAG", "ns", "TAG",
             "vec", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE",
@@ -42,7 +47,7 @@ class RedisIndex(VectorIndex):
         self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
     ) -> list[Candidate]:
         query = f"(@fp:{{{fingerprint}}})=>[KNN {limit} @vec $v AS dist]"
-        reply = await self.client.execute_command(
+        reply = await self._command(
             "FT.SEARCH", self.index, query, "PARAMS", "2", "v", _blob(embedding),
             "SORTBY", "dist", "RETURN", "3", "key", "text", "dist", "LIMIT", "0", str(limit), "DIALECT", "2",
         )
@@ -72,7 +77,7 @@ class RedisIndex(VectorIndex):
         await delete_matching(self.client, pattern)
 
     async def ping(self) -> None:
-        await self.client.execute_command("FT.INFO", self.index)
+        await self._command("FT.INFO", self.index)
 
     async def close(self) -> None:
         await self.client.aclose()

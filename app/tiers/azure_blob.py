@@ -6,7 +6,6 @@ creates it, with a lifecycle management policy that removes blobs no read comes 
 
 from __future__ import annotations
 
-
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.identity.aio import DefaultAzureCredential

@@ -18,7 +18,7 @@ from app.background import Background
 from app.codec import Entry
 from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
-from app.tiers.guarded import FAILED, GuardedTier, TierHealth
+from app.tiers.guarded import Failed, GuardedTier, TierHealth
 from app.tiers.writes import WriteBuffer
 from app.types import CacheKey
 
@@ -40,7 +40,7 @@ class Chain:
             return codec.decode(raw)
         except codec.CodecError as exc:
             log.warning("tier %s holds an unreadable entry for %s: %s", guarded.name, key, exc)
-            self.background.spawn(guarded.call("delete", lambda: guarded.tier.delete(key)))
+            self.background.spawn(guarded.call("delete", guarded.tier.delete, key))
             return None
 
     def _held(self, guarded: GuardedTier[Any], key: CacheKey) -> bytes | None:
@@ -56,10 +56,10 @@ class Chain:
     async def get(self, key: CacheKey, max_age_s: float | None = None) -> Entry | None:
         """The first live entry along the chain; earlier tiers get a copy of it."""
         for index, guarded in enumerate(self.tiers):
-            raw = self._held(guarded, key)
+            raw: bytes | Failed | None = self._held(guarded, key)
             if raw is None:
-                raw = await guarded.call("get", lambda: guarded.tier.get(key))
-            if raw is None or raw is FAILED:
+                raw = await guarded.call("get", guarded.tier.get, key)
+            if raw is None or isinstance(raw, Failed):
                 continue
             entry = self._decode(guarded, key, raw)
             if entry is None:
@@ -84,11 +84,11 @@ class Chain:
             wanted = list(missing)
             held = [self._held(guarded, key) for key in wanted]
             unheld = [key for key, raw in zip(wanted, held) if raw is None]
-            fetched: list[bytes | None] | Any = []
+            fetched: list[bytes | None] | Failed = []
             if unheld:
-                fetched = await guarded.call("get_many", lambda: guarded.tier.get_many(unheld))
-                if fetched is FAILED:
-                    fetched = [None] * len(unheld)
+                fetched = await guarded.call("get_many", guarded.tier.get_many, unheld)
+            if isinstance(fetched, Failed):
+                fetched = [None] * len(unheld)
             by_key = dict(zip(unheld, fetched))
             now = time.time()
             promoted: dict[CacheKey, Entry] = {}
@@ -147,9 +147,9 @@ class Chain:
     async def _write_one(self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
         if len(items) == 1:
             key, data = items[0]
-            await guarded.call("set", lambda: guarded.tier.set(key, data, ttl))
+            await guarded.call("set", guarded.tier.set, key, data, ttl)
         else:
-            await guarded.call("set_many", lambda: guarded.tier.set_many(items, ttl))
+            await guarded.call("set_many", guarded.tier.set_many, items, ttl)
 
     async def _write_held(self, guarded: GuardedTier[Any], buffer: WriteBuffer) -> None:
         """One of a tier's writers: batch after batch, one tier call per TTL in a batch."""
@@ -170,9 +170,7 @@ class Chain:
         for guarded in self.tiers:
             if guarded.buffer is not None:
                 guarded.buffer.discard(key)
-        results = await asyncio.gather(
-            *(g.call("delete", lambda g=g: g.tier.delete(key), guarded=False) for g in self.tiers)
-        )
+        results = await asyncio.gather(*(g.call("delete", g.tier.delete, key, guarded=False) for g in self.tiers))
         await self.fleet.announce({"op": "delete", "key": key})
         return int(any(r is True for r in results))
 
@@ -181,9 +179,7 @@ class Chain:
         for guarded in self.tiers:
             if guarded.buffer is not None:
                 guarded.buffer.clear(namespace)
-        results = await asyncio.gather(
-            *(g.call("clear", lambda g=g: g.tier.clear(namespace), guarded=False) for g in self.tiers)
-        )
+        results = await asyncio.gather(*(g.call("clear", g.tier.clear, namespace, guarded=False) for g in self.tiers))
         await self.fleet.announce({"op": "clear", "namespace": namespace})
         counts = [r for r in results if isinstance(r, int)]
         return max(counts) if counts else None

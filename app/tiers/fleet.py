@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from app.tiers.base import SharedTier, Tier
-from app.tiers.guarded import FAILED, GuardedTier
+from app.tiers.guarded import Failed, GuardedTier
 from app.types import CacheKey
 
 log = logging.getLogger("llmcache.tiers")
@@ -40,7 +41,7 @@ class Fleet:
         shared = self.shared
         if shared is not None:
             data = orjson.dumps(message)
-            await shared.call("publish", lambda: shared.tier.publish(data))
+            await shared.call("publish", shared.tier.publish, data)
 
     async def acquire(self, key: CacheKey) -> FleetLock | bool:
         """A lock if this process should call the upstream, False if another process is
@@ -48,8 +49,8 @@ class Fleet:
         shared = self.shared
         if shared is None:
             return True
-        token = await shared.call("lock", lambda: shared.tier.try_lock(key))
-        if token is FAILED:
+        token = await shared.call("lock", shared.tier.try_lock, key)
+        if isinstance(token, Failed):
             return True
         return False if token is None else FleetLock(key, token)
 
@@ -57,7 +58,7 @@ class Fleet:
         shared = self.shared
         if shared is None:
             return
-        await shared.call("unlock", lambda: shared.tier.unlock(lock.key, lock.token))
+        await shared.call("unlock", shared.tier.unlock, lock.key, lock.token)
         await self.announce({"op": "filled", "key": lock.key})
 
     async def wait(self, key: CacheKey, look: Callable[[], Awaitable[T | None]]) -> T | None:
@@ -72,7 +73,7 @@ class Fleet:
                 found = await look()
                 if found is not None:
                     return found
-                held = await shared.call("locked", lambda: shared.tier.locked(key))
+                held = await shared.call("locked", shared.tier.locked, key)
                 if held is not True:
                     return await look()  # released (or Redis is gone): last look
                 try:

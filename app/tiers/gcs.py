@@ -8,8 +8,8 @@ delete exactly the expired ones.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import ClientResponseError
 from gcloud.aio.storage import Storage
@@ -151,4 +151,4 @@ async def _close(storage: Storage) -> None:
 
 
 def _rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")

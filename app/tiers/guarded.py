@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from app.config import TierBase
 from app.metrics import Metrics
@@ -120,8 +121,11 @@ class GuardedTier(Generic[AnyTier]):
         )
         return self.buffer
 
-    async def call(self, op: str, action: Callable[[], Awaitable[T]], guarded: bool = True) -> T | Failed:
-        """Run one tier operation; any failure is logged, counted and returned as FAILED.
+    async def call(
+        self, op: str, action: Callable[..., Awaitable[T]], *args: Any, guarded: bool = True
+    ) -> T | Failed:
+        """`action(*args)`, one tier operation; any failure is logged, counted and
+        returned as FAILED.
 
         `guarded` operations (the request path) get the tier's timeout and breaker; an
         admin delete or flush may take long and must reach a tier the breaker skips.
@@ -137,9 +141,9 @@ class GuardedTier(Generic[AnyTier]):
         try:
             if limit is not None and not tier.in_process:
                 async with asyncio.timeout(limit):
-                    result = await action()
+                    result = await action(*args)
             else:
-                result = await action()
+                result = await action(*args)
         except asyncio.CancelledError:
             self.breaker.probing = False
             raise

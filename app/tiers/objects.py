@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 from app.tiers.base import CacheKey
 
@@ -122,7 +123,7 @@ class LazyClient(Generic[T]):
     cannot abandon a half-opened client (and leak its session).
     """
 
-    def __init__(self, open_: Callable[[], Awaitable[T]], close: Callable[[T], Awaitable[None]]) -> None:
+    def __init__(self, open_: Callable[[], Coroutine[Any, Any, T]], close: Callable[[T], Awaitable[None]]) -> None:
         self._open = open_
         self._close = close
         self._client: T | None = None

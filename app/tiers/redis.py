@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -83,14 +84,19 @@ class RedisTier(SharedTier):
     def _name(self, key: CacheKey) -> str:
         return self.prefix + key
 
+    # The client is made without decode_responses: replies are bytes, not the str redis-py
+    # types them as for the other setting.
     async def get(self, key: CacheKey) -> bytes | None:
-        return await self.client.get(self._name(key))
+        value: bytes | None = await self.client.get(self._name(key))  # type: ignore[assignment]  # bytes, see above
+        return value
 
     async def get_many(self, keys: list[CacheKey]) -> list[bytes | None]:
         names = [self._name(k) for k in keys]
         if isinstance(self.client, RedisCluster):
-            return await self.client.mget_nonatomic(names)
-        return await self.client.mget(names)
+            values = await self.client.mget_nonatomic(names)
+        else:
+            values = await self.client.mget(names)
+        return values
 
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         await self.client.set(self._name(key), value, px=ttl_ms(ttl_s))

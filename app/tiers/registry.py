@@ -6,7 +6,8 @@ the local and disk tiers never loads a cloud SDK (they take about a second to im
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from app.config import TierBase, tier_name
 from app.tiers.base import Tier
