@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install dev bench clean
+.PHONY: run test check install dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,15 @@ dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/llmcache serve --config config.yaml
 
-test: dev
+# The static gates: lint, formatting, and types (strict) over the product's code.
+check: dev
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+	$(BIN)/mypy app
+
+test: dev check
 	bash tests/install_test_servers.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov --cov-report=term
 
 bench: dev
 	bash tests/install_test_servers.sh
