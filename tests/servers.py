@@ -51,7 +51,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "AZURITE_ACCOUNT_KEY",
@@ -64,12 +64,14 @@ __all__ = [
     "S3Info",
     "ServerStartError",
     "ServerUnavailable",
+    "UnmarkedServerUse",
     "azurite",
     "fake_gcs",
     "free_port",
     "moto_s3",
     "redis_cluster",
     "redis_server",
+    "require_marker",
 ]
 
 HOST = "127.0.0.1"
@@ -94,6 +96,32 @@ class ServerUnavailable(RuntimeError):
 
 class ServerStartError(RuntimeError):
     """The server was found but did not become ready in time (message has its log tail)."""
+
+
+# ---------------------------------------------------------------------------
+# markers
+# ---------------------------------------------------------------------------
+
+# Under pytest, the test being set up or run (tests/conftest.py keeps it current); None
+# elsewhere (the benchmarks start servers too).
+running_test: Any = None  # a pytest.Item
+
+
+class UnmarkedServerUse(RuntimeError):
+    """A test started a server without the marker that lets `-m "not <marker>"` leave it out."""
+
+
+def require_marker(marker: str, what: str) -> None:
+    """Refuse to start `what` for a test that lacks `marker` (redis, object_store,
+    prometheus, subprocess): `pytest -m "not redis and ..."` must start no such server."""
+    item = running_test
+    if item is None:
+        return
+    if item.get_closest_marker(marker) is None:
+        raise UnmarkedServerUse(
+            f"{item.nodeid} starts {what} but is not marked {marker!r}: "
+            f"add @pytest.mark.{marker}, a module-level pytestmark, or pytest.param(..., marks=...)"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -480,6 +508,7 @@ def redis_server(modules: bool = False, *, workdir: Path | None = None,
     ``modules=True`` loads RediSearch (FT.*, vector search) and RedisJSON only.
     ``workdir`` keeps the log/data dir instead of a self-deleting temp dir.
     """
+    require_marker("redis", "redis-server")
     server, _cli, lib = _redis_stack_paths()
     extra: list[str] = []
     if modules:
@@ -542,6 +571,7 @@ def _cluster_ok(port: int, nodes: int) -> bool:
 @contextlib.contextmanager
 def redis_cluster(nodes: int = 3, *, workdir: Path | None = None) -> Iterator[ClusterInfo]:
     """Run a Redis Cluster of ``nodes`` masters (no replicas) on free ports below 55536."""
+    require_marker("redis", "a Redis Cluster")
     if nodes < 3:
         # redis-cli --cluster create refuses fewer than 3 masters.
         raise ValueError("a Redis Cluster needs at least 3 masters")
@@ -625,6 +655,7 @@ def _moto_argv() -> list[str]:
 @contextlib.contextmanager
 def moto_s3(*, region: str = "us-east-1", workdir: Path | None = None) -> Iterator[S3Info]:
     """Run ``moto_server`` (an in-memory AWS, used for S3) on a free port."""
+    require_marker("object_store", "moto (S3)")
     base = _moto_argv()
     env = dict(os.environ)
     # moto keys nothing on these, but botocore in the server must not pick up
@@ -681,6 +712,7 @@ def _fake_gcs_binary() -> Path:
 @contextlib.contextmanager
 def fake_gcs(*, workdir: Path | None = None) -> Iterator[GCSInfo]:
     """Run fake-gcs-server (HTTP, in-memory backend) on a free port."""
+    require_marker("object_store", "fake-gcs-server")
     binary = _fake_gcs_binary()
     with _workdir("fake-gcs", workdir) as wd:
         log = wd / "fake-gcs.log"
@@ -724,6 +756,7 @@ def _azurite_blob_bin() -> Path:
 @contextlib.contextmanager
 def azurite(*, workdir: Path | None = None) -> Iterator[AzureInfo]:
     """Run Azurite's blob service (in-memory) on a free port."""
+    require_marker("object_store", "Azurite")
     exe = _azurite_blob_bin()
     with _workdir("azurite", workdir) as wd:
         log = wd / "azurite.log"

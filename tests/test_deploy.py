@@ -1005,10 +1005,12 @@ def test_dockerignore(art: Artefacts) -> None:
     assert check_dockerignore(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_image_default_config_validates(art: Artefacts) -> None:
     assert check_image_config(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_compose(art: Artefacts) -> None:
     assert check_compose(art) == []
 
@@ -1021,6 +1023,7 @@ def test_grafana_wiring(art: Artefacts) -> None:
     assert check_grafana_wiring(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_kubernetes(art: Artefacts) -> None:
     assert check_kubernetes(art) == []
 
@@ -1091,6 +1094,7 @@ def test_detects_a_wrong_env_name_in_compose(broken: Artefacts) -> None:
     assert any("UPSTREAM_API_KEY" in p for p in check_compose(broken))
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_detects_a_wrong_port(broken: Artefacts) -> None:
     container = deployment_container(broken)
     container["ports"][0]["containerPort"] = 9000
@@ -1100,6 +1104,7 @@ def test_detects_a_wrong_port(broken: Artefacts) -> None:
     assert check_compose(broken2)
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_detects_a_wrong_probe_path(broken: Artefacts) -> None:
     deployment_container(broken)["readinessProbe"]["httpGet"]["path"] = "/healthz"
     assert any("readinessProbe" in p for p in check_kubernetes(broken))
@@ -1177,22 +1182,26 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+@pytest.mark.prometheus
 def test_promtool_check_config() -> None:
     run = _promtool("check", "config", "deploy/prometheus/prometheus.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_check_rules() -> None:
     run = _promtool("check", "rules", "deploy/prometheus/alerts.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_rule_unit_tests() -> None:
     """deploy/prometheus/alerts_test.yml: each alert fires (and stays quiet) on synthetic series."""
     run = _promtool("test", "rules", "deploy/prometheus/alerts_test.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     rules = load_yaml(PROMETHEUS / "alerts.yml")
     rules["groups"][-1]["rules"][0]["expr"] = "sum by (tier) (rate(llmcache_tier_operations_total[5m])"

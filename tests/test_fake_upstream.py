@@ -404,6 +404,7 @@ def test_stop_ends_stalled_request_quickly() -> None:
         up.stop()
 
 
+@pytest.mark.subprocess  # the fake upstream as a program of its own
 def test_cli_subprocess(tmp_path: Path) -> None:
     with socket.socket() as probe:  # borrow a free port, then release it for the child
         probe.bind(("127.0.0.1", 0))

@@ -30,7 +30,7 @@ STORE_FIXTURES = {"s3": "s3_store", "gcs": "gcs_store", "azure_blob": "azure_sto
 LOCAL = {"type": "local"}
 
 
-@pytest.fixture(params=sorted(STORE_FIXTURES))
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.object_store) for kind in sorted(STORE_FIXTURES)])
 def store(request: pytest.FixtureRequest) -> ObjectStore:
     found: ObjectStore = request.getfixturevalue(STORE_FIXTURES[request.param])
     return found

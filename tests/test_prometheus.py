@@ -49,6 +49,8 @@ from tests import servers
 from tests.conftest import ServedProxy, _capture_loop, installed_tool, make_settings
 from tests.fake_upstream import FakeUpstream, fake_embedding
 
+pytestmark = pytest.mark.prometheus
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llmcache.json"

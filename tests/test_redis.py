@@ -15,6 +15,8 @@ from app.tiers.redis import RedisTier
 from tests import servers
 from tests.conftest import API_KEY, metric_value, wait_for
 
+pytestmark = pytest.mark.redis
+
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 

@@ -25,7 +25,7 @@ def chat(text: str, system: str | None = None, model: str = "gpt-4o", **extra) -
     return {"model": model, "messages": messages, **extra}
 
 
-@pytest.fixture(params=["qdrant", "redis"])
+@pytest.fixture(params=["qdrant", pytest.param("redis", marks=pytest.mark.redis)])
 def semantic_proxy(request, serve, fake):
     """A proxy with the semantic cache on the given vector store."""
     if request.param == "qdrant":

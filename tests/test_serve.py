@@ -11,9 +11,12 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests import servers
 from tests.conftest import metric_value
+
+pytestmark = pytest.mark.subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -61,6 +61,7 @@ def test_free_port_respects_max_and_never_repeats() -> None:
     assert all(1024 < p <= 55535 for p in ports)
 
 
+@pytest.mark.redis
 def test_redis_set_get(redis_srv: servers.RedisInfo) -> None:
     redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(redis_srv.url)
@@ -73,6 +74,7 @@ def test_redis_set_get(redis_srv: servers.RedisInfo) -> None:
         client.close()
 
 
+@pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_restart_same_port_client_reconnects() -> None:
     redis_asyncio = pytest.importorskip("redis.asyncio")
@@ -103,6 +105,7 @@ async def test_redis_restart_same_port_client_reconnects() -> None:
             await client.aclose()
 
 
+@pytest.mark.redis
 def test_redis_cluster_spreads_keys(redis_cluster_srv: servers.ClusterInfo) -> None:
     redis = pytest.importorskip("redis")
     from redis.cluster import ClusterNode, RedisCluster
@@ -131,6 +134,7 @@ def _vec(*xs: float) -> bytes:
     return struct.pack(f"<{len(xs)}f", *xs)
 
 
+@pytest.mark.redis
 def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisInfo) -> None:
     redis = pytest.importorskip("redis")
     # RESP2 pins the reply shape parsed below (redis-py 8 defaults to RESP3 maps).
