@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
 from app.metrics import Metrics
 from app.tiers.base import CacheKey, SharedTier
@@ -127,12 +126,6 @@ async def test_deletes_and_flushes_from_other_processes_reach_in_process_tiers()
         await fleet.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: Fleet._apply reads message['key'] outside its try, so a delete without a key "
-    "raises out of the listener; the channel is dropped and reopened after RECONNECT_S, and the "
-    "invalidations published meanwhile never reach this process's in-process tiers",
-)
 async def test_a_malformed_message_is_ignored_not_a_lost_channel() -> None:
     shared = StubShared("shared")
     mine = local()
