@@ -12,9 +12,7 @@ from typing import Any
 from app.errors import ProxyError, bad_request
 from app.types import MAX_TTL_S, valid_namespace
 
-CONTROL_NAMES = frozenset(
-    ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold")
-)
+CONTROL_NAMES = frozenset(("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold"))
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
 
@@ -83,9 +81,7 @@ _PARSERS = {
 }
 
 
-def parse_control(
-    headers: dict[str, str] | None, cache_control: str | None, body_control: Any
-) -> CacheControl:
+def parse_control(headers: dict[str, str] | None, cache_control: str | None, body_control: Any) -> CacheControl:
     """Merge the three sources into one CacheControl; a bad value raises a 400."""
     control = CacheControl()
     if body_control is not None:

@@ -34,6 +34,7 @@ CREDENTIAL_HEADERS = (b"authorization", b"api-key", b"x-api-key", b"openai-organ
 # A credential sent twice is refused: which copy an upstream reads is its own choice.
 SINGLE_HEADERS = frozenset((b"authorization", b"api-key", b"x-api-key"))
 
+
 def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
     """A one-way tag of the caller's credential headers; the secrets are never stored.
 

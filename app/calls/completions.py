@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 class Completions(Handler):
     streams = True
+
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         call, payload = await open_json(pipeline, self, request)
         if pipeline.cacheable(call):
@@ -27,8 +28,12 @@ class Completions(Handler):
             semantic = pipeline.semantic
             if semantic is not None:
                 call.asked = semantic.ask(
-                    call.call_type, pipeline.routing.group_of(call.model), payload,
-                    pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
+                    call.call_type,
+                    pipeline.routing.group_of(call.model),
+                    payload,
+                    pipeline.scope_of(call),
+                    pipeline.namespace_of(call),
+                    call.head.query,
                 )
         await pipeline.serve(call, request.receive, send)
 
