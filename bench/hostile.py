@@ -42,10 +42,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -162,19 +163,28 @@ class Fleet:
             self.stop(self.children[-1])
         signal.signal(signal.SIGTERM, self._previous)
 
-    def spawn(self, name: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "wb")
         try:
             child = subprocess.Popen(
-                argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, **(env or {})},
+                argv,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         finally:
             log.close()
         self.children.append(child)
         return child
 
-    def serve(self, name: str, argv: list[str], cwd: Path, port: int, env: dict[str, str] | None = None) -> procs.Server:
+    def serve(
+        self, name: str, argv: list[str], cwd: Path, port: int, env: dict[str, str] | None = None
+    ) -> procs.Server:
         child = self.spawn(name, argv, cwd, env)
         server = procs.Server(name, port, child, self.log_dir / f"{name}.log")
         procs.wait_ready(server, "/health", 30)
@@ -205,10 +215,12 @@ class Target:
         return [self.python, "-m", "app.cli", *args]
 
     def commit(self) -> tuple[str, str]:
-        head = subprocess.run(["git", "-C", str(self.repo), "log", "-1", "--format=%h %s"],
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(self.repo), "status", "--porcelain", "--", "app"],
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(self.repo), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(self.repo), "status", "--porcelain", "--", "app"], capture_output=True, text=True
+        ).stdout.strip()
         return head or "?", " (app/ has uncommitted changes)" if dirty else ""
 
 
@@ -247,8 +259,13 @@ class Context:
     def proxy(self, name: str, config: dict[str, Any]) -> Any:
         path = self.write_config(config)
         port = procs.free_port()
-        server = self.fleet.serve(name, self.target.cli("serve", "--config", str(path), "--port", str(port)),
-                                  self.target.repo, port, self.target.env)
+        server = self.fleet.serve(
+            name,
+            self.target.cli("serve", "--config", str(path), "--port", str(port)),
+            self.target.repo,
+            port,
+            self.target.env,
+        )
         try:
             yield server
         finally:
@@ -272,7 +289,7 @@ def probe_main(port: int) -> None:
             try:
                 raw_request(port, "GET", "/health", {}, b"", PROBE_TIMEOUT_S)
                 latencies.append(time.monotonic() - started)
-            except (Hung, socket.timeout):
+            except (TimeoutError, Hung):
                 counts["timeouts"] += 1
             except OSError:
                 counts["errors"] += 1
@@ -296,8 +313,11 @@ def probe_main(port: int) -> None:
 class Prober:
     def __init__(self, port: int) -> None:
         self.child = subprocess.Popen(
-            [PYTHON, "-m", "bench.hostile", "--probe-port", str(port)], cwd=REPO,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [PYTHON, "-m", "bench.hostile", "--probe-port", str(port)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         assert self.child.stdout is not None
         self.child.stdout.readline()  # "ready": its first poll is done (bounded by the 2 s timeout)
@@ -363,12 +383,18 @@ def dechunk(body: bytes) -> bytes:
         if size == 0:
             break
         out += rest[:size]
-        rest = rest[size + 2:]
+        rest = rest[size + 2 :]
     return bytes(out)
 
 
-def raw_request(port: int, method: str, path: str, headers: dict[str, str] | list[tuple[str, str]], body: bytes,
-                deadline_s: float = REQUEST_TIMEOUT_S) -> tuple[int, dict[str, str], bytes]:
+def raw_request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | list[tuple[str, str]],
+    body: bytes,
+    deadline_s: float = REQUEST_TIMEOUT_S,
+) -> tuple[int, dict[str, str], bytes]:
     """One request on a new connection (`Connection: close`), read to EOF: works for a
     response cut short too. Raises Hung past the deadline, OSError on connection errors."""
     end = time.monotonic() + deadline_s
@@ -386,7 +412,7 @@ def raw_request(port: int, method: str, path: str, headers: dict[str, str] | lis
             sock.settimeout(left)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise Hung(f"{method} {path}: no complete answer within {deadline_s}s") from None
             except ConnectionResetError:
                 if chunks:
@@ -412,8 +438,9 @@ class Client:
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.conn is None:
             self.conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
         try:
@@ -456,7 +483,9 @@ def error_code(body: bytes) -> str | None:
 def metric_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+    return [
+        (s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples
+    ]
 
 
 def fetch_metrics(port: int) -> str:
@@ -564,8 +593,11 @@ def attack_slow_bodies(ctx: Context) -> Row:
                         answers[status] = answers.get(status, 0) + 1
                         if status == 408:
                             by_variant[state["variant"]] += 1
-                            if (error_code(body) != "request_timeout" or headers.get("connection", "").lower() != "close"
-                                    or not headers.get("content-type", "").startswith("application/json")):
+                            if (
+                                error_code(body) != "request_timeout"
+                                or headers.get("connection", "").lower() != "close"
+                                or not headers.get("content-type", "").startswith("application/json")
+                            ):
                                 shape_bad.append(f"{headers} {body[:160]!r}")
                         elif status >= 500:
                             row.fail(f"{variants[state['variant']]}: {status} {body[:120]!r}")
@@ -595,11 +627,15 @@ def attack_slow_bodies(ctx: Context) -> Row:
     if not ctx.new_keys:
         row.outcome += " (`body_timeout_s` unknown to this code: default settings)"
     if got_408 != 300:
-        row.deviate(f"{got_408}/300 slow bodies answered 408 ({by_variant[0]}/{by_variant[1]}/{by_variant[2]} "
-                    f"for: {'; '.join(variants)}); other answers {others}, hung {hung}, closed silently {closed_silent}")
+        row.deviate(
+            f"{got_408}/300 slow bodies answered 408 ({by_variant[0]}/{by_variant[1]}/{by_variant[2]} "
+            f"for: {'; '.join(variants)}); other answers {others}, hung {hung}, closed silently {closed_silent}"
+        )
     if shape_bad:
-        row.deviate(f"{len(shape_bad)} 408 answers without code request_timeout, `connection: close` or JSON, "
-                    f"e.g. {shape_bad[0]}")
+        row.deviate(
+            f"{len(shape_bad)} 408 answers without code request_timeout, `connection: close` or JSON, "
+            f"e.g. {shape_bad[0]}"
+        )
     if last is not None and last > timeout_s + 2:
         row.deviate(f"last 408 came {last:.1f} s after the connections were opened (body_timeout_s {timeout_s})")
     check_health(row)
@@ -619,7 +655,8 @@ def attack_many_parts(ctx: Context) -> Row:
     parts = [
         b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n',
         b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
-        + AUDIO + b"\r\n",
+        + AUDIO
+        + b"\r\n",
     ]
     empty = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n'
     body = b"".join(parts) + empty * 470_000 + b"--b--\r\n"
@@ -633,10 +670,12 @@ def attack_many_parts(ctx: Context) -> Row:
         row.sent = 1
         started = time.monotonic()
         try:
-            status, headers, answer, sent_all = send_streamed(server.port, head, body, 1 << 20, 60)
+            status, _, answer, sent_all = send_streamed(server.port, head, body, 1 << 20, 60)
             took = time.monotonic() - started
             code = error_code(answer)
-            outcome = f"{status} `{code}` after {took:.2f} s" + ("" if sent_all else " (answered before the whole body)")
+            outcome = f"{status} `{code}` after {took:.2f} s" + (
+                "" if sent_all else " (answered before the whole body)"
+            )
             if status >= 500:
                 row.fail(f"{status} {answer[:160]!r}")
             if status != 400 or code != "invalid_multipart":
@@ -650,8 +689,9 @@ def attack_many_parts(ctx: Context) -> Row:
     return row
 
 
-def send_streamed(port: int, head: bytes, body_chunks: bytes | Callable[[int], bytes | None], chunk: int,
-                  deadline_s: float) -> tuple[int, dict[str, str], bytes, bool]:
+def send_streamed(
+    port: int, head: bytes, body_chunks: bytes | Callable[[int], bytes | None], chunk: int, deadline_s: float
+) -> tuple[int, dict[str, str], bytes, bool]:
     """Send head then a body in `chunk`-byte writes, stopping early if the server answers or
     closes; then read the answer (to EOF) before the deadline."""
     end = time.monotonic() + deadline_s
@@ -664,14 +704,14 @@ def send_streamed(port: int, head: bytes, body_chunks: bytes | Callable[[int], b
             readable, _, _ = select.select([sock], [], [], 0)
             if readable:
                 break  # an answer or a close: stop sending
-            piece = body_chunks[offset:offset + chunk] if isinstance(body_chunks, bytes) else body_chunks(offset)
+            piece = body_chunks[offset : offset + chunk] if isinstance(body_chunks, bytes) else body_chunks(offset)
             if not piece:
                 sent_all = True
                 break
             try:
                 sock.settimeout(max(0.1, min(10.0, end - time.monotonic())))
                 sock.sendall(piece)
-            except socket.timeout:
+            except TimeoutError:
                 break  # the server stopped reading; see whether it answers
             except (BrokenPipeError, ConnectionResetError):
                 break
@@ -684,7 +724,7 @@ def send_streamed(port: int, head: bytes, body_chunks: bytes | Callable[[int], b
             sock.settimeout(left)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise Hung(f"no answer after {offset} body bytes within {deadline_s}s") from None
             except ConnectionResetError:
                 if chunks:
@@ -725,7 +765,7 @@ def attack_huge_head(ctx: Context) -> Row:
         row.sent = 1
         started = time.monotonic()
         try:
-            status, _, answer, sent_all = send_streamed(server.port, head, source, len(piece), 60)
+            status, _, answer, _ = send_streamed(server.port, head, source, len(piece), 60)
             took = time.monotonic() - started
             code = error_code(answer)
             row.outcome = f"{status} `{code}` after {sent['bytes'] / 1e6:.2f} MB sent, {took:.2f} s"
@@ -769,8 +809,10 @@ def attack_many_headers(ctx: Context) -> Row:
             status, _, answer, sent_all = send_streamed(server.port, head, stream, 65536, 60)
             took = time.monotonic() - started
             code = error_code(answer)
-            row.outcome = (f"{status} `{code}` after {took:.2f} s "
-                           f"({'whole request sent' if sent_all else 'answered before the end of the head'})")
+            row.outcome = (
+                f"{status} `{code}` after {took:.2f} s "
+                f"({'whole request sent' if sent_all else 'answered before the end of the head'})"
+            )
             if status >= 500:
                 row.fail(f"{status} {answer[:160]!r}")
             if status != 431 or code != "headers_too_large":
@@ -810,7 +852,9 @@ def attack_model_labels(ctx: Context) -> Row:
     def job(client: Client, i: int) -> None:
         body = json.dumps({"model": f"model-{run}-{i}", "messages": [{"role": "user", "content": "hi"}]}).encode()
         try:
-            status, headers, answer = client.request("POST", CHAT, body, {**JSON_HEADERS, "cache-control": "only-if-cached"})
+            status, headers, answer = client.request(
+                "POST", CHAT, body, {**JSON_HEADERS, "cache-control": "only-if-cached"}
+            )
         except Exception as exc:
             with lock:
                 row.fail(describe_failure(exc))
@@ -831,14 +875,18 @@ def attack_model_labels(ctx: Context) -> Row:
     models = {labels.get("model") for name, labels, _ in metric_samples(text) if name == "llmcache_requests_total"}
     models.discard(None)
     shown = ", ".join(sorted(models)[:4]) + (" …" if len(models) > 4 else "")
-    row.outcome = (f"answers {dict(sorted(statuses.items()))}; /metrics {before:,} → {len(text.encode()):,} bytes; "
-                   f"{len(models)} `model` label values ({shown})")
+    row.outcome = (
+        f"answers {dict(sorted(statuses.items()))}; /metrics {before:,} → {len(text.encode()):,} bytes; "
+        f"{len(models)} `model` label values ({shown})"
+    )
     if statuses.get(504, 0) != 5000:
         row.deviate(f"only-if-cached misses: {statuses} (spec: 504 each)")
     if no_retry_header:
         row.deviate(f"504 without `x-should-retry: false`, e.g. headers {no_retry_header[0][:300]}")
     if len(models) > 1:
-        row.deviate(f"llmcache_requests_total has {len(models)} model label values after 5000 unseen models (spec: one, `other`)")
+        row.deviate(
+            f"llmcache_requests_total has {len(models)} model label values after 5000 unseen models (spec: one, `other`)"
+        )
     check_health(row)
     return row
 
@@ -874,8 +922,14 @@ def disk_microbench(ctx: Context) -> dict[str, Any]:
     root = ctx.work / "disk-microbench"
     root.mkdir(exist_ok=True)
     try:
-        done = subprocess.run([ctx.target.python, "-c", DISK_BENCH, str(root)], cwd=ctx.target.repo,
-                              env={**os.environ, **ctx.target.env}, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [ctx.target.python, "-c", DISK_BENCH, str(root)],
+            cwd=ctx.target.repo,
+            env={**os.environ, **ctx.target.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         return {"error": describe_failure(exc)}
@@ -917,6 +971,7 @@ def attack_disk_burst(ctx: Context) -> tuple[Row, dict[str, Any]]:
                     into[label] = into.get(label, 0) + 1
                     if status >= 500:
                         row.fail(f"{status} {answer[:120]!r}")
+
             return send
 
         with probing(row, server.port):
@@ -1036,7 +1091,9 @@ def attack_cross_tenant(ctx: Context) -> Row:
                 for name, creds in probes.items():
                     row.sent += 1
                     try:
-                        status, headers, answer = client.request("POST", CHAT, body, {"content-type": "application/json", **creds})
+                        status, headers, answer = client.request(
+                            "POST", CHAT, body, {"content-type": "application/json", **creds}
+                        )
                     except Exception as exc:
                         row.fail(describe_failure(exc))
                         continue
@@ -1051,8 +1108,10 @@ def attack_cross_tenant(ctx: Context) -> Row:
         extras = wrong_tenant_extras(ctx, server.port, row, run)
     total = sum(leaks.values())
     row.lost = None
-    row.outcome = (f"leaks: {total}/100 ({', '.join(f'{k}: {v}' for k, v in leaks.items())}); "
-                   f"same-scope repeats that hit: {same_scope_hits}/25; {extras}")
+    row.outcome = (
+        f"leaks: {total}/100 ({', '.join(f'{k}: {v}' for k, v in leaks.items())}); "
+        f"same-scope repeats that hit: {same_scope_hits}/25; {extras}"
+    )
     if total:
         row.deviate(f"{total} hits served to another credential scope: {leaks}; e.g. {examples[0]}")
     if same_scope_hits != 25:
@@ -1081,8 +1140,10 @@ def wrong_tenant_extras(ctx: Context, port: int, row: Row, run: str) -> str:
         if status >= 500:
             row.fail(f"duplicate {name}: {status} {answer[:120]!r}")
         if status != 400 or error_code(answer) != "duplicate_credential_header" or calls:
-            row.deviate(f"`{name}` sent twice ({values[0]!r}, {values[1]!r}): {status} {answer[:200]!r}, "
-                        f"upstream calls {calls} (spec: 400 duplicate_credential_header, upstream not called)")
+            row.deviate(
+                f"`{name}` sent twice ({values[0]!r}, {values[1]!r}): {status} {answer[:200]!r}, "
+                f"upstream calls {calls} (spec: 400 duplicate_credential_header, upstream not called)"
+            )
     body = chat(f"query-{run}")
     query_statuses = []
     forwarded = []
@@ -1100,25 +1161,37 @@ def wrong_tenant_extras(ctx: Context, port: int, row: Row, run: str) -> str:
         if status >= 500:
             row.fail(f"POST {path}: {status} {answer[:160]!r}")
             if version == "2024-06-01":
-                row.deviate(f"`POST {path}` (headers {headers}, a 1 KB chat body) → {status} "
-                            f"x-cache-status {got.get('x-cache-status')!r} {answer[:200]!r} (spec: forwarded with its query)")
+                row.deviate(
+                    f"`POST {path}` (headers {headers}, a 1 KB chat body) → {status} "
+                    f"x-cache-status {got.get('x-cache-status')!r} {answer[:200]!r} (spec: forwarded with its query)"
+                )
         if upstream_chat_calls(ctx.upstream_port) > calls:
             _, _, stats = raw_request(ctx.upstream_port, "GET", "/_stats", {}, b"")
             records = json.loads(stats).get("requests") or []
-            forwarded.append(next((r.get("query") for r in reversed(records) if isinstance(r, dict)
-                                   and str(r.get("path", "")).endswith("/chat/completions")), None))
+            forwarded.append(
+                next(
+                    (
+                        r.get("query")
+                        for r in reversed(records)
+                        if isinstance(r, dict) and str(r.get("path", "")).endswith("/chat/completions")
+                    ),
+                    None,
+                )
+            )
         else:
             forwarded.append(None)  # not called
     if query_statuses[-1:] == ["200 hit"]:
         row.deviate("`?api-version=2024-07-01` was served the entry of `?api-version=2024-06-01` (spec: miss)")
     if forwarded[-1:] not in ([None], ["api-version=2024-07-01"]):
         row.deviate(f"the query string reached the upstream as {forwarded[-1]!r} (spec: unchanged)")
-    return (f"credential header sent twice: {duplicates}; query `?api-version=` 06-01 then 07-01: "
-            f"{' / '.join(query_statuses)}, upstream saw {forwarded} (None: not called)")
+    return (
+        f"credential header sent twice: {duplicates}; query `?api-version=` 06-01 then 07-01: "
+        f"{' / '.join(query_statuses)}, upstream saw {forwarded} (None: not called)"
+    )
 
 
 def attack_poisoning(ctx: Context) -> Row:
-    row = Row(9, "poisoning: bad 2xx answers, `\"stream\": \"true\"`, 2^64-sized numbers")
+    row = Row(9, 'poisoning: bad 2xx answers, `"stream": "true"`, 2^64-sized numbers')
     config = ctx.config([{"type": "local"}])
     run = uuid.uuid4().hex[:8]
     stored: dict[str, int] = {}
@@ -1160,22 +1233,31 @@ def attack_poisoning(ctx: Context) -> Row:
                         if own and (first[0], same_ids(first[2])) != (own[0], same_ids(own[2])):
                             differs.append(label)
                             if len(differs) == 1:
-                                row.deviate(f"`x-fake-bad: {label}`: the proxy's answer is not what the upstream sends: "
-                                            f"proxy {first[0]} {first[2][:300]!r} vs upstream {own[0]} {own[2][:300]!r} "
-                                            f"(ids normalised)")
+                                row.deviate(
+                                    f"`x-fake-bad: {label}`: the proxy's answer is not what the upstream sends: "
+                                    f"proxy {first[0]} {first[2][:300]!r} vs upstream {own[0]} {own[2][:300]!r} "
+                                    f"(ids normalised)"
+                                )
                         if first[1].get("x-cache-status") != "miss":
-                            row.deviate(f"`x-fake-bad: {label}` first answer x-cache-status "
-                                        f"{first[1].get('x-cache-status')!r} (spec: miss)")
+                            row.deviate(
+                                f"`x-fake-bad: {label}` first answer x-cache-status "
+                                f"{first[1].get('x-cache-status')!r} (spec: miss)"
+                            )
                     if second and second[1].get("x-cache-status") in ("hit", "coalesced"):
                         stored[label] = 1
-                        row.deviate(f"`x-fake-bad: {mode}` ({'stream' if stream else 'non-stream'}): the bad answer "
-                                    f"was stored, second request {second[0]} {second[1].get('x-cache-status')} "
-                                    f"{second[2][:160]!r}")
+                        row.deviate(
+                            f"`x-fake-bad: {mode}` ({'stream' if stream else 'non-stream'}): the bad answer "
+                            f"was stored, second request {second[0]} {second[1].get('x-cache-status')} "
+                            f"{second[2][:160]!r}"
+                        )
                     if calls != 2:
                         upstream_short.append(f"{label}: {calls}")
             bad_total = sum(stored.values())
-            parts.append(f"bad answers stored: {bad_total}/{len(BAD_MODES) * 2} (first answers: "
-                         + ", ".join(f"{k} {v}" for k, v in firsts.items()) + ")")
+            parts.append(
+                f"bad answers stored: {bad_total}/{len(BAD_MODES) * 2} (first answers: "
+                + ", ".join(f"{k} {v}" for k, v in firsts.items())
+                + ")"
+            )
             if upstream_short:
                 row.deviate(f"upstream calls per pair of bad-answer requests not 2: {upstream_short}")
             parts.append(f"answers unlike the upstream's own: {len(differs)}/{len(BAD_MODES) * 2}")
@@ -1192,7 +1274,9 @@ def attack_poisoning(ctx: Context) -> Row:
                 string_first[key] = string_first.get(key, 0) + 1
                 if first[0] != 400 or error_code(first[2]) != "invalid_request":
                     if i == 0:
-                        row.deviate(f'`"stream": "true"` answered {first[0]} {first[2][:160]!r} (spec: 400 invalid_request)')
+                        row.deviate(
+                            f'`"stream": "true"` answered {first[0]} {first[2][:160]!r} (spec: 400 invalid_request)'
+                        )
             second = send(server.port, plain, {}, 'plain request after `"stream": "true"`')
             if second and second[1].get("x-cache-status") == "hit":
                 poisoned += 1
@@ -1204,8 +1288,15 @@ def attack_poisoning(ctx: Context) -> Row:
             bodies = []
             for maximum in ("18446744073709552233", "18446744073709552234"):
                 text = json.loads(chat(f"tool-max-{run}-{i}"))
-                text["tools"] = [{"type": "function", "function": {"name": "pick", "parameters": {
-                    "type": "object", "properties": {"n": {"type": "integer", "maximum": 0}}}}}]
+                text["tools"] = [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "pick",
+                            "parameters": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 0}}},
+                        },
+                    }
+                ]
                 raw = json.dumps(text).replace('"maximum": 0', f'"maximum": {maximum}')
                 bodies.append(raw.encode())
             first = send(server.port, bodies[0], {}, "tool maximum …233")
@@ -1224,7 +1315,7 @@ def attack_poisoning(ctx: Context) -> Row:
             if got:
                 huge.append(f"{spelling}: {got[0]}")
                 if got[0] >= 500:
-                    row.deviate(f"`\"temperature\": {spelling}` → {got[0]} {got[2][:200]!r} (spec: never a 5xx)")
+                    row.deviate(f'`"temperature": {spelling}` → {got[0]} {got[2][:200]!r} (spec: never a 5xx)')
         parts.append(f"top-level `temperature` ≥ 2^64: {', '.join(huge)}")
     row.lost = None
     row.outcome = "; ".join(parts)
@@ -1246,8 +1337,12 @@ def attack_port_in_use(ctx: Context) -> Row:
     config = ctx.config([{"type": "local"}, ctx.disk()])
     path = ctx.write_config(config)
     try:
-        child = ctx.fleet.spawn("p10-port-in-use", ctx.target.cli("serve", "--config", str(path), "--port", str(port)),
-                                ctx.target.repo, ctx.target.env)
+        child = ctx.fleet.spawn(
+            "p10-port-in-use",
+            ctx.target.cli("serve", "--config", str(path), "--port", str(port)),
+            ctx.target.repo,
+            ctx.target.env,
+        )
         started = time.monotonic()
         row.sent = 1
         try:
@@ -1269,7 +1364,9 @@ def attack_port_in_use(ctx: Context) -> Row:
         row.outcome = f"exit code {code} after {took:.1f} s; message names {HOST}:{port}: {'yes' if names else 'no'}"
         if code == 0 or took > 5 or not names:
             last = [line for line in log.splitlines() if line.strip()][-1:] or [""]
-            row.deviate(f"port in use: exit {code} after {took:.1f} s, address named: {names}; last log line {last[0][:200]!r}")
+            row.deviate(
+                f"port in use: exit {code} after {took:.1f} s, address named: {names}; last log line {last[0][:200]!r}"
+            )
     return row
 
 
@@ -1304,8 +1401,14 @@ NAMES = {
 
 def supports_new_keys(ctx: Context) -> bool:
     path = ctx.write_config(ctx.config([{"type": "local"}]) | {"server": {"host": HOST, "body_timeout_s": 2}})
-    done = subprocess.run(ctx.target.cli("check-config", str(path)), cwd=ctx.target.repo,
-                          env={**os.environ, **ctx.target.env}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ctx.target.cli("check-config", str(path)),
+        cwd=ctx.target.repo,
+        env={**os.environ, **ctx.target.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done.returncode == 0
 
 
@@ -1327,8 +1430,9 @@ def run(repo: Path, out: Path, only: list[int]) -> int:
     meta: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="llmcache-hostile-") as tmp, Fleet(log_dir) as fleet:
         upstream_port = procs.free_port()
-        fleet.serve("fake-upstream", [PYTHON, "-m", "tests.fake_upstream", "--port", str(upstream_port)],
-                    REPO, upstream_port)
+        fleet.serve(
+            "fake-upstream", [PYTHON, "-m", "tests.fake_upstream", "--port", str(upstream_port)], REPO, upstream_port
+        )
         ctx = Context(target, fleet, Path(tmp), upstream_port, fake_has_bad_modes(upstream_port))
         ctx.new_keys = supports_new_keys(ctx)
         commit, dirty = target.commit()
@@ -1348,18 +1452,31 @@ def run(repo: Path, out: Path, only: list[int]) -> int:
                 if "error" in micro:
                     meta["disk_rate"] = f"micro-benchmark failed: {micro['error']}"
                 else:
-                    how = "one transaction per batch" if micro.get("native_set_many") else "this code's set_many: concurrent single sets"
-                    meta["disk_rate"] = (f"`set_many`, batches of 256 × 1 KB ({how}): {micro['batch']:,.0f} entries/s "
-                                         f"({micro['batch_n']} entries); `set` one at a time: {micro['single']:,.0f} entries/s "
-                                         f"({micro['single_n']} entries)")
+                    how = (
+                        "one transaction per batch"
+                        if micro.get("native_set_many")
+                        else "this code's set_many: concurrent single sets"
+                    )
+                    meta["disk_rate"] = (
+                        f"`set_many`, batches of 256 × 1 KB ({how}): {micro['batch']:,.0f} entries/s "
+                        f"({micro['batch_n']} entries); `set` one at a time: {micro['single']:,.0f} entries/s "
+                        f"({micro['single_n']} entries)"
+                    )
                     meta["disk_micro"] = micro
-            print(f"[hostile] {number}. done in {time.monotonic() - started:.1f} s: {result.outcome}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[hostile] {number}. done in {time.monotonic() - started:.1f} s: {result.outcome}",
+                file=sys.stderr,
+                flush=True,
+            )
             rows.append(result)
         meta.update(
-            label=label, repo=str(repo), commit=commit, dirty=dirty,
-            date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            cpus=os.cpu_count(), bad_modes="yes" if ctx.bad_modes else "no (those rows skipped)",
+            label=label,
+            repo=str(repo),
+            commit=commit,
+            dirty=dirty,
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            cpus=os.cpu_count(),
+            bad_modes="yes" if ctx.bad_modes else "no (those rows skipped)",
             new_keys="yes" if ctx.new_keys else "no (left out of its configs)",
         )
     meta["seconds"] = time.monotonic() - begun
@@ -1385,7 +1502,7 @@ def compare(before_path: Path, after_path: Path) -> str:
     for new in after["rows"]:
         prev = old.get(new["num"], {})
 
-        def pair(key: str) -> str:
+        def pair(key: str, prev: dict[str, Any] = prev, new: dict[str, Any] = new) -> str:
             a = prev.get(key, "—")
             b = new.get(key)
             return f"{'—' if a is None else a} / {'—' if b is None else b}"
