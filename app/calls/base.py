@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from app.asgi import OFFLOAD_BYTES, offload
 from app.codec import Entry, new_entry
 from app.control import CacheControl
+from app.errors import bad_request
+from app.exact_json import parse_object
 from app.request import Head
 from app.types import CacheKey, CacheStatus, CallType, Headers
 
@@ -100,12 +103,8 @@ _MISSING: Any = object()
 async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> tuple[Call, dict[str, Any]]:
     """A JSON request's call and payload (without `cache`); the upstream body is the
     original bytes unless the payload had to change (a `cache` field, a renamed model)."""
-    from app.asgi import offload
-    from app.errors import bad_request
-    from app.exact_json import parse_object
-
     body = request.body
-    payload = await offload(len(body), parse_object, body)
+    payload = parse_object(body) if len(body) < OFFLOAD_BYTES else await offload(parse_object, body)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request(f"'stream' must be a boolean, not {type(stream).__name__}", "invalid_request")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from app import streaming
 from app.answers import has_items
-from app.asgi import Send, offload
+from app.asgi import OFFLOAD_BYTES, Send, offload
 from app.calls.base import Call, Handler, open_json
 from app.types import CallType
 
@@ -24,7 +24,8 @@ class Completions(Handler):
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         call, payload = await open_json(pipeline, self, request)
         if pipeline.cacheable(call):
-            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
+            small = len(request.body) < OFFLOAD_BYTES
+            call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
             semantic = pipeline.semantic
             if semantic is not None:
                 call.asked = semantic.ask(

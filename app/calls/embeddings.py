@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from app.answers import has_items
-from app.asgi import JSON, Message, Send, offload, send_error, send_response
+from app.asgi import JSON, OFFLOAD_BYTES, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
 from app.coalesce import Outcome
 from app.codec import Entry, new_entry
@@ -88,9 +88,11 @@ class Embeddings(Handler):
             await pipeline.serve(call, _never, send)  # no key: forwarded as it is
             return
         params = {k: v for k, v in payload.items() if k != "input"}
-        item_keys = await offload(
-            len(request.body), lambda: [pipeline.key_for(call, {**params, "input": item}) for item in items]
-        )
+
+        def keys() -> list[CacheKey]:
+            return [pipeline.key_for(call, {**params, "input": item}) for item in items]
+
+        item_keys = keys() if len(request.body) < OFFLOAD_BYTES else await offload(keys)
         if len(items) == 1:
             call.key = item_keys[0]
             await pipeline.serve(call, _never, send)
