@@ -70,7 +70,7 @@ class Pipeline:
             body = await read_body(receive, self.max_body, head.content_length)
             await handler.handle(self, Request(scope, receive, head, body), send)
         except ProxyError as error:
-            await send_error(send, error)
+            await send_error(send, error, body=handler.error_body(error))
         except ClientGone:
             return
         except Exception:
@@ -78,7 +78,8 @@ class Pipeline:
             # still gets an answer in the API's error shape (if its response has not begun).
             log.exception("unexpected error on %r", scope["path"])
             try:
-                await send_error(send, internal_error())
+                failure = internal_error()
+                await send_error(send, failure, body=handler.error_body(failure))
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
 
@@ -103,7 +104,11 @@ class Pipeline:
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
         group = self.routing.group_of(call.model)
-        return keys.cache_key(call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query)
+        named = call.handler.key_headers
+        headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else []
+        return keys.cache_key(
+            call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query, headers
+        )
 
     def ttl(self, call: Call) -> float | None:
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
@@ -122,7 +127,8 @@ class Pipeline:
         """Where and with which headers the call goes upstream (built only on a miss)."""
         route = self.routing.route(call.model)
         url = upstream_url(route.base_url, call.path, call.head.query)
-        headers = request_headers(call.head.raw, route.api_key, drop_controls=True, content_type=call.body_type)
+        credential = None if route.api_key is None else call.handler.credential(route.api_key)
+        headers = request_headers(call.head.raw, credential, drop_controls=True, content_type=call.body_type)
         return url, headers
 
     # --- serving ------------------------------------------------------------------------

@@ -32,6 +32,8 @@ class CallType(StrEnum):
     EMBEDDINGS = "embeddings"
     TRANSCRIPTIONS = "transcriptions"
     TRANSLATIONS = "translations"
+    RESPONSES = "responses"
+    MESSAGES = "messages"
 
 
 # A namespace is a key prefix, a header value and a path segment of object tiers: letters,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.codec import Entry, new_entry
 from app.control import CacheControl
+from app.errors import ProxyError
 from app.request import Head
 from app.types import CacheKey, CacheStatus, CallType, Headers
 
@@ -61,6 +62,16 @@ class Handler(ABC):
     paths: ClassVar[tuple[str, ...]]  # with the /v1 prefix; each is served without it too
     # Whether `stream: true` asks for an event stream (`assemble` and `replay` then apply).
     streams: ClassVar[bool] = False
+    # Request headers that change the answer: keyed with the body (e.g. `anthropic-version`).
+    key_headers: ClassVar[frozenset[bytes]] = frozenset()
+
+    def credential(self, api_key: str) -> tuple[bytes, bytes]:
+        """The header a route's configured `api_key` is sent in, for this API."""
+        return (b"authorization", b"Bearer " + api_key.encode())
+
+    def error_body(self, error: ProxyError) -> bytes:
+        """An error llmcache answers itself, in this API's error shape (OpenAI's by default)."""
+        return error.body()
 
     @abstractmethod
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:

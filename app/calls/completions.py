@@ -1,5 +1,5 @@
 """Chat completions and legacy text completions: JSON in, a JSON answer or an SSE stream of
-chunks out, either way on a hit (`app/streaming.py` assembles and replays the chunks).
+chunks out, either way on a hit (`app/streaming/openai_chat.py` assembles and replays the chunks).
 The only call types the semantic cache matches."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from app import streaming
 from app.answers import has_items
 from app.asgi import Send, offload
 from app.calls.base import Call, Handler, open_json
+from app.streaming import openai_chat
 from app.types import CallType
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ class Completions(Handler):
         await pipeline.serve(call, request.receive, send)
 
     def assemble(self, raw: bytes) -> dict[str, Any] | None:
-        events, finished = streaming.parse_events(raw)
-        return streaming.assemble(events, finished)
+        events, finished = openai_chat.parse_events(raw)
+        return openai_chat.assemble(events, finished)
 
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
-        return streaming.replay(answer, call.include_usage)
+        return openai_chat.replay(answer, call.include_usage)
 
 
 class ChatCompletions(Completions):

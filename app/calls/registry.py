@@ -8,6 +8,8 @@ from app.calls.audio import Transcriptions, Translations
 from app.calls.base import Handler
 from app.calls.completions import ChatCompletions, TextCompletions
 from app.calls.embeddings import Embeddings
+from app.calls.messages import Messages
+from app.calls.responses import Responses
 from app.types import CallType
 
 HANDLERS: tuple[Handler, ...] = (
@@ -16,6 +18,8 @@ HANDLERS: tuple[Handler, ...] = (
     Embeddings(),
     Transcriptions(),
     Translations(),
+    Responses(),
+    Messages(),
 )
 
 BY_CALL_TYPE: dict[CallType, Handler] = {handler.call_type: handler for handler in HANDLERS}
