@@ -157,8 +157,9 @@ class Pipeline:
         status = CacheStatus.REFRESH if call.control.no_cache else CacheStatus.MISS
         flight = self.flights.join(call.key)
         if flight is not None:
+            # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
-            await self.respond.follow(call, flight, receive, send, status)
+            await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -177,7 +178,7 @@ class Pipeline:
             if entry is not None:
                 self.metrics.coalesced.inc()
                 self.settle(flight, entry)
-                await self.respond.entry(call, send, entry)
+                await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
                 return
         await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
 
