@@ -39,6 +39,15 @@ if TYPE_CHECKING:
     from app.semantic.cache import SemanticCache
 
 log = logging.getLogger("llmcache.pipeline")
+# Parameters that change what the model answers: leaving one out of the key serves one
+# request's answer to another that asked something else.
+ANSWER_PARAMS = frozenset((
+    "model", "messages", "input", "prompt", "instructions", "system", "temperature", "top_p", "top_k", "seed",
+    "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stop", "tools", "tool_choice", "functions",
+    "response_format", "text", "reasoning", "reasoning_effort", "thinking", "logprobs", "top_logprobs",
+    "frequency_penalty", "presence_penalty", "logit_bias", "previous_response_id", "file", "language", "voice",
+    "dimensions", "encoding_format", "query", "documents", "size", "quality",
+))
 
 
 class Pipeline:
@@ -60,6 +69,13 @@ class Pipeline:
         self.max_body = settings.server.max_body_bytes
         self.max_form_parts = settings.server.max_form_parts
         self.enabled = frozenset(settings.cache.call_types)
+        self.ignored = frozenset(settings.cache.ignore_params)
+        changing = sorted(self.ignored & ANSWER_PARAMS)
+        if changing:
+            log.warning(
+                "cache.ignore_params lists %s, which change the answer: requests that differ in them "
+                "will be served each other's answers", ", ".join(changing),
+            )
         self.respond = Responder(metrics)
 
     # --- entry --------------------------------------------------------------------------
@@ -102,7 +118,13 @@ class Pipeline:
     def namespace_of(self, call: Call) -> str | None:
         return call.control.namespace or self.cache.namespace
 
+    def keyed(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters that key a call: all but the ignored ones (config and control)."""
+        ignored = self.ignored | call.control.ignore_params if call.control.ignore_params else self.ignored
+        return {k: v for k, v in params.items() if k not in ignored} if ignored else params
+
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        params = self.keyed(call, params)
         group = self.routing.group_of(call.model)
         named = call.handler.key_headers
         headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else []

@@ -27,7 +27,7 @@ class Completions(Handler):
             semantic = pipeline.semantic
             if semantic is not None:
                 call.asked = semantic.ask(
-                    call.call_type, pipeline.routing.group_of(call.model), payload,
+                    call.call_type, pipeline.routing.group_of(call.model), pipeline.keyed(call, payload),
                     pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
                 )
         await pipeline.serve(call, request.receive, send)
