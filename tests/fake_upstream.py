@@ -1,16 +1,19 @@
-"""Deterministic, fast, OpenAI-compatible fake upstream for llmcache's tests and benchmarks.
+"""Deterministic, fast, OpenAI- and Anthropic-compatible fake upstream for llmcache's tests and benchmarks.
 
-It is the only fake in the project, so the wire format follows the real OpenAI API
-(chat completions and chunks, legacy completions, embeddings, transcriptions, models).
+It is the only fake in the project, so the wire format follows the real APIs: OpenAI's
+chat completions and chunks, legacy completions, embeddings, transcriptions, models and
+Responses API (``/v1/responses``, tests/fake_apis/responses.py), and Anthropic's Messages
+API (``/v1/messages``, tests/fake_apis/messages.py; its errors have Anthropic's shape).
 Content is a pure function of the request; only ids change per call, so a test can tell
 a cached answer (old id) from a fresh one (new id).
 
 Per-request behaviour controls (request headers, none of them changes the content):
 
-* ``x-fake-status: 503``        answer with that status and an OpenAI error body
+* ``x-fake-status: 503``        answer with that status and an error body (the API's shape)
 * ``x-fake-delay-ms: N``        stall N ms before the response starts
 * ``x-fake-chunk-delay-ms: N``  sleep N ms between SSE events of a stream
-* ``x-fake-cut-after: N``       stream: send N events then drop the connection (no [DONE]);
+* ``x-fake-cut-after: N``       stream: send N events then drop the connection (never the
+                                last one: [DONE], response.completed, message_stop);
                                 non-stream: send headers and half the body, then drop
 * ``x-fake-id: X``              use X as the response id
 * ``x-fake-bad: MODE``          answer status 200 with something that is not a complete
@@ -19,19 +22,25 @@ Per-request behaviour controls (request headers, none of them changes the conten
                      middle: no content-length, no chunked framing, then the connection is
                      closed, so a client sees a 200 whose body simply ends early
     - ``error``      ``{"error": {"message": ..., "type": "server_error", "code": null}}``
-                     as application/json
+                     as application/json (Messages: ``{"type": "error", "error": {...}}``)
     - ``html``       an ``<html>...</html>`` page as text/html
-    - ``shape``      a JSON object without ``choices`` or ``data`` (the answer without them)
+    - ``shape``      a JSON object without ``choices`` or ``data`` (the answer without them;
+                     Responses: without ``output``, Messages: without ``content``)
     - ``sse-error``  text/event-stream: a streamed request's first two chunks (none for a
                      non-stream request), then ``event: error`` with
-                     ``data: {"error": {...}}``, then ``data: [DONE]``
+                     ``data: {"error": {...}}``, then ``data: [DONE]``. Responses: the first
+                     two events, then an ``error`` event (type, code, message, param,
+                     sequence_number, and the same nested under ``error``), no [DONE].
+                     Messages: the first two events, then ``event: error`` with
+                     ``{"type": "error", "error": {"type": "overloaded_error", ...}}``
 
 ``GET /_stats`` reports counters and the last 200 request records, ``POST /_reset`` zeroes
-them. A record holds the request's path, method, query string (``query``), headers, the
-body's exact text (``body``, UTF-8 with replacement; not for multipart) and its parsed JSON
-(``json``; null for a body only the standard library can parse, e.g. ``1e400``, which the
-fake still answers). The app is a raw ASGI callable (no framework) because benchmarks drive
-it at 10k+ req/s.
+them. ``calls`` counts requests per kind (CALL_KINDS always; "responses" and "messages"
+from their first call on). A record holds the request's path, method, query string
+(``query``), headers, the body's exact text (``body``, UTF-8 with replacement; not for
+multipart) and its parsed JSON (``json``; null for a body only the standard library can
+parse, e.g. ``1e400``, which the fake still answers). The app is a raw ASGI callable (no
+framework) because benchmarks drive it at 10k+ req/s.
 
 Run it in-process with ``FakeUpstream().start()`` or as a process with
 ``python -m tests.fake_upstream --port 8001`` / ``uvicorn tests.fake_upstream:app``.
@@ -48,7 +57,6 @@ import itertools
 import json
 import logging
 import math
-import re
 import socket
 import struct
 import threading
@@ -66,17 +74,36 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
+from tests.fake_apis import messages as messages_api
+from tests.fake_apis import responses as responses_api
+from tests.fake_apis.common import CREATED as CREATED  # re-exported: tests import it from here
+from tests.fake_apis.common import (
+    JSON,
+    ApiError,
+    Full,
+    Stream,
+    Truncated,
+    echo_text,
+    fragments,
+    ids,
+    int_param,
+    json_reply,
+    require_model,
+    text_of,
+    thinking_text,
+    tokens_of,
+    truncate,
+    word_count,
+)
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-CREATED = 1_700_000_000
 FINGERPRINT = "fp_fake"
-FILLER = " — this is a deterministic reply."
 DEFAULT_EMBEDDING_DIMS = 8
 MAX_RECORDS = 200
-TOOL_ARG_FRAGMENT = 8
 MODEL_IDS = (
     "gpt-4o-mini",
     "gpt-4o",
@@ -86,11 +113,10 @@ MODEL_IDS = (
     "whisper-1",
 )
 CALL_KINDS = ("chat_completions", "completions", "embeddings", "transcriptions", "models", "other")
+# Counted in /_stats "calls" too, but listed there only once the first such call arrived.
+LATER_CALL_KINDS = ("responses", "messages")
 
-# Process-wide on purpose: ids must never repeat, not even across reset() or two
-# FakeUpstream instances, otherwise a stale cached answer could pass for a fresh one.
-_ids = itertools.count(1)
-_request_ids = itertools.count(1)  # separate, so response ids stay small and readable
+_request_ids = itertools.count(1)  # separate from `ids`, so response ids stay small and readable
 
 _ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/chat/completions"): "chat_completions",
@@ -98,6 +124,8 @@ _ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/embeddings"): "embeddings",
     ("POST", "/audio/transcriptions"): "transcriptions",
     ("GET", "/models"): "models",
+    ("POST", "/responses"): "responses",
+    ("POST", "/messages"): "messages",
 }
 _ERROR_CODES = {
     400: "bad_request",
@@ -113,13 +141,16 @@ _ERROR_CODES = {
     503: "service_unavailable",
     504: "gateway_timeout",
 }
-_JSON = b"application/json"
+# Each API's own form of some x-fake-bad modes (None from it: the generic form below).
+_BAD_REPLIES: dict[str, Callable[[str, Full | Stream], Full | Stream | None]] = {
+    "responses": responses_api.bad_reply,
+    "messages": messages_api.bad_reply,
+}
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
 _DONE = b"data: [DONE]\n\n"
-_TOKEN_RE = re.compile(r"\s*\S+")
 
 
 class _Cut(Exception):
@@ -132,17 +163,6 @@ class _ShuttingDown(Exception):
 
 class _ClientGone(Exception):
     """The client disconnected before we finished answering."""
-
-
-class ApiError(Exception):
-    """An OpenAI-style error answer (status + error object)."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
 
 
 class _QuietCuts(logging.Filter):
@@ -225,39 +245,23 @@ def _bad_mode(headers: dict[str, str]) -> str | None:
 # --------------------------------------------------------------------------- replies
 
 
-class Full(NamedTuple):
-    """A complete (non-stream) answer."""
-
-    status: int
-    body: bytes
-    content_type: bytes = _JSON
-
-
-class Stream(NamedTuple):
-    """A pre-rendered SSE answer; the last event is always ``data: [DONE]``."""
-
-    events: list[bytes]
-
-
-class Truncated(NamedTuple):
-    """A 200 whose body is cut short and delimited by closing the connection."""
-
-    body: bytes
-    content_type: bytes
-
-
 def error_body(message: str, status: int, param: str | None = None, code: str | None = None) -> bytes:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     err = {"message": message, "type": kind, "param": param, "code": code}
     return orjson.dumps({"error": err})
 
 
-def _error_reply(exc: ApiError) -> Full:
+def _error_reply(exc: ApiError, kind: str) -> Full:
+    """The error in the shape of the API that `kind` belongs to."""
+    if kind == "messages":
+        return messages_api.error_reply(exc)
     return Full(exc.status, error_body(exc.message, exc.status, exc.param, exc.code))
 
 
-def _json_reply(obj: Any) -> Full:
-    return Full(200, orjson.dumps(obj))
+def _forced_error(status: int, kind: str) -> Full:
+    """What ``x-fake-status`` answers."""
+    code = _ERROR_CODES.get(status, f"http_{status}")
+    return _error_reply(ApiError(status, f"Fake upstream forced status {status}", None, code), kind)
 
 
 _BAD_ERROR = {"message": "The server had an error while processing your request.", "type": "server_error", "code": None}
@@ -267,28 +271,32 @@ _BAD_HTML = (
 )
 
 
-def bad_reply(mode: str, reply: Full | Stream) -> Full | Stream | Truncated:
-    """What ``x-fake-bad: MODE`` turns a successful `reply` into (always status 200)."""
+def bad_reply(mode: str, reply: Full | Stream, kind: str = "chat_completions") -> Full | Stream | Truncated:
+    """What ``x-fake-bad: MODE`` turns a successful `reply` of a `kind` call into (always status 200)."""
+    own = _BAD_REPLIES.get(kind)
+    special = own(mode, reply) if own is not None else None
+    if special is not None:
+        return special
     if mode == "truncated":
         if isinstance(reply, Full):
             return Truncated(reply.body[: len(reply.body) // 2], reply.content_type)
         raw = b"".join(reply.events)
         return Truncated(raw[: len(raw) // 2], _SSE_HEADERS[0][1])
     if mode == "error":
-        return _json_reply({"error": _BAD_ERROR})
+        return json_reply({"error": _BAD_ERROR})
     if mode == "html":
         return Full(200, _BAD_HTML, b"text/html; charset=utf-8")
     if mode == "shape":
         document: Any = None
-        if isinstance(reply, Full) and reply.content_type == _JSON:
+        if isinstance(reply, Full) and reply.content_type == JSON:
             document = orjson.loads(reply.body)
         elif isinstance(reply, Stream) and reply.events[0].startswith(b"data: {"):
             document = orjson.loads(reply.events[0][6:])  # a stream's first chunk, as one JSON answer
         if not isinstance(document, dict):
-            document = {"id": f"fake-{next(_ids)}", "object": "unknown", "created": CREATED}
+            document = {"id": f"fake-{next(ids)}", "object": "unknown", "created": CREATED}
         document.pop("choices", None)
         document.pop("data", None)
-        return _json_reply(document)
+        return json_reply(document)
     # sse-error
     head = reply.events[:2] if isinstance(reply, Stream) else []
     error = b"event: error\ndata: " + orjson.dumps({"error": _BAD_ERROR}) + b"\n\n"
@@ -296,41 +304,6 @@ def bad_reply(mode: str, reply: Full | Stream) -> Full | Stream | Truncated:
 
 
 # --------------------------------------------------------------------------- text helpers
-
-
-def tokens_of(text: str) -> list[str]:
-    """Split into word tokens that keep their leading whitespace, so ''.join() == text."""
-    tokens = _TOKEN_RE.findall(text)
-    if not tokens:
-        return [text] if text else []
-    tail = len(text) - sum(map(len, tokens))
-    if tail:
-        tokens[-1] += text[-tail:]
-    return tokens
-
-
-def word_count(text: str) -> int:
-    return len(text.split())
-
-
-def text_of(content: Any) -> str:
-    """Text of a message content: a string or a list of content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-        return " ".join(parts)
-    return ""
-
-
-def echo_text(text: str) -> str:
-    return f"Echo: {text}{FILLER}"
-
-
-def _truncate(tokens: list[str], limit: int | None) -> tuple[list[str], str]:
-    if limit is not None and len(tokens) > limit:
-        return tokens[:limit], "length"
-    return tokens, "stop"
 
 
 def _logprob(position: int) -> float:
@@ -347,23 +320,6 @@ def _token_logprobs(tokens: list[str], top: int) -> list[dict[str, Any]]:
         ]
         entries.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": alts})
     return entries
-
-
-def _require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
-    return model
-
-
-def _int_param(body: dict[str, Any], name: str, low: int, high: int, default: int | None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        message = f"Invalid '{name}': expected an integer in [{low}, {high}]"
-        raise ApiError(400, message, param=name, code="invalid_value")
-    return value
 
 
 def _usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
@@ -443,24 +399,24 @@ def _tool_name(body: dict[str, Any]) -> str | None:
 
 
 def _chat_choices(body: dict[str, Any], model: str, user_text: str) -> list[ChatChoice]:
-    n = _int_param(body, "n", 1, 128, 1) or 1
-    limit = _int_param(body, "max_completion_tokens", 1, 10**9, None)
+    n = int_param(body, "n", 1, 128, 1) or 1
+    limit = int_param(body, "max_completion_tokens", 1, 10**9, None)
     if limit is None:
-        limit = _int_param(body, "max_tokens", 1, 10**9, None)
+        limit = int_param(body, "max_tokens", 1, 10**9, None)
     tool = _tool_name(body)
-    reasoning = tokens_of(f"Thinking about: {user_text}") if "reasoning" in model else []
+    reasoning = tokens_of(thinking_text(user_text)) if "reasoning" in model else []
     base = echo_text(user_text)
     choices = []
     for i in range(n):
         if tool is not None:
             call = {
-                "id": f"call_{next(_ids)}",
+                "id": f"call_{next(ids)}",
                 "type": "function",
                 "function": {"name": tool, "arguments": orjson.dumps({"query": user_text}).decode()},
             }
             choices.append(ChatChoice(i, [], reasoning, call, "tool_calls"))
             continue
-        tokens, finish = _truncate(tokens_of(f"[{i}] {base}" if i else base), limit)
+        tokens, finish = truncate(tokens_of(f"[{i}] {base}" if i else base), limit)
         choices.append(ChatChoice(i, tokens, reasoning, None, finish))
     return choices
 
@@ -480,12 +436,12 @@ def _chat_message(choice: ChatChoice) -> dict[str, Any]:
 
 
 def _logprob_settings(body: dict[str, Any]) -> tuple[bool, int]:
-    top = _int_param(body, "top_logprobs", 0, 20, 0) or 0
+    top = int_param(body, "top_logprobs", 0, 20, 0) or 0
     return bool(body.get("logprobs")), top
 
 
 def chat_completion(body: dict[str, Any], ctl: Controls) -> Full | Stream:
-    model = _require_model(body)
+    model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         message = "Missing required parameter: 'messages'."
@@ -499,7 +455,7 @@ def chat_completion(body: dict[str, Any], ctl: Controls) -> Full | Stream:
         sum(len(c.reasoning) for c in choices),
     )
     envelope = {
-        "id": ctl.fixed_id or f"chatcmpl-{next(_ids)}",
+        "id": ctl.fixed_id or f"chatcmpl-{next(ids)}",
         "object": "chat.completion",
         "created": CREATED,
         "model": model,
@@ -513,7 +469,7 @@ def chat_completion(body: dict[str, Any], ctl: Controls) -> Full | Stream:
         message = _chat_message(c)
         rendered.append({"index": c.index, "message": message, "logprobs": lp, "finish_reason": c.finish_reason})
     envelope.update(choices=rendered, usage=usage, service_tier="default", system_fingerprint=FINGERPRINT)
-    return _json_reply(envelope)
+    return json_reply(envelope)
 
 
 def _chat_events(
@@ -544,9 +500,7 @@ def _chat_choice_events(frame: _Frame, c: ChatChoice, logprobs: bool, top: int) 
     out.extend(chunk({"reasoning_content": tok}) for tok in c.reasoning)
     if c.tool_call is not None:
         out.append(chunk({"tool_calls": [_tool_head(c.tool_call)]}))
-        args = c.tool_call["function"]["arguments"]
-        for start in range(0, len(args), TOOL_ARG_FRAGMENT):
-            frag = args[start : start + TOOL_ARG_FRAGMENT]
+        for frag in fragments(c.tool_call["function"]["arguments"]):
             out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}))
     lps = _token_logprobs(c.tokens, top) if logprobs else None
     for pos, tok in enumerate(c.tokens):
@@ -606,24 +560,24 @@ def _legacy_logprobs(tokens: list[str], top: int) -> dict[str, Any]:
 
 
 def completion(body: dict[str, Any], ctl: Controls) -> Full | Stream:
-    model = _require_model(body)
+    model = require_model(body)
     prompts = _prompts(body)
-    n = _int_param(body, "n", 1, 128, 1) or 1
-    limit = _int_param(body, "max_tokens", 1, 10**9, None)
-    top = _int_param(body, "logprobs", 0, 5, None)
+    n = int_param(body, "n", 1, 128, 1) or 1
+    limit = int_param(body, "max_tokens", 1, 10**9, None)
+    top = int_param(body, "logprobs", 0, 5, None)
     choices = []
     for p_idx, (text, _) in enumerate(prompts):
         base = echo_text(text)
         for i in range(n):
             reply = f"[{i}] {base}" if i else base
-            tokens, finish = _truncate(tokens_of(reply), limit)
+            tokens, finish = truncate(tokens_of(reply), limit)
             if body.get("echo"):
                 tokens = [text, *tokens]
             choices.append(TextChoice(p_idx * n + i, tokens, finish))
     usage = _usage(sum(count for _, count in prompts), sum(len(c.tokens) for c in choices))
     del usage["prompt_tokens_details"], usage["completion_tokens_details"]
     envelope = {
-        "id": ctl.fixed_id or f"cmpl-{next(_ids)}",
+        "id": ctl.fixed_id or f"cmpl-{next(ids)}",
         "object": "text_completion",
         "created": CREATED,
         "model": model,
@@ -640,7 +594,7 @@ def completion(body: dict[str, Any], ctl: Controls) -> Full | Stream:
         for c in choices
     ]
     envelope.update(choices=rendered, usage=usage, system_fingerprint=FINGERPRINT)
-    return _json_reply(envelope)
+    return json_reply(envelope)
 
 
 def _completion_events(
@@ -710,8 +664,8 @@ def _recorded_inputs(raw: Any) -> Any:
 
 
 def embeddings(body: dict[str, Any], items: list[str | list[int]]) -> Full:
-    model = _require_model(body)
-    dims = _int_param(body, "dimensions", 1, 65536, DEFAULT_EMBEDDING_DIMS) or DEFAULT_EMBEDDING_DIMS
+    model = require_model(body)
+    dims = int_param(body, "dimensions", 1, 65536, DEFAULT_EMBEDDING_DIMS) or DEFAULT_EMBEDDING_DIMS
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         message = "encoding_format must be 'float' or 'base64'"
@@ -722,7 +676,7 @@ def embeddings(body: dict[str, Any], items: list[str | list[int]]) -> Full:
         vector: Any = base64.b64encode(packed).decode() if fmt == "base64" else array("f", packed).tolist()
         data.append({"object": "embedding", "index": index, "embedding": vector})
     used = sum(word_count(i) if isinstance(i, str) else len(i) for i in items)
-    return _json_reply(
+    return json_reply(
         {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": used, "total_tokens": used}}
     )
 
@@ -738,7 +692,7 @@ def transcript_text(file_bytes: bytes, language: str | None = None) -> str:
 def transcription(fields: dict[str, Any], file_bytes: bytes | None) -> Full:
     if file_bytes is None:
         raise ApiError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
-    _require_model(fields)
+    require_model(fields)
     try:
         float(fields.get("temperature") or 0.0)
     except (TypeError, ValueError):  # as OpenAI answers it
@@ -748,7 +702,7 @@ def transcription(fields: dict[str, Any], file_bytes: bytes | None) -> Full:
     fmt = fields.get("response_format") or "json"
     plain = b"text/plain; charset=utf-8"
     if fmt == "json":
-        return _json_reply({"text": text})
+        return json_reply({"text": text})
     if fmt == "text":
         return Full(200, (text + "\n").encode(), plain)
     if fmt == "srt":
@@ -756,7 +710,7 @@ def transcription(fields: dict[str, Any], file_bytes: bytes | None) -> Full:
     if fmt == "vtt":
         return Full(200, f"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{text}\n\n".encode(), plain)
     if fmt == "verbose_json":
-        return _json_reply(_verbose_transcription(fields, text, language))
+        return json_reply(_verbose_transcription(fields, text, language))
     raise ApiError(400, f"Unsupported response_format {fmt!r}", param="response_format", code="invalid_value")
 
 
@@ -822,12 +776,12 @@ def _model_object(model_id: str) -> dict[str, Any]:
 
 def models_reply(model_id: str | None) -> Full:
     if model_id:
-        return _json_reply(_model_object(model_id))
-    return _json_reply({"object": "list", "data": [_model_object(m) for m in MODEL_IDS]})
+        return json_reply(_model_object(model_id))
+    return json_reply({"object": "list", "data": [_model_object(m) for m in MODEL_IDS]})
 
 
 def echo_reply(scope: Scope, headers: dict[str, str], body: bytes) -> Full:
-    return _json_reply(
+    return json_reply(
         {
             "method": scope["method"],
             "path": scope["path"],
@@ -1013,7 +967,7 @@ class FakeApp:
             return
         kind, model_id = route_of(method, path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        self.calls[kind] += 1
+        self.calls[kind] = self.calls.get(kind, 0) + 1  # LATER_CALL_KINDS enter on first use
         self.total += 1
         self.active += 1
         # Holds at most one task that completes on http.disconnect (the client went away).
@@ -1056,11 +1010,12 @@ class FakeApp:
                 watcher.append(asyncio.ensure_future(receive()))
                 await self._pause(ctl.delay_ms, watcher[0])
             reply = self._answer(scope, kind, model_id, headers, ctl, got)
-            return (reply if ctl.bad is None else bad_reply(ctl.bad, reply)), ctl
+            return (reply if ctl.bad is None else bad_reply(ctl.bad, reply, kind)), ctl
         except ApiError as exc:
-            return _error_reply(exc), _NO_CONTROLS
+            return _error_reply(exc, kind), _NO_CONTROLS
         except _ShuttingDown:
-            return _error_reply(ApiError(503, "Fake upstream is shutting down", code="shutting_down")), _NO_CONTROLS
+            going = ApiError(503, "Fake upstream is shutting down", code="shutting_down")
+            return _error_reply(going, kind), _NO_CONTROLS
 
     async def _ingest(self, scope: Scope, receive: Receive, kind: str, headers: dict[str, str]) -> Ingested:
         form = file_bytes = None
@@ -1103,20 +1058,25 @@ class FakeApp:
         self, scope: Scope, kind: str, model_id: str | None, headers: dict[str, str], ctl: Controls, got: Ingested
     ) -> Full | Stream:
         if ctl.status is not None:
-            code = _ERROR_CODES.get(ctl.status, f"http_{ctl.status}")
-            return Full(ctl.status, error_body(f"Fake upstream forced status {ctl.status}", ctl.status, None, code))
+            return _forced_error(ctl.status, kind)
         if kind == "other":
             return echo_reply(scope, headers, got.body)
         if kind == "models":
             return models_reply(model_id)
         if kind == "transcriptions":
             return transcription(got.form or {}, got.file_bytes)
+        if kind == "messages":
+            messages_api.check_headers(headers)
         if got.json_error or not isinstance(got.json, dict):
             raise ApiError(400, "We could not parse the JSON body of your request.", code="invalid_json")
         if kind == "chat_completions":
             return chat_completion(got.json, ctl)
         if kind == "completions":
             return completion(got.json, ctl)
+        if kind == "responses":
+            return responses_api.reply(got.json, ctl.fixed_id)
+        if kind == "messages":
+            return messages_api.reply(got.json, ctl.fixed_id)
         return embeddings(got.json, embedding_items(got.json))
 
     # ---- delivery
@@ -1162,7 +1122,7 @@ class FakeApp:
                         raise _Cut from None  # headers are out: the only way to stop is to drop
                 if watcher.done():
                     raise _ClientGone
-            # The final [DONE] event closes the chunked body in the same write.
+            # The final event ([DONE], response.completed, message_stop) closes the chunked body in the same write.
             await send({"type": "http.response.body", "body": events[i], "more_body": i != last})
         if ctl.cut_after is not None:
             raise _Cut
@@ -1182,10 +1142,10 @@ class FakeApp:
     async def _control(self, path: str, method: str, receive: Receive, send: Send) -> None:
         await read_body(receive)
         if path == "/_stats":
-            reply = _json_reply(self.snapshot())
+            reply = json_reply(self.snapshot())
         elif path == "/_reset" and method == "POST":
             self.reset()
-            reply = _json_reply({"ok": True})
+            reply = json_reply({"ok": True})
         else:
             reply = Full(404, error_body(f"Unknown control path {path}", 404, None, "not_found"))
         await _send_full(send, reply, "req_control")
@@ -1287,6 +1247,10 @@ class FakeUpstream:
     def chat_calls(self) -> int:
         """Chat completion calls received so far."""
         return int(self.stats()["calls"]["chat_completions"])
+
+    def calls(self, kind: str) -> int:
+        """Calls of one kind received so far (CALL_KINDS or LATER_CALL_KINDS)."""
+        return int(self.stats()["calls"].get(kind, 0))
 
     def reset(self) -> None:
         httpx.post(f"{self.root}/_reset", timeout=10).raise_for_status()

@@ -1,8 +1,9 @@
 """What every part of the converter shares: its warnings, and how it reads values.
 
 Each part (models, cache, settings) warns through `warn`, which keeps one line per
-distinct message, in the order first met. Values are read through `secret`, `number` and
-`boolean`, which never raise: a value they cannot use becomes None, with a warning.
+distinct message, in the order first met. Values are read through `secret` (LiteLLM's
+environment references → ours), `number` and `boolean`; none of them raises: a number or
+boolean that cannot be used becomes None, with a warning.
 
 Secrets
     LiteLLM's `os.environ/VAR` becomes our `${VAR}` (expanded when llmcache starts; an
@@ -36,14 +37,16 @@ class ConverterBase:
     def secret(self, value: Any, where: str) -> Any:
         """`os.environ/VAR` → `${VAR}`, through lists and mappings."""
         if isinstance(value, str) and value.startswith(ENV_PREFIX):
-            name = value[len(ENV_PREFIX):]
+            name = value[len(ENV_PREFIX) :]
             if ENV_NAME.match(name):
                 return "${" + name + "}"
             self.warn(f"{where}: {value!r} is not a plain environment variable name; kept as a literal")
             return value
         if isinstance(value, str) and "${" in value:
-            self.warn(f"{where}: the literal {value!r} contains ${{...}}, which llmcache expands from its "
-                      "environment at startup")
+            self.warn(
+                f"{where}: the literal {value!r} contains ${{...}}, which llmcache expands from its "
+                "environment at startup"
+            )
             return value
         if isinstance(value, list):
             return [self.secret(v, f"{where}[{i}]") for i, v in enumerate(value)]

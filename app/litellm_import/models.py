@@ -1,24 +1,24 @@
 """model_list → models: one route per model name, for the providers llmcache can forward to.
 
-    One route per `model_name`: `name` = model_name, `base_url` = litellm_params.api_base,
-    `api_key` = litellm_params.api_key, `upstream_model` = litellm_params.model with its
-    provider prefix removed (`openai/gpt-4o` → `gpt-4o`; omitted when equal to the name).
-    Providers that speak the OpenAI API (`openai`, `text-completion-openai`,
-    `custom_openai`, `groq`, `together_ai`, `hosted_vllm`, `mistral`, `deepseek`,
-    `openrouter`, ... see OPENAI_COMPATIBLE) are forwarded directly; when api_base is
-    absent, LiteLLM's default endpoint for that provider becomes `base_url`. `ollama/`
-    and `ollama_chat/` go to Ollama's OpenAI-compatible `/v1` endpoint.
-    Providers with their own wire format (`anthropic/`, `bedrock/`, `vertex_ai/`,
-    `azure/`, `gemini/`, `cohere/`, ...) cannot be forwarded by an OpenAI-compatible
-    proxy: the route is kept with its name only (no base_url, api_key or upstream_model),
-    so requests for it go unchanged to `upstream.base_url` -- which works when that is
-    an OpenAI-compatible gateway serving this model name (e.g. LiteLLM itself, kept
-    behind llmcache) -- and a warning says so. Several deployments of one model_name
-    (load balancing): the first is kept, the others are named in a warning.
-    `model_name: "*"` (LiteLLM's catch-all) becomes `upstream.base_url`/`api_key`;
-    other wildcard names cannot be expressed and are warned about.
-    Other litellm_params (rpm, tpm, timeout, max_retries, api_version, ...) and
-    model_info: warned about, per deployment.
+One route per `model_name`: `name` = model_name, `base_url` = litellm_params.api_base,
+`api_key` = litellm_params.api_key, `upstream_model` = litellm_params.model with its
+provider prefix removed (`openai/gpt-4o` → `gpt-4o`; omitted when equal to the name).
+Providers that speak the OpenAI API (`openai`, `text-completion-openai`,
+`custom_openai`, `groq`, `together_ai`, `hosted_vllm`, `mistral`, `deepseek`,
+`openrouter`, ... see vocabulary.OPENAI_COMPATIBLE) are forwarded directly; when api_base is
+absent, LiteLLM's default endpoint for that provider becomes `base_url`. `ollama/`
+and `ollama_chat/` go to Ollama's OpenAI-compatible `/v1` endpoint.
+Providers with their own wire format (`anthropic/`, `bedrock/`, `vertex_ai/`,
+`azure/`, `gemini/`, `cohere/`, ...) cannot be forwarded by an OpenAI-compatible
+proxy: the route is kept with its name only (no base_url, api_key or upstream_model),
+so requests for it go unchanged to `upstream.base_url` -- which works when that is
+an OpenAI-compatible gateway serving this model name (e.g. LiteLLM itself, kept
+behind llmcache) -- and a warning says so. Several deployments of one model_name
+(load balancing): the first is kept, the others are named in a warning.
+`model_name: "*"` (LiteLLM's catch-all) becomes `upstream.base_url`/`api_key`;
+other wildcard names cannot be expressed and are warned about.
+Other litellm_params (rpm, tpm, timeout, max_retries, api_version, ...) and
+model_info: warned about, per deployment.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class ModelsMixin(ConverterBase):
                 if key not in ("model_name", "litellm_params"):
                     self.warn(f"{where}.{key}: not mapped (llmcache keeps no model metadata)")
             if name in seen:
-                self.warn(f"{where}: another deployment of {name!r} (load balancing); llmcache sends each "
-                          f"model name to one upstream: kept model_list[{seen[name]}], dropped this one")
+                self.warn(
+                    f"{where}: another deployment of {name!r} (load balancing); llmcache sends each "
+                    f"model name to one upstream: kept model_list[{seen[name]}], dropped this one"
+                )
                 continue
             seen[name] = index
             route = self.route(name, params, where)
@@ -74,13 +76,17 @@ class ModelsMixin(ConverterBase):
             if forwarded and route.get("api_key") is None and params.get("api_base") is None:
                 keyless.append(name)  # a public provider endpoint, which needs the provider's key
         if keyless and "api_key" in upstream:
-            self.warn("models " + ", ".join(keyless) + ": no api_key, so llmcache sends upstream.api_key (from "
-                      "the '*' deployment) to their provider; give each its own `api_key: ${...}`")
+            self.warn(
+                "models " + ", ".join(keyless) + ": no api_key, so llmcache sends upstream.api_key (from "
+                "the '*' deployment) to their provider; give each its own `api_key: ${...}`"
+            )
         elif keyless:
-            self.warn("models " + ", ".join(keyless) + ": no api_key, so llmcache forwards each caller's own "
-                      "Authorization header to the provider, where LiteLLM used its provider key from the "
-                      "environment (e.g. OPENAI_API_KEY); add `api_key: ${OPENAI_API_KEY}` (or the provider's) "
-                      "if callers do not hold provider keys")
+            self.warn(
+                "models " + ", ".join(keyless) + ": no api_key, so llmcache forwards each caller's own "
+                "Authorization header to the provider, where LiteLLM used its provider key from the "
+                "environment (e.g. OPENAI_API_KEY); add `api_key: ${OPENAI_API_KEY}` (or the provider's) "
+                "if callers do not hold provider keys"
+            )
         self.fixed_keys = keyed
         return list(routes.values())
 
@@ -95,24 +101,30 @@ class ModelsMixin(ConverterBase):
                 raise LiteLLMImportError(f"{where}.litellm_params.{key} must be a string, not {kind_of(value)}")
         extra = [k for k in params if k not in ("model", "api_base", "api_key", "custom_llm_provider")]
         if extra:
-            self.warn(f"{where}: litellm_params {', '.join(extra)} not mapped (llmcache forwards requests "
-                      "as sent: no rate limits, retries, timeouts or extra params per model)")
+            self.warn(
+                f"{where}: litellm_params {', '.join(extra)} not mapped (llmcache forwards requests "
+                "as sent: no rate limits, retries, timeouts or extra params per model)"
+            )
 
         upstream_model: str | None
         provider, upstream_model = split_provider(model, params.get("custom_llm_provider"))
         if "*" in name and name != "*":
-            self.warn(f"{where}: wildcard model_name {name!r} cannot be expressed (llmcache routes exact "
-                      "names); requests for such models go to upstream.base_url unchanged")
+            self.warn(
+                f"{where}: wildcard model_name {name!r} cannot be expressed (llmcache routes exact "
+                "names); requests for such models go to upstream.base_url unchanged"
+            )
             return None
         if provider in OLLAMA:
             base = (api_base or OLLAMA_DEFAULT_BASE).rstrip("/")
             self.warn(f"{where}: {provider}/ is served through Ollama's OpenAI-compatible endpoint {base}/v1")
             return self._route(name, base + "/v1", api_key, upstream_model, forwarded=False)
         if provider not in OPENAI_COMPATIBLE:
-            self.warn(f"{where}: provider {provider!r} ({model}) does not speak the OpenAI API and llmcache "
-                      "cannot translate; route kept by name only, so its requests go unchanged to "
-                      "upstream.base_url (point that at an OpenAI-compatible gateway serving "
-                      f"{name!r}, e.g. LiteLLM itself)")
+            self.warn(
+                f"{where}: provider {provider!r} ({model}) does not speak the OpenAI API and llmcache "
+                "cannot translate; route kept by name only, so its requests go unchanged to "
+                "upstream.base_url (point that at an OpenAI-compatible gateway serving "
+                f"{name!r}, e.g. LiteLLM itself)"
+            )
             if name == "*":
                 return None
             return {"name": name}
@@ -124,8 +136,9 @@ class ModelsMixin(ConverterBase):
         return self._route(name, base_url, api_key, upstream_model, forwarded=True)
 
     @staticmethod
-    def _route(name: str, base_url: str | None, api_key: str | None, upstream_model: str | None,
-               *, forwarded: bool) -> dict[str, Any]:
+    def _route(
+        name: str, base_url: str | None, api_key: str | None, upstream_model: str | None, *, forwarded: bool
+    ) -> dict[str, Any]:
         route: dict[str, Any] = {"name": name}
         if base_url is not None:
             route["base_url"] = base_url
@@ -141,7 +154,7 @@ def split_provider(model: str, custom_provider: Any) -> tuple[str, str]:
     """(provider, model name as the provider knows it), the way LiteLLM reads `model`."""
     if isinstance(custom_provider, str) and custom_provider:
         prefix = custom_provider + "/"
-        return custom_provider, model[len(prefix):] if model.startswith(prefix) else model
+        return custom_provider, model[len(prefix) :] if model.startswith(prefix) else model
     if "/" in model:
         provider, rest = model.split("/", 1)
         return provider, rest

@@ -1,19 +1,19 @@
 """cache_params of the semantic cache types → cache.semantic.
 
-    redis-semantic: the redis tier (see tiers), plus semantic {type: redis,
-    similarity_threshold, embedding: {model: redis_semantic_cache_embedding_model
-    (LiteLLM's default text-embedding-ada-002)}, redis: {url}} with the url built from
-    host/port/password/ssl (or url / redis_url).
-    qdrant-semantic: semantic {type: qdrant, similarity_threshold, embedding: {model:
-    qdrant_semantic_cache_embedding_model}, qdrant: {url: qdrant_api_base (else
-    ${QDRANT_URL}, as LiteLLM read QDRANT_URL), api_key: qdrant_api_key}}.
-    The semantic index / collection is NOT reused: redis_semantic_cache_index_name and
-    qdrant_collection_name hold LiteLLM's entries in LiteLLM's schema, which llmcache
-    can neither read nor share; llmcache keeps its own (`llmcache-semantic`,
-    `llmcache`) and a warning names the key.
-    semantic_cache_embedding_timeout → embedding.timeout_s. The embedding model name is
-    kept as is when it is a model_list name (llmcache routes it), else its OpenAI
-    provider prefix is removed.
+redis-semantic: the redis tier (see tiers), plus semantic {type: redis,
+similarity_threshold, embedding: {model: redis_semantic_cache_embedding_model
+(LiteLLM's default text-embedding-ada-002)}, redis: {url}} with the url built from
+host/port/password/ssl (or url / redis_url).
+qdrant-semantic: semantic {type: qdrant, similarity_threshold, embedding: {model:
+qdrant_semantic_cache_embedding_model}, qdrant: {url: qdrant_api_base (else
+${QDRANT_URL}, as LiteLLM read QDRANT_URL), api_key: qdrant_api_key}}.
+The semantic index / collection is NOT reused: redis_semantic_cache_index_name and
+qdrant_collection_name hold LiteLLM's entries in LiteLLM's schema, which llmcache
+can neither read nor share; llmcache keeps its own (`llmcache-semantic`,
+`llmcache`) and a warning names the key.
+semantic_cache_embedding_timeout → embedding.timeout_s. The embedding model name is
+kept as is when it is a model_list name (llmcache routes it), else its OpenAI
+provider prefix is removed.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ class SemanticMixin(ConverterBase):
         semantic["redis"] = {"url": self.redis_url(tier)}
         if params.get("redis_semantic_cache_index_name") is not None:
             used.add("redis_semantic_cache_index_name")
-            self.warn(f"{CP}.redis_semantic_cache_index_name: {params['redis_semantic_cache_index_name']!r} "
-                      "not reused (it holds LiteLLM's entries in LiteLLM's schema, which llmcache cannot "
-                      "read); llmcache keeps its own index 'llmcache-semantic' (cache.semantic.redis.index)")
+            self.warn(
+                f"{CP}.redis_semantic_cache_index_name: {params['redis_semantic_cache_index_name']!r} "
+                "not reused (it holds LiteLLM's entries in LiteLLM's schema, which llmcache cannot "
+                "read); llmcache keeps its own index 'llmcache-semantic' (cache.semantic.redis.index)"
+            )
         return semantic
 
     def qdrant_semantic(self, params: dict[str, Any], used: set[str]) -> dict[str, Any]:
@@ -45,16 +47,20 @@ class SemanticMixin(ConverterBase):
         url = params.get("qdrant_api_base")
         if url is None:
             url = "${QDRANT_URL}"
-            self.warn(f"{CP}.qdrant_api_base: not set, LiteLLM read QDRANT_URL (or QDRANT_API_BASE) from "
-                      "its environment; emitted url: ${QDRANT_URL}")
+            self.warn(
+                f"{CP}.qdrant_api_base: not set, LiteLLM read QDRANT_URL (or QDRANT_API_BASE) from "
+                "its environment; emitted url: ${QDRANT_URL}"
+            )
         qdrant: dict[str, Any] = {"url": url}
         if params.get("qdrant_api_key") is not None:
             qdrant["api_key"] = params["qdrant_api_key"]
         semantic["qdrant"] = qdrant
         if params.get("qdrant_collection_name") is not None:
-            self.warn(f"{CP}.qdrant_collection_name: {params['qdrant_collection_name']!r} not reused (it "
-                      "holds LiteLLM's points, which llmcache cannot read); llmcache keeps its own "
-                      "collection 'llmcache' (cache.semantic.qdrant.collection)")
+            self.warn(
+                f"{CP}.qdrant_collection_name: {params['qdrant_collection_name']!r} not reused (it "
+                "holds LiteLLM's points, which llmcache cannot read); llmcache keeps its own "
+                "collection 'llmcache' (cache.semantic.qdrant.collection)"
+            )
         return semantic
 
     def semantic(self, params: dict[str, Any], used: set[str], kind: str) -> dict[str, Any]:
@@ -63,8 +69,10 @@ class SemanticMixin(ConverterBase):
         semantic: dict[str, Any] = {"type": kind}
         threshold = params.get("similarity_threshold")
         if threshold is None:
-            self.warn(f"{CP}.similarity_threshold: not set (LiteLLM requires it for {kind}-semantic); "
-                      "llmcache's default 0.9 applies")
+            self.warn(
+                f"{CP}.similarity_threshold: not set (LiteLLM requires it for {kind}-semantic); "
+                "llmcache's default 0.9 applies"
+            )
         else:
             value = self.number(threshold, f"{CP}.similarity_threshold", positive=False)
             if isinstance(value, (int, float)) and not 0 <= value <= 1:
@@ -77,8 +85,7 @@ class SemanticMixin(ConverterBase):
         embedding: dict[str, Any] = {"model": self.embedding_model(str(model), f"{CP}.{model_key}")}
         if params.get("semantic_cache_embedding_timeout") is not None:
             used.add("semantic_cache_embedding_timeout")
-            timeout = self.number(params["semantic_cache_embedding_timeout"],
-                                  f"{CP}.semantic_cache_embedding_timeout")
+            timeout = self.number(params["semantic_cache_embedding_timeout"], f"{CP}.semantic_cache_embedding_timeout")
             if timeout is not None:
                 embedding["timeout_s"] = timeout
         semantic["embedding"] = embedding
@@ -90,9 +97,11 @@ class SemanticMixin(ConverterBase):
         provider, name = split_provider(model, None)
         if provider in OPENAI_COMPATIBLE:
             return name
-        self.warn(f"{where}: {model!r} is a {provider} model; llmcache embeds through upstream.base_url's "
-                  "/v1/embeddings with the name as given -- add a model route for it or use "
-                  "embedding: {local: all-MiniLM-L6-v2}")
+        self.warn(
+            f"{where}: {model!r} is a {provider} model; llmcache embeds through upstream.base_url's "
+            "/v1/embeddings with the name as given -- add a model route for it or use "
+            "embedding: {local: all-MiniLM-L6-v2}"
+        )
         return model
 
     def redis_url(self, tier: dict[str, Any]) -> str:
@@ -102,8 +111,10 @@ class SemanticMixin(ConverterBase):
             return url
         if "startup_nodes" in tier:
             node = tier["startup_nodes"][0]
-            self.warn(f"{CP}.redis_startup_nodes: the semantic index needs one RediSearch server, not a "
-                      f"cluster; emitted redis://{node['host']}:{node.get('port', 6379)} -- check it")
+            self.warn(
+                f"{CP}.redis_startup_nodes: the semantic index needs one RediSearch server, not a "
+                f"cluster; emitted redis://{node['host']}:{node.get('port', 6379)} -- check it"
+            )
             host, port = node["host"], node.get("port", 6379)
         else:
             host, port = tier["host"], tier.get("port", 6379)

@@ -1,7 +1,7 @@
 """LiteLLM's vocabulary, as data: providers, call types, cache_params keys and cache types.
 
-Spellings follow LiteLLM's own source: the keywords of `litellm.caching.caching.Cache`,
-the enums of `litellm.types.caching`, and the proxy in `litellm.proxy.proxy_server`.
+Spellings follow LiteLLM's own source: the keywords of its `Cache` class, its caching
+types, and its proxy server's defaults.
 """
 
 from __future__ import annotations
@@ -64,22 +64,59 @@ OUR_CALL_TYPE_ORDER = ("chat_completions", "completions", "embeddings", "transcr
 # Every keyword of LiteLLM's Cache.__init__ (plus the Redis client kwargs we map), so that
 # a key meant for another cache type is told apart from an unknown key.
 LITELLM_CACHE_KEYS = {
-    "type", "mode", "host", "port", "password", "namespace", "ttl", "default_in_memory_ttl",
-    "default_in_redis_ttl", "similarity_threshold", "supported_call_types",
-    "azure_account_url", "azure_blob_container",
-    "s3_bucket_name", "s3_region_name", "s3_api_version", "s3_use_ssl", "s3_verify",
-    "s3_endpoint_url", "s3_aws_access_key_id", "s3_aws_secret_access_key",
-    "s3_aws_session_token", "s3_config", "s3_path",
-    "gcs_bucket_name", "gcs_path_service_account", "gcs_path",
-    "redis_semantic_cache_embedding_model", "redis_semantic_cache_index_name",
-    "valkey_semantic_cache_embedding_model", "valkey_semantic_cache_index_name",
-    "redis_flush_size", "redis_startup_nodes", "disk_cache_dir",
-    "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name", "qdrant_quantization_config",
-    "qdrant_semantic_cache_embedding_model", "qdrant_semantic_cache_vector_size",
-    "semantic_cache_embedding_max_input_tokens", "semantic_cache_embedding_timeout",
-    "semantic_cache_scope", "gcp_service_account", "gcp_ssl_ca_certs",
+    "type",
+    "mode",
+    "host",
+    "port",
+    "password",
+    "namespace",
+    "ttl",
+    "default_in_memory_ttl",
+    "default_in_redis_ttl",
+    "similarity_threshold",
+    "supported_call_types",
+    "azure_account_url",
+    "azure_blob_container",
+    "s3_bucket_name",
+    "s3_region_name",
+    "s3_api_version",
+    "s3_use_ssl",
+    "s3_verify",
+    "s3_endpoint_url",
+    "s3_aws_access_key_id",
+    "s3_aws_secret_access_key",
+    "s3_aws_session_token",
+    "s3_config",
+    "s3_path",
+    "gcs_bucket_name",
+    "gcs_path_service_account",
+    "gcs_path",
+    "redis_semantic_cache_embedding_model",
+    "redis_semantic_cache_index_name",
+    "valkey_semantic_cache_embedding_model",
+    "valkey_semantic_cache_index_name",
+    "redis_flush_size",
+    "redis_startup_nodes",
+    "disk_cache_dir",
+    "qdrant_api_base",
+    "qdrant_api_key",
+    "qdrant_collection_name",
+    "qdrant_quantization_config",
+    "qdrant_semantic_cache_embedding_model",
+    "qdrant_semantic_cache_vector_size",
+    "semantic_cache_embedding_max_input_tokens",
+    "semantic_cache_embedding_timeout",
+    "semantic_cache_scope",
+    "gcp_service_account",
+    "gcp_ssl_ca_certs",
     # redis.Redis kwargs LiteLLM passes through
-    "url", "redis_url", "username", "db", "ssl", "max_connections", "socket_timeout",
+    "url",
+    "redis_url",
+    "username",
+    "db",
+    "ssl",
+    "max_connections",
+    "socket_timeout",
 }
 REDIS_TYPES = {"redis", "redis-semantic"}
 KNOWN_TYPES = {"local", "redis", "redis-semantic", "qdrant-semantic", "s3", "gcs", "azure-blob", "disk"}
