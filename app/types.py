@@ -34,6 +34,10 @@ class CallType(StrEnum):
     TRANSLATIONS = "translations"
     RESPONSES = "responses"
     MESSAGES = "messages"
+    IMAGES = "images"
+    SPEECH = "speech"
+    RERANK = "rerank"
+    MODERATIONS = "moderations"
 
 
 # A namespace is a key prefix, a header value and a path segment of object tiers: letters,

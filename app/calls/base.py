@@ -62,6 +62,9 @@ class Handler(ABC):
     paths: ClassVar[tuple[str, ...]]  # with the /v1 prefix; each is served without it too
     # Whether `stream: true` asks for an event stream (`assemble` and `replay` then apply).
     streams: ClassVar[bool] = False
+    # Whether every answer is relayed to the client as it arrives and stored as the bytes
+    # it was (audio): `complete` judges it by its content type, `assemble` an SSE one.
+    relays: ClassVar[bool] = False
     # Request headers that change the answer: keyed with the body (e.g. `anthropic-version`).
     key_headers: ClassVar[frozenset[bytes]] = frozenset()
 
@@ -129,3 +132,28 @@ async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> t
     options = payload.get("stream_options")
     call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
     return call, payload
+
+
+class JsonHandler(Handler):
+    """A call type whose requests are JSON objects: parsed exactly, keyed over every
+    parameter but the transport ones, served through the pipeline."""
+
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        from app.asgi import offload
+
+        call, payload = await open_json(pipeline, self, request)
+        self.prepare(call, payload)
+        if pipeline.cacheable(call) and self.keyable(payload):
+            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
+            self.keyed(pipeline, call, payload)
+        await pipeline.serve(call, request.receive, send)
+
+    def prepare(self, call: Call, payload: dict[str, Any]) -> None:
+        """Anything the call needs from the payload besides its key (none by default)."""
+
+    def keyable(self, payload: dict[str, Any]) -> bool:
+        """False for a request that must not be cached (it depends on changing state)."""
+        return True
+
+    def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
+        """After the key: what else a cacheable call of this type does (none by default)."""

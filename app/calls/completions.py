@@ -8,29 +8,24 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from app.answers import has_items
-from app.asgi import Send, offload
-from app.calls.base import Call, Handler, open_json
+from app.calls.base import Call, JsonHandler
 from app.streaming import openai_chat
 from app.types import CallType
 
 if TYPE_CHECKING:
     from app.pipeline import Pipeline
-    from app.request import Request
 
 
-class Completions(Handler):
+class Completions(JsonHandler):
     streams = True
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        call, payload = await open_json(pipeline, self, request)
-        if pipeline.cacheable(call):
-            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
-            semantic = pipeline.semantic
-            if semantic is not None:
-                call.asked = semantic.ask(
-                    call.call_type, pipeline.routing.group_of(call.model), pipeline.keyed(call, payload),
-                    pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
-                )
-        await pipeline.serve(call, request.receive, send)
+
+    def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
+        semantic = pipeline.semantic
+        if semantic is not None:  # the only call types matched semantically
+            call.asked = semantic.ask(
+                call.call_type, pipeline.routing.group_of(call.model), pipeline.keyed(call, payload),
+                pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
+            )
 
     def assemble(self, raw: bytes) -> dict[str, Any] | None:
         events, finished = openai_chat.parse_events(raw)

@@ -9,19 +9,14 @@ goes out as `x-api-key`; errors llmcache answers itself take Anthropic's shape.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from app.asgi import Send, offload
-from app.calls.base import Call, Handler, open_json
+from app.calls.base import Call, JsonHandler
 from app.errors import ProxyError
 from app.streaming import anthropic
 from app.types import CallType
-
-if TYPE_CHECKING:
-    from app.pipeline import Pipeline
-    from app.request import Request
 
 # Anthropic's error types by status, for the errors llmcache answers itself.
 ERROR_TYPES = {
@@ -31,17 +26,11 @@ ERROR_TYPES = {
 }
 
 
-class Messages(Handler):
+class Messages(JsonHandler):
     call_type = CallType.MESSAGES
     paths = ("/v1/messages",)
     streams = True
     key_headers = frozenset((b"anthropic-version", b"anthropic-beta"))
-
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        call, payload = await open_json(pipeline, self, request)
-        if pipeline.cacheable(call):
-            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
-        await pipeline.serve(call, request.receive, send)
 
     def credential(self, api_key: str) -> tuple[bytes, bytes]:
         return (b"x-api-key", api_key.encode())

@@ -9,32 +9,24 @@ parameter: the response it names never changes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from app.asgi import Send, offload
-from app.calls.base import Call, Handler, open_json
+from app.calls.base import Call, JsonHandler
 from app.streaming import responses
 from app.types import CallType
-
-if TYPE_CHECKING:
-    from app.pipeline import Pipeline
-    from app.request import Request
 
 
 def stateful(payload: dict[str, Any]) -> bool:
     return payload.get("background") is True or payload.get("conversation") is not None
 
 
-class Responses(Handler):
+class Responses(JsonHandler):
     call_type = CallType.RESPONSES
     paths = ("/v1/responses",)
     streams = True
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        call, payload = await open_json(pipeline, self, request)
-        if pipeline.cacheable(call) and not stateful(payload):
-            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
-        await pipeline.serve(call, request.receive, send)
+    def keyable(self, payload: dict[str, Any]) -> bool:
+        return not stateful(payload)
 
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return (
