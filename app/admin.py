@@ -73,11 +73,13 @@ async def stats(request: Request) -> Response:
         {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
         for tier, s in await rt.chain.stats()
     ]
-    return json_response({
-        "requests": counts,
-        "hit_rate": hit_rate(counts),
-        "tiers": tiers,
-    })
+    return json_response(
+        {
+            "requests": counts,
+            "hit_rate": hit_rate(counts),
+            "tiers": tiers,
+        }
+    )
 
 
 @admin.get("/ping")
@@ -85,13 +87,15 @@ async def ping(request: Request) -> Response:
     rt = runtime(request)
     health = await rt.chain.ping()
     semantic = await rt.semantic.ping() if rt.semantic is not None else None
-    return json_response({
-        "tiers": [
-            {"name": h.name, "type": h.type, "ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
-            for h in health
-        ],
-        "semantic": semantic,
-    })
+    return json_response(
+        {
+            "tiers": [
+                {"name": h.name, "type": h.type, "ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+                for h in health
+            ],
+            "semantic": semantic,
+        }
+    )
 
 
 @admin.delete("/keys/{key:path}")
@@ -109,9 +113,9 @@ async def flush(request: Request) -> Response:
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise bad_request("flush takes an empty body or {\"namespace\": \"...\"}", "invalid_json") from None
+            raise bad_request('flush takes an empty body or {"namespace": "..."}', "invalid_json") from None
         if not isinstance(document, dict) or set(document) - {"namespace"}:
-            raise bad_request("flush takes an empty body or {\"namespace\": \"...\"}", "invalid_json")
+            raise bad_request('flush takes an empty body or {"namespace": "..."}', "invalid_json")
         namespace = document.get("namespace")
         if namespace is not None and not valid_namespace(namespace):
             raise bad_request(f"invalid namespace {namespace!r}", "invalid_namespace")

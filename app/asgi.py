@@ -57,9 +57,7 @@ async def send_response(send: Send, status: int, headers: Headers, body: bytes) 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(
-    send: Send, error: ProxyError, headers: Headers | None = None, body: bytes | None = None
-) -> None:
+async def send_error(send: Send, error: ProxyError, headers: Headers | None = None, body: bytes | None = None) -> None:
     """`error` as the response; `body`: its rendering in the API's shape (OpenAI's if None)."""
     out = headers if headers is not None else []
     out.append((b"content-type", JSON))
@@ -74,10 +72,9 @@ OFFLOAD_BYTES = 256 * 1024
 T = TypeVar("T")
 
 
-async def offload(size: int, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)`, inline for small inputs, in a worker thread for large ones."""
-    if size < OFFLOAD_BYTES:
-        return fn(*args)
+async def offload(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread: for inputs of OFFLOAD_BYTES and more. The hot path
+    tests the size itself, so that small inputs (nearly all) cost no coroutine."""
     return await asyncio.to_thread(fn, *args)
 
 

@@ -55,9 +55,7 @@ def encode(entry: Entry, compress_min_bytes: int | None = None) -> bytes:
             body, flags = packed, _FLAG_ZLIB
     ctype = entry.content_type.encode()
     expires = math.nan if entry.expires_at is None else entry.expires_at
-    header = _HEADER.pack(
-        _MAGIC, _VERSION, flags, entry.created_at, expires, min(entry.tokens, 0xFFFFFFFF), len(ctype)
-    )
+    header = _HEADER.pack(_MAGIC, _VERSION, flags, entry.created_at, expires, min(entry.tokens, 0xFFFFFFFF), len(ctype))
     return b"".join((header, ctype, body))
 
 
@@ -75,5 +73,5 @@ def decode(data: bytes) -> Entry:
             body = zlib.decompress(body)
         except zlib.error as exc:
             raise CodecError("corrupt compressed body") from exc
-    ctype = data[_HEADER.size:start].decode()
+    ctype = data[_HEADER.size : start].decode()
     return Entry(body, ctype, created, None if math.isnan(expires) else expires, tokens)

@@ -333,6 +333,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def expand_env(value: Any) -> Any:
     """Replace `${VAR}` in every string of a parsed YAML tree; an unset VAR is an error."""
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
@@ -371,8 +372,14 @@ def kind_of(value: Any) -> str:
     """What a parsed YAML/JSON value is, in words, for error messages."""
     if value is None:
         return "nothing"
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:

@@ -98,9 +98,7 @@ _PARSERS = {
 }
 
 
-def parse_control(
-    headers: dict[str, str] | None, cache_control: str | None, body_control: Any
-) -> CacheControl:
+def parse_control(headers: dict[str, str] | None, cache_control: str | None, body_control: Any) -> CacheControl:
     """Merge the three sources into one CacheControl; a bad value raises a 400."""
     control = CacheControl()
     if body_control is not None:

@@ -26,9 +26,7 @@ def bad_request(message: str, code: str = "invalid_request") -> ProxyError:
 
 
 def too_large(limit: int) -> ProxyError:
-    return ProxyError(
-        413, f"request body exceeds the {limit} byte limit", "invalid_request_error", "request_too_large"
-    )
+    return ProxyError(413, f"request body exceeds the {limit} byte limit", "invalid_request_error", "request_too_large")
 
 
 def upstream_unreachable(detail: str) -> ProxyError:
@@ -44,9 +42,7 @@ def upstream_broken(detail: str) -> ProxyError:
 
 
 def not_cached() -> ProxyError:
-    return ProxyError(
-        504, "no cached response and only-if-cached was requested", "cache_miss", "only_if_cached"
-    )
+    return ProxyError(504, "no cached response and only-if-cached was requested", "cache_miss", "only_if_cached")
 
 
 def body_timeout(seconds: float) -> ProxyError:

@@ -18,6 +18,7 @@ stand in for another.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -28,27 +29,40 @@ from app.types import CacheKey
 # Transport and caching options: the same answer whatever their value.
 NON_KEY_PARAMS = frozenset(("cache", "stream", "stream_options"))
 ANONYMOUS = "anonymous"
+# A process sees few distinct credentials, each on many requests: their scopes are kept
+# (bounded) so a hit does not hash its credential again.
+MAX_SCOPES = 1024
+_SCOPES: dict[tuple[bytes, bytes], str] = {}
 # Every header an upstream authenticates (or bills) a caller by: OpenAI and Azure OpenAI
 # (`authorization`, `api-key`, organization and project), Anthropic (`x-api-key`).
 CREDENTIAL_HEADERS = (b"authorization", b"api-key", b"x-api-key", b"openai-organization", b"openai-project")
 # A credential sent twice is refused: which copy an upstream reads is its own choice.
 SINGLE_HEADERS = frozenset((b"authorization", b"api-key", b"x-api-key"))
 
-def credential_scope(credentials: list[tuple[bytes, bytes]]) -> str:
-    """A one-way tag of the caller's credential headers; the secrets are never stored.
+
+def credential_scope(credentials: Sequence[tuple[bytes, bytes]]) -> str:
+    """A one-way tag of the caller's credential headers: the secrets never reach a key, a
+    store or a log.
 
     `credentials` holds (name, value) pairs of CREDENTIAL_HEADERS, each name at most once.
     """
-    if len(credentials) == 1:  # the usual case, without the sorting
-        name, value = credentials[0]
-        if not value.strip():
-            return ANONYMOUS
-        material = name + b":" + value
-    else:
-        present = sorted((name, value) for name, value in credentials if value.strip())
-        if not present:
-            return ANONYMOUS
-        material = b"\n".join(name + b":" + value for name, value in present)
+    if len(credentials) == 1:  # the usual case: one header, its scope remembered
+        only = credentials[0]
+        scope = _SCOPES.get(only)
+        if scope is None:
+            scope = _scope([only])
+            if len(_SCOPES) >= MAX_SCOPES:
+                _SCOPES.clear()
+            _SCOPES[only] = scope
+        return scope
+    return _scope(credentials)
+
+
+def _scope(credentials: Sequence[tuple[bytes, bytes]]) -> str:
+    present = sorted((name, value) for name, value in credentials if value.strip())
+    if not present:
+        return ANONYMOUS
+    material = b"\n".join(name + b":" + value for name, value in present)
     return hashlib.sha256(material).hexdigest()[:32]
 
 

@@ -18,8 +18,26 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from app.types import CacheStatus
 
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 # A client can send any model name: only names the configuration knows, or that have
 # been answered (by the upstream, or from the cache), become label values, at most
@@ -52,47 +70,73 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "llmcache_requests", "Cacheable requests by call type, model and cache status.",
-            ("call_type", "model", "cache_status"), registry=r,
+            "llmcache_requests",
+            "Cacheable requests by call type, model and cache status.",
+            ("call_type", "model", "cache_status"),
+            registry=r,
         )
         self.request_duration = Histogram(
-            "llmcache_request_duration_seconds", "Time to answer a cacheable request.",
-            ("call_type", "cache_status"), buckets=LATENCY_BUCKETS, registry=r,
+            "llmcache_request_duration_seconds",
+            "Time to answer a cacheable request.",
+            ("call_type", "cache_status"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.upstream_duration = Histogram(
-            "llmcache_upstream_duration_seconds", "Time of upstream calls, to the last byte.",
-            ("call_type",), buckets=LATENCY_BUCKETS, registry=r,
+            "llmcache_upstream_duration_seconds",
+            "Time of upstream calls, to the last byte.",
+            ("call_type",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tier_operations = Counter(
-            "llmcache_tier_operations", "Tier operations by tier, operation and result.",
-            ("tier", "op", "result"), registry=r,
+            "llmcache_tier_operations",
+            "Tier operations by tier, operation and result.",
+            ("tier", "op", "result"),
+            registry=r,
         )
         self.tier_duration = Histogram(
-            "llmcache_tier_duration_seconds", "Time of tier operations.",
-            ("tier", "op"), buckets=LATENCY_BUCKETS, registry=r,
+            "llmcache_tier_duration_seconds",
+            "Time of tier operations.",
+            ("tier", "op"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tokens_saved = Counter(
-            "llmcache_tokens_saved", "usage.total_tokens of the entries served from cache.",
-            ("model",), registry=r,
+            "llmcache_tokens_saved",
+            "usage.total_tokens of the entries served from cache.",
+            ("model",),
+            registry=r,
         )
         self.coalesced = Counter(
-            "llmcache_coalesced", "Requests that waited for an identical in-flight upstream call.",
+            "llmcache_coalesced",
+            "Requests that waited for an identical in-flight upstream call.",
             registry=r,
         )
         self.breaker_open = Gauge(
-            "llmcache_tier_breaker_open", "1 while a tier's circuit breaker is open (tier skipped).",
-            ("tier",), registry=r, multiprocess_mode="livemax",
+            "llmcache_tier_breaker_open",
+            "1 while a tier's circuit breaker is open (tier skipped).",
+            ("tier",),
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.breaker_trips = Counter(
-            "llmcache_tier_breaker_trips", "Times a tier's circuit breaker opened.", ("tier",), registry=r,
+            "llmcache_tier_breaker_trips",
+            "Times a tier's circuit breaker opened.",
+            ("tier",),
+            registry=r,
         )
         self.writes_dropped = Counter(
-            "llmcache_tier_writes_dropped", "Entries not written to a tier because its write queue was full.",
-            ("tier",), registry=r,
+            "llmcache_tier_writes_dropped",
+            "Entries not written to a tier because its write queue was full.",
+            ("tier",),
+            registry=r,
         )
         self.upstream_errors = Counter(
-            "llmcache_upstream_errors", "Upstream calls that failed or answered non-2xx.",
-            ("call_type", "kind"), registry=r,
+            "llmcache_upstream_errors",
+            "Upstream calls that failed or answered non-2xx.",
+            ("call_type", "kind"),
+            registry=r,
         )
         # labels() takes a lock and builds a tuple; children are memoized per label set.
         self._children: dict[tuple[Any, ...], Any] = {}

@@ -27,11 +27,13 @@ class Passthrough:
         body = self._body(receive) if has_body else b""
         try:
             async with self.upstream.open(scope["method"], url, headers, body) as response:
-                await send({
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": response_headers(response),
-                })
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": response_headers(response),
+                    }
+                )
                 try:
                     async for chunk in response.aiter_bytes():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -41,13 +41,48 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmcache.pipeline")
 # Parameters that change what the model answers: leaving one out of the key serves one
 # request's answer to another that asked something else.
-ANSWER_PARAMS = frozenset((
-    "model", "messages", "input", "prompt", "instructions", "system", "temperature", "top_p", "top_k", "seed",
-    "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stop", "tools", "tool_choice", "functions",
-    "response_format", "text", "reasoning", "reasoning_effort", "thinking", "logprobs", "top_logprobs",
-    "frequency_penalty", "presence_penalty", "logit_bias", "previous_response_id", "file", "language", "voice",
-    "dimensions", "encoding_format", "query", "documents", "size", "quality",
-))
+ANSWER_PARAMS = frozenset(
+    (
+        "model",
+        "messages",
+        "input",
+        "prompt",
+        "instructions",
+        "system",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n",
+        "stop",
+        "tools",
+        "tool_choice",
+        "functions",
+        "response_format",
+        "text",
+        "reasoning",
+        "reasoning_effort",
+        "thinking",
+        "logprobs",
+        "top_logprobs",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "previous_response_id",
+        "file",
+        "language",
+        "voice",
+        "dimensions",
+        "encoding_format",
+        "query",
+        "documents",
+        "size",
+        "quality",
+    )
+)
 
 
 class Pipeline:
@@ -74,7 +109,8 @@ class Pipeline:
         if changing:
             log.warning(
                 "cache.ignore_params lists %s, which change the answer: requests that differ in them "
-                "will be served each other's answers", ", ".join(changing),
+                "will be served each other's answers",
+                ", ".join(changing),
             )
         self.respond = Responder(metrics)
 
@@ -323,9 +359,7 @@ class Pipeline:
         url, outbound_headers = self.outbound(call)
         async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
             headers = response_headers(response)
-            if not response.is_success or not response.headers.get("content-type", "").startswith(
-                "text/event-stream"
-            ):
+            if not response.is_success or not response.headers.get("content-type", "").startswith("text/event-stream"):
                 return self._outcome(call.handler, response, await response.aread())
             flight.started(response.status_code, headers)
             try:
@@ -359,4 +393,3 @@ class Pipeline:
         return Outcome(
             response.status_code, headers, body, document if whole else None, complete=whole, content_type=content_type
         )
-

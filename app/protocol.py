@@ -38,9 +38,16 @@ from app.errors import ProxyError, bad_request, body_timeout, headers_too_large
 log = logging.getLogger("llmcache.protocol")
 DEFAULTS = ServerSettings()
 _USED = (
-    "connection_made", "connection_lost", "data_received", "on_message_begin", "on_url", "on_header",
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_url",
+    "on_header",
     "on_headers_complete",
-    "on_body", "on_message_complete", "send_400_response",
+    "on_body",
+    "on_message_complete",
+    "send_400_response",
 )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app import keys
 from app.asgi import Receive, Scope
@@ -17,7 +18,7 @@ class Head:
     raw: Headers
     controls: dict[str, str]
     query: str = ""
-    credentials: list[tuple[bytes, bytes]] = field(default_factory=list)
+    credentials: Sequence[tuple[bytes, bytes]] = ()
     authorization: str | None = None
     content_type: bytes | None = None
     content_length: int | None = None
@@ -26,14 +27,19 @@ class Head:
 
 def read_head(scope: Scope) -> Head:
     raw: Headers = scope["headers"]
-    head = Head(raw, {}, scope.get("query_string", b"").decode("latin-1"))
+    query: bytes = scope.get("query_string", b"")
+    head = Head(raw, {}, query.decode("latin-1") if query else "")
+    credentials: list[tuple[bytes, bytes]] | None = None
     for name, value in raw:
         if name.startswith(b"x-cache-"):
             head.controls[name[8:].decode("latin-1")] = value.decode("latin-1")
         elif name in _CREDENTIALS:
-            if name in keys.SINGLE_HEADERS and any(n == name for n, _ in head.credentials):
+            if credentials is None:  # the usual case: one credential header
+                credentials = head.credentials = [(name, value)]
+            elif name in keys.SINGLE_HEADERS and any(n == name for n, _ in credentials):
                 raise bad_request(f"the {name.decode()} header was sent more than once", "duplicate_credential_header")
-            head.credentials.append((name, value))
+            else:
+                credentials.append((name, value))
             if name == b"authorization":
                 head.authorization = value.decode("latin-1")
         elif name == b"content-type":

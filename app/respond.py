@@ -106,11 +106,13 @@ class Responder:
 
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await send({
-                "type": "http.response.start",
-                "status": flight.status,
-                "headers": flight.headers + call.cache_headers(status),
-            })
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": flight.status,
+                    "headers": flight.headers + call.cache_headers(status),
+                }
+            )
             async for chunk in flight.follow():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if flight.cut:

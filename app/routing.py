@@ -39,11 +39,7 @@ class Routing:
             for m in settings.models
         ]
         self._resolved: dict[str, Route] = {}
-        self._groups = {
-            model: "+".join(group)
-            for group in settings.cache.caching_groups
-            for model in group
-        }
+        self._groups = {model: "+".join(group) for group in settings.cache.caching_groups for model in group}
 
     def route(self, model: Any) -> Route:
         if not isinstance(model, str):

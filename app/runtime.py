@@ -39,7 +39,9 @@ class Runtime:
         if settings.cache.semantic is not None:
             from app.semantic.factory import build_semantic
 
-            self.semantic = build_semantic(settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s)
+            self.semantic = build_semantic(
+                settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s
+            )
         self.pipeline = Pipeline(settings, self.chain, self.upstream, self.metrics, self.semantic)
         self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
 

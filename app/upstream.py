@@ -22,16 +22,36 @@ from app.types import Headers
 # RFC 9110 §7.6.1 connection-specific headers, plus the ones httpx recomputes.
 HOP_BY_HOP = frozenset(
     (
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
-        b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
     )
 )
 # Control headers are ours: they never reach the upstream on cached routes.
 CONTROL_HEADERS = frozenset((b"cache-control", b"accept-encoding"))
 # httpx decodes the body, and the server adds its own date/server.
 RESPONSE_DROP = frozenset(
-    (b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"content-encoding",
-     b"date", b"server", b"upgrade", b"trailer", b"proxy-connection")
+    (
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"content-encoding",
+        b"date",
+        b"server",
+        b"upgrade",
+        b"trailer",
+        b"proxy-connection",
+    )
 )
 
 

@@ -21,20 +21,24 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 # Stands in when no captured hit body is given: a typical ~1 KB chat completion.
-DEFAULT_BODY = orjson.dumps({
-    "id": "chatcmpl-bench0000000000000000000000",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini",
-    "choices": [{
-        "index": 0,
-        "message": {"role": "assistant", "content": "Benchmark answer. " * 45, "refusal": None},
-        "logprobs": None,
-        "finish_reason": "stop",
-    }],
-    "usage": {"prompt_tokens": 250, "completion_tokens": 180, "total_tokens": 430},
-    "system_fingerprint": "fp_bench",
-})
+DEFAULT_BODY = orjson.dumps(
+    {
+        "id": "chatcmpl-bench0000000000000000000000",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Benchmark answer. " * 45, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 250, "completion_tokens": 180, "total_tokens": 430},
+        "system_fingerprint": "fp_bench",
+    }
+)
 
 
 class BareApp:
@@ -84,8 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     body = args.body_file.read_bytes() if args.body_file else DEFAULT_BODY
     uvicorn.run(
-        BareApp(body), host=args.host, port=args.port,
-        loop="uvloop", http="httptools", access_log=False, log_level="warning",
+        BareApp(body),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
     )
 
 

@@ -175,49 +175,229 @@ def encode_text(text: str) -> bytes:
 
 # =========================================================================== generator
 
-MODELS = ("gpt-4o-mini", "gpt-4o", "fake-reasoning-model", "gpt-3.5-turbo-instruct", "text-embedding-3-small", "whisper-1")
+MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "fake-reasoning-model",
+    "gpt-3.5-turbo-instruct",
+    "text-embedding-3-small",
+    "whisper-1",
+)
 PHRASES = (
-    "hi", "hello there", "what is 2+2?", "Summarize: the cat sat on the mat.", "héllo wörld", "日本語のテキスト",
-    "emoji 😀🎉", "tab\tand\nnewline", "", " ", "quote \" and backslash \\", "a" * 300,
+    "hi",
+    "hello there",
+    "what is 2+2?",
+    "Summarize: the cat sat on the mat.",
+    "héllo wörld",
+    "日本語のテキスト",
+    "emoji 😀🎉",
+    "tab\tand\nnewline",
+    "",
+    " ",
+    'quote " and backslash \\',
+    "a" * 300,
 )
 HUGE_NUMBERS = (
-    "1e20", "-1e20", "1e400", "-1e400", "1e-400", "18446744073709552233", "18446744073709551616",
-    "9223372036854775808", "-9223372036854775809", "1e999999999", "-1e-999999999", "0.1000000000000000000001",
-    "-0", "-0.0", "1.0", "1e0", "100e-2", "1" + "0" * 5000, "123456789012345678901234567890.5",
-    "1.7976931348623157e308", "5e-324", "4.9e-325", "1E+2", "2.50",
+    "1e20",
+    "-1e20",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "18446744073709552233",
+    "18446744073709551616",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1e999999999",
+    "-1e-999999999",
+    "0.1000000000000000000001",
+    "-0",
+    "-0.0",
+    "1.0",
+    "1e0",
+    "100e-2",
+    "1" + "0" * 5000,
+    "123456789012345678901234567890.5",
+    "1.7976931348623157e308",
+    "5e-324",
+    "4.9e-325",
+    "1E+2",
+    "2.50",
 )
 WEIRD_STRINGS = (
-    "\x00", "\ud800", "\udfff", "a\ud83d", "\u202eRTL", "e\u0301", "\ufeff", "\u2028\u2029", "😀" * 50,
-    "\\u0041", "%00", "${jndi:x}", "../../etc/passwd", "<script>", "null", "true", "1e400", " ", "",
-    "x" * 5000, "\r\n\r\n", "Ω≈ç√∫", "\U0010ffff",
+    "\x00",
+    "\ud800",
+    "\udfff",
+    "a\ud83d",
+    "\u202eRTL",
+    "e\u0301",
+    "\ufeff",
+    "\u2028\u2029",
+    "😀" * 50,
+    "\\u0041",
+    "%00",
+    "${jndi:x}",
+    "../../etc/passwd",
+    "<script>",
+    "null",
+    "true",
+    "1e400",
+    " ",
+    "",
+    "x" * 5000,
+    "\r\n\r\n",
+    "Ω≈ç√∫",
+    "\U0010ffff",
 )
-CONTROL_NAMES = ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold", "ignore-params")
+CONTROL_NAMES = (
+    "ttl",
+    "s-maxage",
+    "namespace",
+    "no-cache",
+    "no-store",
+    "use-cache",
+    "similarity-threshold",
+    "ignore-params",
+)
 BODY_CONTROL_VALUES: tuple[Any, ...] = (
-    60, 0, -1, 1.5, 3600, True, False, None, [], {}, "abc", "60", "true", "ns", "team-a", "abc\n", "a" * 200,
-    "../x", "ns/x", "ns.1", "  ", "-ns", Raw("1e30"), Raw("1e400"), Raw("315360001"), Raw("315360000"),
-    Raw("-0"), Raw("18446744073709552233"), Raw("0.5"), Raw("1e-400"), "temperature,seed", "", ["model"],
+    60,
+    0,
+    -1,
+    1.5,
+    3600,
+    True,
+    False,
+    None,
+    [],
+    {},
+    "abc",
+    "60",
+    "true",
+    "ns",
+    "team-a",
+    "abc\n",
+    "a" * 200,
+    "../x",
+    "ns/x",
+    "ns.1",
+    "  ",
+    "-ns",
+    Raw("1e30"),
+    Raw("1e400"),
+    Raw("315360001"),
+    Raw("315360000"),
+    Raw("-0"),
+    Raw("18446744073709552233"),
+    Raw("0.5"),
+    Raw("1e-400"),
+    "temperature,seed",
+    "",
+    ["model"],
 )
 HEADER_CONTROL_VALUES = (
-    "60", "0", "-1", "1e30", "1e400", "nan", "inf", "-inf", "abc", "", " ", "true", "false", "TRUE", " yes ",
-    "1.5", "0x10", "315360001", "315360000", "team-a", "ns\t", "a" * 200, "ns/x", "1_000", "+5", "5 ", "1e-400",
-    "0.5", "2", "no", "on", "temperature, seed", "model", ",,", "\xe9", "ns.1",
+    "60",
+    "0",
+    "-1",
+    "1e30",
+    "1e400",
+    "nan",
+    "inf",
+    "-inf",
+    "abc",
+    "",
+    " ",
+    "true",
+    "false",
+    "TRUE",
+    " yes ",
+    "1.5",
+    "0x10",
+    "315360001",
+    "315360000",
+    "team-a",
+    "ns\t",
+    "a" * 200,
+    "ns/x",
+    "1_000",
+    "+5",
+    "5 ",
+    "1e-400",
+    "0.5",
+    "2",
+    "no",
+    "on",
+    "temperature, seed",
+    "model",
+    ",,",
+    "\xe9",
+    "ns.1",
 )
 CACHE_CONTROL = (
-    "no-cache", "no-store", "only-if-cached", "max-age=0", "max-age=abc", "max-age=1e30", "s-maxage=5",
-    "max-age=-1", "max-age=", 'max-age="5"', "private, no-cache", "no-cache=foo", "max-stale", ",,,",
-    "ONLY-IF-CACHED", "max-age=5, only-if-cached", "s-maxage=315360001", "max-age=nan", "max-age=inf",
-    "max-age=1e400", "max-age=60", "no-cache, no-store, only-if-cached",
+    "no-cache",
+    "no-store",
+    "only-if-cached",
+    "max-age=0",
+    "max-age=abc",
+    "max-age=1e30",
+    "s-maxage=5",
+    "max-age=-1",
+    "max-age=",
+    'max-age="5"',
+    "private, no-cache",
+    "no-cache=foo",
+    "max-stale",
+    ",,,",
+    "ONLY-IF-CACHED",
+    "max-age=5, only-if-cached",
+    "s-maxage=315360001",
+    "max-age=nan",
+    "max-age=inf",
+    "max-age=1e400",
+    "max-age=60",
+    "no-cache, no-store, only-if-cached",
 )
 CREDENTIAL_NAMES = (b"authorization", b"api-key", b"x-api-key", b"openai-organization", b"openai-project")
-KEYS = (b"Bearer sk-fuzz-a", b"Bearer sk-fuzz-b", b"sk-fuzz-c", b"Bearer ", b"Bearer sk-\xe9\xff", b"Basic Zm9vOmJhcg==")
+KEYS = (
+    b"Bearer sk-fuzz-a",
+    b"Bearer sk-fuzz-b",
+    b"sk-fuzz-c",
+    b"Bearer ",
+    b"Bearer sk-\xe9\xff",
+    b"Basic Zm9vOmJhcg==",
+)
 JSON_TYPES = (
-    b"application/json", b"application/json; charset=utf-8", b"text/plain", b"multipart/form-data; boundary=x",
-    b"application/x-www-form-urlencoded", b"\xff\xfe", b"", b"APPLICATION/JSON",
+    b"application/json",
+    b"application/json; charset=utf-8",
+    b"text/plain",
+    b"multipart/form-data; boundary=x",
+    b"application/x-www-form-urlencoded",
+    b"\xff\xfe",
+    b"",
+    b"APPLICATION/JSON",
 )
 BROKEN_JSON = (
-    b"[]", b'"x"', b"1", b"null", b"", b" ", b"{", b'{"model":', b"{'model': 'x'}", b'{"a": NaN}',
-    b'{"a": Infinity}', b'{"a": 01}', b'{"a": 1.}', b'{"a": .5}', b'{"a": -}', b'{"a": 1,}', b"/* c */ {}",
-    b"\xef\xbb\xbf{}", b'{"a": "\xff"}', b'{"a": "\\ud800"}', b'{"a": "\\x41"}', b"{}\x00", b"{} {}",
+    b"[]",
+    b'"x"',
+    b"1",
+    b"null",
+    b"",
+    b" ",
+    b"{",
+    b'{"model":',
+    b"{'model': 'x'}",
+    b'{"a": NaN}',
+    b'{"a": Infinity}',
+    b'{"a": 01}',
+    b'{"a": 1.}',
+    b'{"a": .5}',
+    b'{"a": -}',
+    b'{"a": 1,}',
+    b"/* c */ {}",
+    b"\xef\xbb\xbf{}",
+    b'{"a": "\xff"}',
+    b'{"a": "\\ud800"}',
+    b'{"a": "\\x41"}',
+    b"{}\x00",
+    b"{} {}",
     b'{"model": "gpt-4o"}garbage',
 )
 FEATURES = ("query", "no-prefix", "repeat", "burst", "multipart")
@@ -227,7 +407,9 @@ BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-.
 class Generator:
     """Seeded request generator. `small` keeps bodies small (for the in-suite run)."""
 
-    def __init__(self, seed: int, small: bool = False, max_body: int = 1 << 20, without: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, seed: int, small: bool = False, max_body: int = 1 << 20, without: frozenset[str] = frozenset()
+    ) -> None:
         self.rng = random.Random(seed)
         self.small = small
         self.max_body = max_body
@@ -349,10 +531,14 @@ class Generator:
 
     def header_name(self) -> bytes:
         rng = self.rng
-        name = "x-" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~") for _ in range(rng.randint(1, 12)))
+        name = "x-" + "".join(
+            rng.choice("abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~") for _ in range(rng.randint(1, 12))
+        )
         if name.startswith("x-fake-"):
             name = "x-not" + name[1:]
-        return rng.choice((name, "anthropic-version", "anthropic-beta", "x-request-id", "user-agent", "openai-beta")).encode()
+        return rng.choice(
+            (name, "anthropic-version", "anthropic-beta", "x-request-id", "user-agent", "openai-beta")
+        ).encode()
 
     def header_value(self) -> bytes:
         rng = self.rng
@@ -379,16 +565,34 @@ class Generator:
                 content = [{"type": "text", "text": self.text()}]
             out.append({"role": "user", "content": content})
         if rng.random() < 0.1:
-            out.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "pick", "arguments": "{}"}}]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "pick", "arguments": "{}"}}
+                    ],
+                }
+            )
             out.append({"role": "tool", "tool_call_id": "call_1", "content": "42"})
         return out
 
     def tools(self) -> list[Any]:
         maximum: Any = self.rng.choice((10, Raw("18446744073709552233"), Raw("18446744073709552234"), Raw("1e400")))
-        return [{"type": "function", "function": {"name": "pick", "description": "pick a number", "parameters": {
-            "type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": maximum}},
-            "required": ["n"]}}}]
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": "pick",
+                    "description": "pick a number",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": maximum}},
+                        "required": ["n"],
+                    },
+                },
+            }
+        ]
 
     def chat_body(self) -> dict[str, Any]:
         rng = self.rng
@@ -415,14 +619,21 @@ class Generator:
 
     def completion_body(self) -> dict[str, Any]:
         rng = self.rng
-        prompt = rng.choice((
-            lambda: self.text(), lambda: [self.text(), self.text()], lambda: [rng.randint(0, 50000) for _ in range(3)],
-            lambda: [[1, 2, 3], [4, 5]],
-        ))()
+        prompt = rng.choice(
+            (
+                lambda: self.text(),
+                lambda: [self.text(), self.text()],
+                lambda: [rng.randint(0, 50000) for _ in range(3)],
+                lambda: [[1, 2, 3], [4, 5]],
+            )
+        )()
         body: dict[str, Any] = {"model": rng.choice(("gpt-3.5-turbo-instruct", "gpt-4o-mini")), "prompt": prompt}
         for name, make in (
-            ("max_tokens", lambda: rng.randint(1, 30)), ("echo", lambda: rng.choice((True, False))),
-            ("logprobs", lambda: rng.randint(0, 5)), ("n", lambda: rng.randint(1, 2)), ("suffix", lambda: "!"),
+            ("max_tokens", lambda: rng.randint(1, 30)),
+            ("echo", lambda: rng.choice((True, False))),
+            ("logprobs", lambda: rng.randint(0, 5)),
+            ("n", lambda: rng.randint(1, 2)),
+            ("suffix", lambda: "!"),
             ("temperature", lambda: rng.choice((0, 0.7))),
         ):
             if rng.random() < 0.25:
@@ -452,9 +663,19 @@ class Generator:
         rng = self.rng
         kind = rng.random()
         if depth > 3 or kind < 0.5:
-            return rng.choice((
-                None, True, False, 0, -1, 1.5, Raw(rng.choice(HUGE_NUMBERS)), self.text(), rng.choice(WEIRD_STRINGS),
-            ))
+            return rng.choice(
+                (
+                    None,
+                    True,
+                    False,
+                    0,
+                    -1,
+                    1.5,
+                    Raw(rng.choice(HUGE_NUMBERS)),
+                    self.text(),
+                    rng.choice(WEIRD_STRINGS),
+                )
+            )
         if kind < 0.75:
             return [self.random_value(depth + 1) for _ in range(rng.randint(0, 3))]
         return {self.text()[:20]: self.random_value(depth + 1) for _ in range(rng.randint(0, 3))}
@@ -479,10 +700,24 @@ class Generator:
         notes = []
         document: Any = body
         for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            how = rng.choice((
-                "wrong-type", "huge-number", "deep-nesting", "unicode", "drop-field", "null-field", "cache",
-                "stream", "stream-options", "duplicate-key", "extra-param", "model", "cache", "stream",
-            ))
+            how = rng.choice(
+                (
+                    "wrong-type",
+                    "huge-number",
+                    "deep-nesting",
+                    "unicode",
+                    "drop-field",
+                    "null-field",
+                    "cache",
+                    "stream",
+                    "stream-options",
+                    "duplicate-key",
+                    "extra-param",
+                    "model",
+                    "cache",
+                    "stream",
+                )
+            )
             notes.append(how)
             if not isinstance(document, dict):
                 break
@@ -504,9 +739,13 @@ class Generator:
             elif how == "cache":
                 document["cache"] = self.cache_object()
             elif how == "stream":
-                document["stream"] = rng.choice((True, False, None, "true", 1, 0, [], {}, "yes", Raw("1.0"), 1.5, "false"))
+                document["stream"] = rng.choice(
+                    (True, False, None, "true", 1, 0, [], {}, "yes", Raw("1.0"), 1.5, "false")
+                )
             elif how == "stream-options":
-                document["stream_options"] = rng.choice(({"include_usage": True}, {"include_usage": "yes"}, None, [], "x", {}))
+                document["stream_options"] = rng.choice(
+                    ({"include_usage": True}, {"include_usage": "yes"}, None, [], "x", {})
+                )
             elif how == "duplicate-key":
                 name = rng.choice(("model", "stream", "cache", "messages"))
                 document = Dupes(document, [(name, self.random_value())])
@@ -518,8 +757,11 @@ class Generator:
 
     def json_request(self, route: str, mutate: bool = True) -> FuzzRequest:
         rng = self.rng
-        make = {"/v1/chat/completions": self.chat_body, "/v1/completions": self.completion_body,
-                "/v1/embeddings": self.embeddings_body}[route]
+        make = {
+            "/v1/chat/completions": self.chat_body,
+            "/v1/completions": self.completion_body,
+            "/v1/embeddings": self.embeddings_body,
+        }[route]
         body = make()
         notes = [CALL_TYPE_OF[route]]
         if route != "/v1/embeddings" and rng.random() < 0.35:
@@ -540,7 +782,7 @@ class Generator:
             notes.append("broken-json")
             template = None
         if mutate and rng.random() < 0.02:
-            size = (40_000 if self.small else self.max_body + 1000)
+            size = 40_000 if self.small else self.max_body + 1000
             raw = raw[:-1] + b', "padding": "' + b"p" * size + b'"}'
             notes.append(f"big-body({size})")
             template = None
@@ -583,8 +825,20 @@ class Generator:
             parts.append((head, value))
 
         if rng.random() < 0.92:
-            filename = rng.choice((b"clip.wav", b"", b'a\\"b.wav', b"C:\\clips\\a.wav", "é.mp3".encode(), b"x" * 300,
-                                   b"\xff\xfe.wav", b"a;b.wav", b"clip.wav", b"clip.mp3"))
+            filename = rng.choice(
+                (
+                    b"clip.wav",
+                    b"",
+                    b'a\\"b.wav',
+                    b"C:\\clips\\a.wav",
+                    "é.mp3".encode(),
+                    b"x" * 300,
+                    b"\xff\xfe.wav",
+                    b"a;b.wav",
+                    b"clip.wav",
+                    b"clip.mp3",
+                )
+            )
             ctype = rng.choice((b"audio/wav", b"application/octet-stream", None, b"text/plain", b"\xff"))
             head = [disposition(b"file", filename)]
             if ctype is not None:
@@ -631,7 +885,8 @@ class Generator:
         boundary = self.boundary(parts)
         body = self.encode_parts(parts, boundary, notes)
         content_type = b"multipart/form-data; boundary=" + (
-            boundary if re.fullmatch(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+", boundary) and rng.random() < 0.8
+            boundary
+            if re.fullmatch(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+", boundary) and rng.random() < 0.8
             else b'"' + boundary + b'"'
         )
         roll = rng.random()
@@ -712,19 +967,45 @@ def regression_requests() -> list[FuzzRequest]:
     model_part = b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1'
     return [
         FuzzRequest("/v1/chat/completions?api-version=2024-06-01", json_type, chat + b"}", "regression: query string"),
-        FuzzRequest("/v1/embeddings?x=%ff", json_type, b'{"model":"text-embedding-3-small","input":["a","b"]}',
-                    "regression: query string, embeddings batch"),
-        FuzzRequest("/v1/audio/transcriptions?a=1&a=2", form_type, form(model_part, file_part),
-                    "regression: query string, multipart"),
-        FuzzRequest("/v1/chat/completions", json_type, chat + b',"cache":{},"x":' + deep(300) + b"}",
-                    "regression: body rewritten (cache field) with nesting past orjson's writer"),
-        FuzzRequest("/v1/embeddings", json_type, b'{"model":"text-embedding-3-small","input":"a","cache":{},"x":' + deep(300) + b"}",
-                    "regression: embeddings body rewritten with nesting past orjson's writer"),
-        FuzzRequest("/v1/chat/completions", json_type, chat + b',"a":18446744073709552233,"x":' + deep(500) + b"}",
-                    "regression: an integer past 64 bits and deep nesting, keyed"),
-        FuzzRequest("/v1/audio/transcriptions", form_type, form(cache_part), "regression: a form of only the cache field"),
-        FuzzRequest("/v1/audio/transcriptions", form_type, form(cache_part, end=b"--b\r\nConten"),
-                    "regression: a cache field, then a part cut off in its headers"),
+        FuzzRequest(
+            "/v1/embeddings?x=%ff",
+            json_type,
+            b'{"model":"text-embedding-3-small","input":["a","b"]}',
+            "regression: query string, embeddings batch",
+        ),
+        FuzzRequest(
+            "/v1/audio/transcriptions?a=1&a=2",
+            form_type,
+            form(model_part, file_part),
+            "regression: query string, multipart",
+        ),
+        FuzzRequest(
+            "/v1/chat/completions",
+            json_type,
+            chat + b',"cache":{},"x":' + deep(300) + b"}",
+            "regression: body rewritten (cache field) with nesting past orjson's writer",
+        ),
+        FuzzRequest(
+            "/v1/embeddings",
+            json_type,
+            b'{"model":"text-embedding-3-small","input":"a","cache":{},"x":' + deep(300) + b"}",
+            "regression: embeddings body rewritten with nesting past orjson's writer",
+        ),
+        FuzzRequest(
+            "/v1/chat/completions",
+            json_type,
+            chat + b',"a":18446744073709552233,"x":' + deep(500) + b"}",
+            "regression: an integer past 64 bits and deep nesting, keyed",
+        ),
+        FuzzRequest(
+            "/v1/audio/transcriptions", form_type, form(cache_part), "regression: a form of only the cache field"
+        ),
+        FuzzRequest(
+            "/v1/audio/transcriptions",
+            form_type,
+            form(cache_part, end=b"--b\r\nConten"),
+            "regression: a cache field, then a part cut off in its headers",
+        ),
     ]
 
 
@@ -746,8 +1027,10 @@ class Finding:
         return (self.kind, self.status, self.request.route, body, self.detail[:80])
 
     def describe(self) -> str:
-        lines = [f"[{self.kind}] -> {self.status if self.status is not None else 'no response'} "
-                 f"in {self.elapsed:.2f} s{': ' + self.detail if self.detail else ''}"]
+        lines = [
+            f"[{self.kind}] -> {self.status if self.status is not None else 'no response'} "
+            f"in {self.elapsed:.2f} s{': ' + self.detail if self.detail else ''}"
+        ]
         lines.append("  request: " + self.request.describe().replace("\n", "\n  "))
         if self.status is not None:
             shown = "; ".join(f"{n.decode('latin-1')}: {v.decode('latin-1')[:80]}" for n, v in self.response_headers)
@@ -809,7 +1092,9 @@ def from_upstream(status: int, headers: Headers, body: bytes, upstream_status: i
     request_id = _header(headers, b"x-request-id") or b""
     if request_id.startswith(b"req_"):
         return True
-    return status == 500 and body.startswith(b"Internal Server Error") and _header(headers, b"x-cache-status") is not None
+    return (
+        status == 500 and body.startswith(b"Internal Server Error") and _header(headers, b"x-cache-status") is not None
+    )
 
 
 def check(
@@ -841,12 +1126,20 @@ def check(
             if (_header(headers, b"x-should-retry") or b"").lower() != b"false":
                 found.append(finding("only-if-cached-without-x-should-retry"))
         elif passed_through:
-            found.append(finding("upstream-5xx", "the fake upstream answered 5xx (it should not); the proxy passed it on"))
+            found.append(
+                finding("upstream-5xx", "the fake upstream answered 5xx (it should not); the proxy passed it on")
+            )
         elif code in UPSTREAM_FAILURE_CODES:
             found.append(finding("proxy-upstream-failure", f"{code} (the fake upstream answered {upstream_status})"))
         else:
-            detail = "" if not recorded else (
-                "the fake upstream was not called" if upstream_status is None else f"the fake upstream answered {upstream_status}"
+            detail = (
+                ""
+                if not recorded
+                else (
+                    "the fake upstream was not called"
+                    if upstream_status is None
+                    else f"the fake upstream answered {upstream_status}"
+                )
             )
             found.append(finding("proxy-5xx", detail))
     elif status >= 400 and not passed_through:
@@ -876,7 +1169,9 @@ class Report:
     stopped_early: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, request: FuzzRequest, status: int | None, headers: Headers, elapsed: float, found: list[Finding]) -> None:
+    def record(
+        self, request: FuzzRequest, status: int | None, headers: Headers, elapsed: float, found: list[Finding]
+    ) -> None:
         label = str(status) if status is not None else "none"
         with self.lock:
             self.sent += 1
@@ -890,8 +1185,11 @@ class Report:
             self.findings.extend(found)
 
     def render(self, title: str = "llmcache route fuzzer", show_all: bool = False) -> str:
-        lines = [title, f"requests sent: {self.sent} in {time.monotonic() - self.started:.0f} s"
-                 f" ({self.bursts} parallel bursts; {self.client_rejected} refused by the HTTP client before sending)"]
+        lines = [
+            title,
+            f"requests sent: {self.sent} in {time.monotonic() - self.started:.0f} s"
+            f" ({self.bursts} parallel bursts; {self.client_rejected} refused by the HTTP client before sending)",
+        ]
         lines.append("by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.by_status.items())))
         lines.append("by route:")
         for route, counts in sorted(self.by_route.items()):
@@ -903,7 +1201,10 @@ class Report:
         if self.stopped_early:
             lines.append(f"stopped early: {self.stopped_early}")
         kinds = Counter(f.kind for f in self.findings)
-        lines.append(f"findings: {len(self.findings)}" + (f" ({', '.join(f'{k}: {n}' for k, n in kinds.items())})" if kinds else ""))
+        lines.append(
+            f"findings: {len(self.findings)}"
+            + (f" ({', '.join(f'{k}: {n}' for k, n in kinds.items())})" if kinds else "")
+        )
         groups: dict[tuple[Any, ...], list[Finding]] = {}
         for found in self.findings:
             groups.setdefault(found.signature(), []).append(found)
@@ -996,7 +1297,9 @@ def worker(
                 with report.lock:
                     report.bursts += 1
                 threads = [
-                    threading.Thread(target=_send_alone, args=(root, copy, b"%d-%d-%d" % (seed, counter, i), report, upstream_status))
+                    threading.Thread(
+                        target=_send_alone, args=(root, copy, b"%d-%d-%d" % (seed, counter, i), report, upstream_status)
+                    )
                     for i, copy in enumerate(copies)
                 ]
                 for thread in threads:
@@ -1010,7 +1313,9 @@ def worker(
                 generator.remember(request, status)
 
 
-def _send_alone(root: str, request: FuzzRequest, fuzz_id: bytes, report: Report, upstream_status: UpstreamStatus | None) -> None:
+def _send_alone(
+    root: str, request: FuzzRequest, fuzz_id: bytes, report: Report, upstream_status: UpstreamStatus | None
+) -> None:
     with httpx.Client(timeout=httpx.Timeout(CLIENT_TIMEOUT_S, connect=5.0)) as client:
         send(client, root, request, fuzz_id, report, upstream_status)
 
@@ -1061,8 +1366,16 @@ def run(
     with ThreadPoolExecutor(concurrency) as pool:
         futures = [
             pool.submit(
-                worker, root, seed * 1000 + i, report, make_keep_going(), small, max_body, upstream_status,
-                burst_rate, without,
+                worker,
+                root,
+                seed * 1000 + i,
+                report,
+                make_keep_going(),
+                small,
+                max_body,
+                upstream_status,
+                burst_rate,
+                without,
             )
             for i in range(concurrency)
         ]
@@ -1139,7 +1452,10 @@ def start_server(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -1189,8 +1505,10 @@ def log_errors(text: str) -> list[str]:
             current.append(line)
     grouped: dict[str, tuple[int, list[str]]] = {}
     for entry in entries:
-        if not entry or not ((LOG_START.match(entry[0]) and LOG_START.match(entry[0]).group(1) in ("ERROR", "CRITICAL"))  # type: ignore[union-attr]
-                             or any(line.startswith("Traceback") for line in entry)):
+        if not entry or not (
+            (LOG_START.match(entry[0]) and LOG_START.match(entry[0]).group(1) in ("ERROR", "CRITICAL"))  # type: ignore[union-attr]
+            or any(line.startswith("Traceback") for line in entry)
+        ):
             continue
         last = entry[-1].strip() if len(entry) > 1 else re.sub(r"^\S+ \S+ ", "", entry[0])
         count, first = grouped.get(last, (0, entry))
@@ -1214,7 +1532,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body", type=int, default=1 << 20, help="the proxy's server.max_body_bytes")
     parser.add_argument("--all", action="store_true", help="show every finding, not one per group")
     parser.add_argument(
-        "--without", default="", help=f"comma list of things not to generate (to get past a known finding): {', '.join(FEATURES)}"
+        "--without",
+        default="",
+        help=f"comma list of things not to generate (to get past a known finding): {', '.join(FEATURES)}",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "fuzz_routes.jsonl", help="every finding, in full")
     args = parser.parse_args(argv)
@@ -1239,12 +1559,15 @@ def main(argv: list[str] | None = None) -> int:
         log = directory / "server.log"
         server = start_server(config, port, log)
         root = f"http://127.0.0.1:{port}"
-        title = (f"llmcache route fuzzer: seed {args.seed}, concurrency {args.concurrency}, "
-                 f"server {root} (pid {server.pid}), fake upstream {upstream.url}")
+        title = (
+            f"llmcache route fuzzer: seed {args.seed}, concurrency {args.concurrency}, "
+            f"server {root} (pid {server.pid}), fake upstream {upstream.url}"
+        )
         print(title + ": running", file=sys.stderr, flush=True)
         try:
             report = run(
-                root, args.seed,
+                root,
+                args.seed,
                 requests=args.requests,
                 seconds=None if args.requests else args.minutes * 60,
                 concurrency=args.concurrency,

@@ -123,12 +123,19 @@ class Processes:
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
 
-    def start(self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None) -> Server:
+    def start(
+        self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None
+    ) -> Server:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, **(env or {})},
+                argv,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         server = Server(name, port, process, log_path)
         self.servers.append(server)
@@ -181,7 +188,7 @@ def cpu_seconds(root: int) -> dict[int, float]:
         except OSError:
             continue  # exited meanwhile
         # The command name (field 2) may contain spaces; the fields after it do not.
-        fields = text[text.rindex(")") + 2:].split()
+        fields = text[text.rindex(")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
         times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     found: dict[int, float] = {}

@@ -76,8 +76,23 @@ def pin_threads(pid: int, cpu: int) -> None:
 def rtt_p50_ms(server: RedisServer, pin: list[str]) -> float:
     """p50 of one GET of a 1 KB value, one connection, from the CPU `pin` selects."""
     argv = [
-        *pin, str(server.benchmark), "-h", HOST, "-p", str(server.port), "-c", "1",
-        "-n", str(RTT_REQUESTS), "-t", "set,get", "-d", str(RTT_VALUE_BYTES), "--dbnum", str(RTT_DB), "--csv",
+        *pin,
+        str(server.benchmark),
+        "-h",
+        HOST,
+        "-p",
+        str(server.port),
+        "-c",
+        "1",
+        "-n",
+        str(RTT_REQUESTS),
+        "-t",
+        "set,get",
+        "-d",
+        str(RTT_VALUE_BYTES),
+        "--dbnum",
+        str(RTT_DB),
+        "--csv",
     ]
     done = subprocess.run(argv, env=server.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     if done.returncode != 0:

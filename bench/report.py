@@ -43,46 +43,145 @@ def _at_most(limit: float) -> Callable[[float], bool]:
 
 
 RATIOS = (
-    Ratio("b/a hit throughput (c32)", ("a", "b"),
-          lambda r: r["b"]["rps_c32"] / r["a"]["rps_c32"], "×", "≥ 0.5", _at_least(0.5)),
-    Ratio("d−c miss overhead, p50 (c1)", ("c", "d"),
-          lambda r: r["d"]["p50_ms"] - r["c"]["p50_ms"], "ms", "< 1 ms", _below(1.0)),
-    Ratio("d′−c miss overhead with disk tier, p50 (c1)", ("c", "dd"),
-          lambda r: r["dd"]["p50_ms"] - r["c"]["p50_ms"], "ms", "—", None),
-    Ratio("b/a hit latency, p50 (c1)", ("a", "b"),
-          lambda r: r["b"]["p50_ms"] / r["a"]["p50_ms"], "×", "—", None),
-    Ratio("e streamed-miss TTFB overhead, p50", ("e",),
-          lambda r: r["e"]["proxy_p50_ms"] - r["e"]["direct_p50_ms"], "ms", "< 1 ms", _below(1.0)),
-    Ratio("e the same, median of the per-request differences (each proxied request minus its direct neighbour)",
-          ("e",), lambda r: r["e"]["paired_p50_ms"], "ms", "—", None),
-    Ratio("e′ streamed-miss TTFB overhead with a 2-token answer, p50", ("e",),
-          lambda r: r["e"]["proxy_p50_ms_short"] - r["e"]["direct_p50_ms_short"], "ms", "—", None),
-    Ratio("f upstream calls for 50 identical streams", ("f",),
-          lambda r: r["f"]["upstream_calls"], "", "= 1", lambda v: v == 1, digits=0),
-    Ratio("f first-event spread, leader vs followers", ("f",),
-          lambda r: r["f"]["spread_ms"], "ms", "—", None),
-    Ratio("g−b−rtt Redis-tier hit cost beyond one Redis round trip, p50 (c1)", ("g",),
-          lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"] - r["g"]["rtt_p50_ms"], "ms", "≤ 0.5 ms",
-          _at_most(0.5)),
-    Ratio("g−b Redis-tier hit latency over a local-tier hit, p50 (c1)", ("g",),
-          lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"], "ms", "—", None),
-    Ratio("g/b proxy CPU time per hit (c1)", ("g",),
-          lambda r: r["g"]["cpu_us_per_hit"] / r["g"]["local_cpu_us_per_hit"], "×", "—", None),
-    Ratio("h hit throughput, --workers 2 / --workers 1 (c64)", ("h",),
-          lambda r: r["h"]["rps_w2"] / r["h"]["rps_w1"], "×", "≥ 1.6", _at_least(1.6)),
-    Ratio("h proxy CPU time per hit, --workers 2 / --workers 1", ("h",),
-          lambda r: r["h"]["cpu_us_per_request_w2"] / r["h"]["cpu_us_per_request_w1"], "×", "—", None),
-    Ratio("h busiest worker's share of the workers' CPU time (--workers 2)", ("h",),
-          lambda r: r["h"]["busiest_share_w2"], "", "—", None),
-    Ratio("h′ pipelined ×8: hit throughput, --workers 2 / --workers 1 (c64)", ("h",),
-          lambda r: r["h"]["rps_w2_pipe"] / r["h"]["rps_w1_pipe"], "×", "≥ 1.6", _at_least(1.6)),
-    Ratio("h′ pipelined ×8: proxy CPU time per hit, --workers 2 / --workers 1", ("h",),
-          lambda r: r["h"]["cpu_us_per_request_w2_pipe"] / r["h"]["cpu_us_per_request_w1_pipe"], "×", "—", None),
-    Ratio("h′ pipelined ×8: busiest worker's share of the workers' CPU time (--workers 2)", ("h",),
-          lambda r: r["h"]["busiest_share_w2_pipe"], "", "—", None),
-    Ratio("h and h′: best --workers 2 throughput / best --workers 1 throughput, either wrk mode", ("h",),
-          lambda r: max(r["h"]["rps_w2"], r["h"]["rps_w2_pipe"]) / max(r["h"]["rps_w1"], r["h"]["rps_w1_pipe"]),
-          "×", "—", None),
+    Ratio(
+        "b/a hit throughput (c32)",
+        ("a", "b"),
+        lambda r: r["b"]["rps_c32"] / r["a"]["rps_c32"],
+        "×",
+        "≥ 0.5",
+        _at_least(0.5),
+    ),
+    Ratio(
+        "d−c miss overhead, p50 (c1)",
+        ("c", "d"),
+        lambda r: r["d"]["p50_ms"] - r["c"]["p50_ms"],
+        "ms",
+        "< 1 ms",
+        _below(1.0),
+    ),
+    Ratio(
+        "d′−c miss overhead with disk tier, p50 (c1)",
+        ("c", "dd"),
+        lambda r: r["dd"]["p50_ms"] - r["c"]["p50_ms"],
+        "ms",
+        "—",
+        None,
+    ),
+    Ratio("b/a hit latency, p50 (c1)", ("a", "b"), lambda r: r["b"]["p50_ms"] / r["a"]["p50_ms"], "×", "—", None),
+    Ratio(
+        "e streamed-miss TTFB overhead, p50",
+        ("e",),
+        lambda r: r["e"]["proxy_p50_ms"] - r["e"]["direct_p50_ms"],
+        "ms",
+        "< 1 ms",
+        _below(1.0),
+    ),
+    Ratio(
+        "e the same, median of the per-request differences (each proxied request minus its direct neighbour)",
+        ("e",),
+        lambda r: r["e"]["paired_p50_ms"],
+        "ms",
+        "—",
+        None,
+    ),
+    Ratio(
+        "e′ streamed-miss TTFB overhead with a 2-token answer, p50",
+        ("e",),
+        lambda r: r["e"]["proxy_p50_ms_short"] - r["e"]["direct_p50_ms_short"],
+        "ms",
+        "—",
+        None,
+    ),
+    Ratio(
+        "f upstream calls for 50 identical streams",
+        ("f",),
+        lambda r: r["f"]["upstream_calls"],
+        "",
+        "= 1",
+        lambda v: v == 1,
+        digits=0,
+    ),
+    Ratio("f first-event spread, leader vs followers", ("f",), lambda r: r["f"]["spread_ms"], "ms", "—", None),
+    Ratio(
+        "g−b−rtt Redis-tier hit cost beyond one Redis round trip, p50 (c1)",
+        ("g",),
+        lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"] - r["g"]["rtt_p50_ms"],
+        "ms",
+        "≤ 0.5 ms",
+        _at_most(0.5),
+    ),
+    Ratio(
+        "g−b Redis-tier hit latency over a local-tier hit, p50 (c1)",
+        ("g",),
+        lambda r: r["g"]["p50_ms"] - r["g"]["local_p50_ms"],
+        "ms",
+        "—",
+        None,
+    ),
+    Ratio(
+        "g/b proxy CPU time per hit (c1)",
+        ("g",),
+        lambda r: r["g"]["cpu_us_per_hit"] / r["g"]["local_cpu_us_per_hit"],
+        "×",
+        "—",
+        None,
+    ),
+    Ratio(
+        "h hit throughput, --workers 2 / --workers 1 (c64)",
+        ("h",),
+        lambda r: r["h"]["rps_w2"] / r["h"]["rps_w1"],
+        "×",
+        "≥ 1.6",
+        _at_least(1.6),
+    ),
+    Ratio(
+        "h proxy CPU time per hit, --workers 2 / --workers 1",
+        ("h",),
+        lambda r: r["h"]["cpu_us_per_request_w2"] / r["h"]["cpu_us_per_request_w1"],
+        "×",
+        "—",
+        None,
+    ),
+    Ratio(
+        "h busiest worker's share of the workers' CPU time (--workers 2)",
+        ("h",),
+        lambda r: r["h"]["busiest_share_w2"],
+        "",
+        "—",
+        None,
+    ),
+    Ratio(
+        "h′ pipelined ×8: hit throughput, --workers 2 / --workers 1 (c64)",
+        ("h",),
+        lambda r: r["h"]["rps_w2_pipe"] / r["h"]["rps_w1_pipe"],
+        "×",
+        "≥ 1.6",
+        _at_least(1.6),
+    ),
+    Ratio(
+        "h′ pipelined ×8: proxy CPU time per hit, --workers 2 / --workers 1",
+        ("h",),
+        lambda r: r["h"]["cpu_us_per_request_w2_pipe"] / r["h"]["cpu_us_per_request_w1_pipe"],
+        "×",
+        "—",
+        None,
+    ),
+    Ratio(
+        "h′ pipelined ×8: busiest worker's share of the workers' CPU time (--workers 2)",
+        ("h",),
+        lambda r: r["h"]["busiest_share_w2_pipe"],
+        "",
+        "—",
+        None,
+    ),
+    Ratio(
+        "h and h′: best --workers 2 throughput / best --workers 1 throughput, either wrk mode",
+        ("h",),
+        lambda r: max(r["h"]["rps_w2"], r["h"]["rps_w2_pipe"]) / max(r["h"]["rps_w1"], r["h"]["rps_w1_pipe"]),
+        "×",
+        "—",
+        None,
+    ),
 )
 
 ROW_TITLES = {
@@ -122,14 +221,18 @@ def machine() -> str:
             model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def revision() -> str:
     """The commit measured, flagged when the proxy's code differs from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "app"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if commit.returncode != 0:
@@ -138,8 +241,14 @@ def revision() -> str:
 
 
 def render(
-    results: Rounds, placement: Placement, rounds: int, duration_s: float, stream_requests: int, burst: int,
-    others: OtherLoads | None = None, redone: int = 0,
+    results: Rounds,
+    placement: Placement,
+    rounds: int,
+    duration_s: float,
+    stream_requests: int,
+    burst: int,
+    others: OtherLoads | None = None,
+    redone: int = 0,
 ) -> str:
     pin = "unpinned"
     if placement.server is not None:
@@ -172,9 +281,11 @@ def _other_load(others: OtherLoads, redone: int) -> list[str]:
     if not others:
         return []
     worst = max(others, key=lambda item: item[2])
-    line = (f"- other load (machine CPU time not used by the benchmark's own processes): median "
-            f"{statistics.median(o[2] for o in others):.2f} CPUs over the steps, at most {worst[2]:.2f} "
-            f"(round {worst[0]}, row {worst[1]})")
+    line = (
+        f"- other load (machine CPU time not used by the benchmark's own processes): median "
+        f"{statistics.median(o[2] for o in others):.2f} CPUs over the steps, at most {worst[2]:.2f} "
+        f"(round {worst[0]}, row {worst[1]})"
+    )
     busy = [f"round {n} {row}: {cpus:.2f}" for n, row, cpus in others if cpus > OTHER_LOAD_NOTICE_CPUS]
     if busy:
         line += f"; steps above {OTHER_LOAD_NOTICE_CPUS} CPUs: " + ", ".join(busy)
@@ -193,9 +304,12 @@ def _wrk_table(results: Rounds) -> list[str]:
     rows = [row for row in ROW_TITLES if row in results]
     if not rows:
         return []
-    out = ["## Request/response (wrk)", "",
-           "| row | req/s, 32 conns | req/s, 1 conn | p50 ms, 1 conn | p99 ms, 1 conn |",
-           "| --- | ---: | ---: | ---: | ---: |"]
+    out = [
+        "## Request/response (wrk)",
+        "",
+        "| row | req/s, 32 conns | req/s, 1 conn | p50 ms, 1 conn | p99 ms, 1 conn |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
         m = median_figures(results[row])
         cells = (_fmt(m.get("rps_c32"), 0), _fmt(m["rps_c1"], 0), _fmt(m["p50_ms"], 3), _fmt(m["p99_ms"], 3))
@@ -208,10 +322,14 @@ def _stream_table(results: Rounds, stream_requests: int, burst: int) -> list[str
     if "e" in results:
         m = median_figures(results["e"])
         title = f"## Streaming: time to first SSE event of a miss ({stream_requests} sequential requests per side per round)"
-        out += [title, "",
-                "| path | p50 ms | p99 ms |", "| --- | ---: | ---: |",
-                f"| e — fake upstream direct | {_fmt(m['direct_p50_ms'], 3)} | {_fmt(m['direct_p99_ms'], 3)} |",
-                f"| e — through llmcache | {_fmt(m['proxy_p50_ms'], 3)} | {_fmt(m['proxy_p99_ms'], 3)} |"]
+        out += [
+            title,
+            "",
+            "| path | p50 ms | p99 ms |",
+            "| --- | ---: | ---: |",
+            f"| e — fake upstream direct | {_fmt(m['direct_p50_ms'], 3)} | {_fmt(m['direct_p99_ms'], 3)} |",
+            f"| e — through llmcache | {_fmt(m['proxy_p50_ms'], 3)} | {_fmt(m['proxy_p99_ms'], 3)} |",
+        ]
         if "proxy_p50_ms_short" in m:
             out += [
                 f"| e′ — fake upstream direct, 2-token answer | {_fmt(m['direct_p50_ms_short'], 3)} "
@@ -222,9 +340,14 @@ def _stream_table(results: Rounds, stream_requests: int, burst: int) -> list[str
         out += [""]
     if "f" in results:
         m = median_figures(results["f"])
-        out += [f"## Coalescing: {burst} identical streamed misses at once, upstream stalls 200 ms", "",
-                "| upstream calls | leader TTFB ms | first-event spread ms (max − min) |", "| ---: | ---: | ---: |",
-                f"| {m['upstream_calls']:.0f} | {_fmt(m['leader_ttfb_ms'], 1)} | {_fmt(m['spread_ms'], 2)} |", ""]
+        out += [
+            f"## Coalescing: {burst} identical streamed misses at once, upstream stalls 200 ms",
+            "",
+            "| upstream calls | leader TTFB ms | first-event spread ms (max − min) |",
+            "| ---: | ---: | ---: |",
+            f"| {m['upstream_calls']:.0f} | {_fmt(m['leader_ttfb_ms'], 1)} | {_fmt(m['spread_ms'], 2)} |",
+            "",
+        ]
     return out
 
 
@@ -232,40 +355,69 @@ def _redis_table(results: Rounds) -> list[str]:
     if "g" not in results:
         return []
     m = median_figures(results["g"])
-    header = ("| local-tier hit p50 ms (b, in g's step) | Redis-tier hit p50 ms | Redis GET p50 ms, from the proxy's "
-              "CPU | Redis GET p50 ms, same CPU as Redis | proxy CPU µs per local-tier hit | per Redis-tier hit |")
-    cells = (_fmt(m["local_p50_ms"], 3), _fmt(m["p50_ms"], 3), _fmt(m["rtt_p50_ms"], 3),
-             _fmt(m["rtt_same_cpu_p50_ms"], 3), _fmt(m["local_cpu_us_per_hit"], 1), _fmt(m["cpu_us_per_hit"], 1))
-    return ["## Redis tier: one connection, the same request as b", "",
-            header, "| ---: | ---: | ---: | ---: | ---: | ---: |", "| " + " | ".join(cells) + " |", ""]
+    header = (
+        "| local-tier hit p50 ms (b, in g's step) | Redis-tier hit p50 ms | Redis GET p50 ms, from the proxy's "
+        "CPU | Redis GET p50 ms, same CPU as Redis | proxy CPU µs per local-tier hit | per Redis-tier hit |"
+    )
+    cells = (
+        _fmt(m["local_p50_ms"], 3),
+        _fmt(m["p50_ms"], 3),
+        _fmt(m["rtt_p50_ms"], 3),
+        _fmt(m["rtt_same_cpu_p50_ms"], 3),
+        _fmt(m["local_cpu_us_per_hit"], 1),
+        _fmt(m["cpu_us_per_hit"], 1),
+    )
+    return [
+        "## Redis tier: one connection, the same request as b",
+        "",
+        header,
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| " + " | ".join(cells) + " |",
+        "",
+    ]
 
 
 def _workers_table(results: Rounds, duration_s: float, placement: Placement) -> list[str]:
     if "h" not in results:
         return []
     m = median_figures(results["h"])
-    header = ("| server | wrk | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | wrk CPU µs per "
-              "request | machine CPUs idle | busiest worker's CPU share | busiest worker's connections |")
+    header = (
+        "| server | wrk | req/s | proxy CPU µs per hit | proxy CPUs busy | wrk CPUs busy | wrk CPU µs per "
+        "request | machine CPUs idle | busiest worker's CPU share | busiest worker's connections |"
+    )
     where = placement.describe_scaling() if placement.server is not None else "unpinned"
-    out = [f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, {where}", "",
-           header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        f"## Workers: hit throughput, wrk -t1 -c64 -d{duration_s:g}s, {where}",
+        "",
+        header,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for suffix, wrk in (("", "one request at a time"), ("_pipe", "h′: pipelined, 8 per batch")):
         for count in (1, 2):
             end = f"_w{count}{suffix}"
             if f"rps{end}" not in m:
                 continue
-            cells = (_fmt(m[f"rps{end}"], 0), _fmt(m[f"cpu_us_per_request{end}"], 1),
-                     _fmt(m[f"proxy_cores{end}"], 2), _fmt(m[f"wrk_cores{end}"], 2),
-                     _fmt(m.get(f"wrk_cpu_us_per_request{end}"), 1),
-                     _fmt(m[f"idle_cores{end}"], 2), _fmt(m[f"busiest_share{end}"], 2),
-                     f"{m[f'busiest_connections{end}']:.0f} of {m[f'connections{end}']:.0f}")
+            cells = (
+                _fmt(m[f"rps{end}"], 0),
+                _fmt(m[f"cpu_us_per_request{end}"], 1),
+                _fmt(m[f"proxy_cores{end}"], 2),
+                _fmt(m[f"wrk_cores{end}"], 2),
+                _fmt(m.get(f"wrk_cpu_us_per_request{end}"), 1),
+                _fmt(m[f"idle_cores{end}"], 2),
+                _fmt(m[f"busiest_share{end}"], 2),
+                f"{m[f'busiest_connections{end}']:.0f} of {m[f'connections{end}']:.0f}",
+            )
             out.append(f"| `--workers {count}` | {wrk} | " + " | ".join(cells) + " |")
     return out + [""]
 
 
 def _ratio_table(results: Rounds) -> list[str]:
-    out = ["## Side-by-side figures (median of per-round values)", "",
-           "| figure | value | per round | target | result |", "| --- | ---: | --- | --- | --- |"]
+    out = [
+        "## Side-by-side figures (median of per-round values)",
+        "",
+        "| figure | value | per round | target | result |",
+        "| --- | ---: | --- | --- | --- |",
+    ]
     for ratio in RATIOS:
         if not all(row in results for row in ratio.rows):
             continue
@@ -282,6 +434,9 @@ def _round_detail(results: Rounds) -> list[str]:
     out = ["<details><summary>every round</summary>", "", "| row | round | figures |", "| --- | ---: | --- |"]
     for row, rounds in results.items():
         for number, figures in enumerate(rounds, 1):
-            text = ", ".join(f"{k}={_fmt(v, 0 if k.startswith(('rps', 'upstream', 'busiest_conn', 'connections')) else 3)}" for k, v in figures.items())
+            text = ", ".join(
+                f"{k}={_fmt(v, 0 if k.startswith(('rps', 'upstream', 'busiest_conn', 'connections')) else 3)}"
+                for k, v in figures.items()
+            )
             out.append(f"| {row} | {number} | {text} |")
     return out + ["", "</details>"]

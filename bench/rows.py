@@ -60,18 +60,29 @@ class Rig:
         return self.placement.pin(self.placement.load, [])
 
     def wrk(
-        self, server: Server, script: str, connections: int, duration_s: float | None = None,
-        pin: list[str] | None = None, pipeline: int = 1,
+        self,
+        server: Server,
+        script: str,
+        connections: int,
+        duration_s: float | None = None,
+        pin: list[str] | None = None,
+        pipeline: int = 1,
     ) -> WrkResult:
         unique = script == "unique.lua"
         return run_wrk(
-            server.url + PATH, script, self.miss_template_file if unique else self.hit_file,
-            connections, duration_s or self.duration_s, self.wrk_pin if pin is None else pin,
-            nonce=secrets.token_hex(6) if unique else "", pipeline=pipeline,
+            server.url + PATH,
+            script,
+            self.miss_template_file if unique else self.hit_file,
+            connections,
+            duration_s or self.duration_s,
+            self.wrk_pin if pin is None else pin,
+            nonce=secrets.token_hex(6) if unique else "",
+            pipeline=pipeline,
         )
 
 
 # --- wrk rows -----------------------------------------------------------------------------
+
 
 def loaded(rig: Rig, server: Server) -> Figures:
     """Throughput with 32 connections sending the same request."""
@@ -124,6 +135,7 @@ def misses(rig: Rig, proxy: Server | None) -> Figures:
 
 # --- Redis and workers -------------------------------------------------------------------
 
+
 def redis_hits(rig: Rig) -> Figures:
     """Row g. Back to back: a local-tier hit (row b's proxy and request), the same request
     hitting a proxy whose only tier is Redis, then one Redis round trip measured alone."""
@@ -141,7 +153,8 @@ def redis_hits(rig: Rig) -> Figures:
     checks.require_served(f"{proxy.name} Redis reads", redisbench.keyspace_hits(redis) - reads, run.requests, 1)
     placement = rig.placement
     return {
-        "local_p50_ms": local["p50_ms"], **figures,
+        "local_p50_ms": local["p50_ms"],
+        **figures,
         # The proxy runs on the server CPU and Redis on the load CPU, so the round trip
         # the proxy pays crosses CPUs: measure it from the proxy's CPU (idle meanwhile).
         "rtt_p50_ms": redisbench.rtt_p50_ms(redis, placement.pin(placement.server, [])),
@@ -202,8 +215,9 @@ def workers_run(rig: Rig, server: Server, duration_s: float | None = None, pipel
     cpu_after, delta = cpu_seconds(server.process.pid), checks.difference(checks.proxy_counts(server), before)
     only_hits(server, delta)
     if sum(held.values()) != SCALING_CONNECTIONS:
-        raise BenchError(f"{server.name}: the census found {sum(held.values())} of wrk's {SCALING_CONNECTIONS} "
-                         f"connections: {held}")
+        raise BenchError(
+            f"{server.name}: the census found {sum(held.values())} of wrk's {SCALING_CONNECTIONS} connections: {held}"
+        )
     # wrk counts responses; when it stops, up to `pipeline` requests per connection may
     # have been served whose responses it did not read.
     checks.require_served(f"{server.name} hits", delta["hit"], run.requests, SCALING_CONNECTIONS * pipeline)
@@ -255,14 +269,18 @@ async def _ttfb(rig: Rig, count: int, template: bytes) -> Figures:
     for number in range(count):
         body = fill(template, f"{nonce}-{number}")
         # Alternate who goes first so neither side always follows the other's work.
-        order = (("direct", rig.fake), ("proxy", rig.proxy)) if number % 2 else (("proxy", rig.proxy), ("direct", rig.fake))
+        order = (
+            (("direct", rig.fake), ("proxy", rig.proxy)) if number % 2 else (("proxy", rig.proxy), ("direct", rig.fake))
+        )
         for side, server in order:
             result = await streaming.stream_once(server.port, body)
             _check_stream(server, result, "miss" if side == "proxy" else None)
             (proxied if side == "proxy" else direct).append(result.ttfb_ms)
     return {
-        "direct_p50_ms": percentile(direct, 50), "direct_p99_ms": percentile(direct, 99),
-        "proxy_p50_ms": percentile(proxied, 50), "proxy_p99_ms": percentile(proxied, 99),
+        "direct_p50_ms": percentile(direct, 50),
+        "direct_p99_ms": percentile(direct, 99),
+        "proxy_p50_ms": percentile(proxied, 50),
+        "proxy_p99_ms": percentile(proxied, 99),
         # Each proxied request against the direct one with the same number (sent just
         # before or after it): drift between the two p50s cancels out here.
         "paired_p50_ms": percentile([p - d for p, d in zip(proxied, direct)], 50),
@@ -301,7 +319,9 @@ def _check_stream(server: Server, result: streaming.StreamResult, cache_status: 
     if result.status != 200:
         raise BenchError(f"{server.name}: streamed request got {result.status}: {result.body[:300]!r}")
     if cache_status is not None and result.headers.get("x-cache-status") != cache_status:
-        raise BenchError(f"{server.name}: expected x-cache-status {cache_status}, got {result.headers.get('x-cache-status')}")
+        raise BenchError(
+            f"{server.name}: expected x-cache-status {cache_status}, got {result.headers.get('x-cache-status')}"
+        )
     if not result.body.rstrip().endswith(b"data: [DONE]"):
         raise BenchError(f"{server.name}: stream did not end with [DONE]: {result.body[-200:]!r}")
 

@@ -59,9 +59,10 @@ def parse_options(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
-        "--redo-disturbed", type=int,
+        "--redo-disturbed",
+        type=int,
         help=f"run a round again when other load above {report.OTHER_LOAD_NOTICE_CPUS} CPUs competed with one of its "
-             "steps, at most this many times (default 3, quick 0)",
+        "steps, at most this many times (default 3, quick 0)",
     )
     args = parser.parse_args(argv)
     selected = tuple(row.strip() for row in args.only.split(",") if row.strip())
@@ -81,6 +82,7 @@ def parse_options(argv: list[str] | None) -> Options:
 
 
 # --- servers ------------------------------------------------------------------------------
+
 
 def proxy_config(path: Path, upstream: Server, disk_dir: Path | None, tiers: str | None = None) -> Path:
     if tiers is None:
@@ -129,7 +131,9 @@ def start_rig(
         # Redis sits with the load (wrk) on the second CPU, the proxy on the first as usual.
         redis_server = stack.enter_context(redisbench.redis_server(placement.load))
         tiers = f"[{{type: redis, url: '{redis_server.url}'}}]"  # no local tier: every hit reads Redis
-        proxy_redis = start_proxy(procs, placement, "llmcache-redis", proxy_config(work / "redis.yaml", fake, None, tiers))
+        proxy_redis = start_proxy(
+            procs, placement, "llmcache-redis", proxy_config(work / "redis.yaml", fake, None, tiers)
+        )
     workers: dict[int, Server] = {}
     if "h" in options.rows:
         for count in WORKER_COUNTS:
@@ -160,13 +164,25 @@ def start_rig(
         if checks.expect(bare, hit_file.read_bytes(), None) != hit_response:
             raise BenchError("the bare app does not answer with the captured hit body")
     return rows.Rig(
-        placement, fake, proxy, proxy_disk, bare, hit_file, template, options.duration_s,
-        options.stream_requests, options.burst, burst_delay_ms=200,
-        proxy_redis=proxy_redis, redis=redis_server, workers=workers,
+        placement,
+        fake,
+        proxy,
+        proxy_disk,
+        bare,
+        hit_file,
+        template,
+        options.duration_s,
+        options.stream_requests,
+        options.burst,
+        burst_delay_ms=200,
+        proxy_redis=proxy_redis,
+        redis=redis_server,
+        workers=workers,
     )
 
 
 # --- verification and warmup --------------------------------------------------------------
+
 
 def capture_hit(proxy: Server, body: bytes) -> bytes:
     """Store the hit row's entry and return the exact bytes a hit serves."""
@@ -213,8 +229,14 @@ def warm_up(rig: rows.Rig, options: Options) -> None:
     checks.expect(rig.fake, fill(rig.miss_template_file.read_bytes(), f"verify-direct-{time.time_ns()}"), None)
     for proxy in (p for p in (rig.proxy, rig.proxy_disk) if p is not None):
         verify_misses(rig, proxy)
-    targets = {"a": (rig.bare, "fixed.lua"), "b": (rig.proxy, "fixed.lua"), "c": (rig.fake, "unique.lua"),
-               "d": (rig.proxy, "unique.lua"), "dd": (rig.proxy_disk, "unique.lua"), "g": (rig.proxy_redis, "fixed.lua")}
+    targets = {
+        "a": (rig.bare, "fixed.lua"),
+        "b": (rig.proxy, "fixed.lua"),
+        "c": (rig.fake, "unique.lua"),
+        "d": (rig.proxy, "unique.lua"),
+        "dd": (rig.proxy_disk, "unique.lua"),
+        "g": (rig.proxy_redis, "fixed.lua"),
+    }
     for row in (r for r in WRK_ROWS if r in options.rows):
         server, script = targets[row]
         assert server is not None
@@ -233,6 +255,7 @@ def warm_up(rig: rows.Rig, options: Options) -> None:
 
 # --- the run ------------------------------------------------------------------------------
 
+
 def measure(rig: rows.Rig, options: Options) -> tuple[report.Rounds, report.OtherLoads, int]:
     """Every kept round's figures, the other load during each of their steps, and how
     many rounds were run again because other load competed with them."""
@@ -246,8 +269,11 @@ def measure(rig: rows.Rig, options: Options) -> tuple[report.Rounds, report.Othe
         if disturbed and redone < options.redo_disturbed:
             redone += 1
             worst = max(disturbed, key=lambda item: item[1])
-            print(f"round {number} discarded: other load up to {worst[1]:.2f} CPUs (row {worst[0]}); "
-                  f"running it again ({redone}/{options.redo_disturbed})", flush=True)
+            print(
+                f"round {number} discarded: other load up to {worst[1]:.2f} CPUs (row {worst[0]}); "
+                f"running it again ({redone}/{options.redo_disturbed})",
+                flush=True,
+            )
             continue
         for row in options.rows:
             results[row].append(current[row])
@@ -270,8 +296,10 @@ def run_round(rig: rows.Rig, options: Options, number: int) -> tuple[dict[str, r
         current[row].update(figures)
         loads.append((number, row, other))
         took = time.monotonic() - started
-        print(f"round {number}/{options.rounds} {row}: {_short(figures)} ({took:.1f}s, other load "
-              f"{other:.2f} CPUs)", flush=True)
+        print(
+            f"round {number}/{options.rounds} {row}: {_short(figures)} ({took:.1f}s, other load {other:.2f} CPUs)",
+            flush=True,
+        )
     return current, loads
 
 
@@ -286,7 +314,9 @@ def wait_quiet(probe: OtherLoad) -> None:
 
 
 def _short(figures: report.Figures) -> str:
-    return ", ".join(f"{k}={v:.0f}" if v >= 100 or float(v).is_integer() else f"{k}={v:.3f}" for k, v in figures.items())
+    return ", ".join(
+        f"{k}={v:.0f}" if v >= 100 or float(v).is_integer() else f"{k}={v:.3f}" for k, v in figures.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

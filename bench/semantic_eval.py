@@ -115,7 +115,9 @@ def embed_all(texts: list[str], use_cache: bool) -> tuple[np.ndarray, int, float
     return np.stack([cached[k] for k in keys]), len(missing), took
 
 
-def curve(cos: np.ndarray, accept: np.ndarray, same: np.ndarray, hard: np.ndarray, thresholds: list[float]) -> list[Point]:
+def curve(
+    cos: np.ndarray, accept: np.ndarray, same: np.ndarray, hard: np.ndarray, thresholds: list[float]
+) -> list[Point]:
     points = []
     n_pos, n_hard = int(same.sum()), int(hard.sum())
     for t in thresholds:
@@ -206,14 +208,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(pairs)} labelled pairs from `{args.data.relative_to(ROOT.parent) if args.data.is_relative_to(ROOT.parent) else args.data}`: "
         f"{n_pos} paraphrases ({n_pos / len(pairs):.0%}), {n_neg} negatives of which {int(hard.sum())} hard "
         f"(every kind but `unrelated`). Embedder: in-process `{MODEL}`"
-        + (f" ({n_embedded} texts embedded in {embed_s:.1f} s, the rest from the cache)." if n_embedded else " (all embeddings from the cache).")
+        + (
+            f" ({n_embedded} texts embedded in {embed_s:.1f} s, the rest from the cache)."
+            if n_embedded
+            else " (all embeddings from the cache)."
+        )
     )
     w(
         "\nA hit is served when cosine >= threshold, and for (b) also when `guard.compatible()` accepts the pair. "
         "Precision = right hits / hits; recall = paraphrases served / paraphrases; "
         "hard false-hit rate = hard negatives served / hard negatives.\n"
     )
-    w("| threshold | (a) precision | (a) recall | (a) hard false hits | (b) precision | (b) recall | (b) hard false hits |")
+    w(
+        "| threshold | (a) precision | (a) recall | (a) hard false hits | (b) precision | (b) recall | (b) hard false hits |"
+    )
     w("|---:|---:|---:|---:|---:|---:|---:|")
     for p, g in zip(plain, guarded):
         mark = " **←**" if rec is not None and g.threshold == rec.threshold else ""
@@ -229,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for pts in (coarse, fine):
             b = best_at_target(pts)
-            cells.append("not reachable" if b is None else f"recall {b.recall:.3f} (precision {_fmt(b.precision)}, threshold {b.threshold:g})")
+            cells.append(
+                "not reachable"
+                if b is None
+                else f"recall {b.recall:.3f} (precision {_fmt(b.precision)}, threshold {b.threshold:g})"
+            )
         w(f"| {name} | {cells[0]} | {cells[1]} |")
     top = max((p for p in plain_fine if p.precision is not None and p.hits >= 20), key=lambda p: p.precision or 0.0)
     w(
@@ -259,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     # Per kind at the recommended threshold: who is served.
     t_rec = rec.threshold if rec is not None else 0.9
     w(f"\n## By kind at threshold {t_rec:.2f}\n")
-    w("Paraphrase kinds: share served (recall). Negative kinds: share served (false hits). Guard alone: share the guard accepts.\n")
+    w(
+        "Paraphrase kinds: share served (recall). Negative kinds: share served (false hits). Guard alone: share the guard accepts.\n"
+    )
     w("| kind | pairs | guard accepts | (a) served | (b) served |")
     w("|---|---:|---:|---:|---:|")
     over = cos >= t_rec

@@ -26,12 +26,35 @@ from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier
 
 TOPICS = [
-    "the capital of {}", "the population of {}", "the currency used in {}", "the best time to visit {}",
-    "the official language of {}", "the highest mountain in {}", "the national dish of {}",
+    "the capital of {}",
+    "the population of {}",
+    "the currency used in {}",
+    "the best time to visit {}",
+    "the official language of {}",
+    "the highest mountain in {}",
+    "the national dish of {}",
 ]
 PLACES = [
-    "France", "Germany", "Japan", "Brazil", "Canada", "Kenya", "India", "Peru", "Norway", "Egypt",
-    "Chile", "Spain", "Italy", "Mexico", "Vietnam", "Poland", "Ghana", "Nepal", "Ireland", "Greece",
+    "France",
+    "Germany",
+    "Japan",
+    "Brazil",
+    "Canada",
+    "Kenya",
+    "India",
+    "Peru",
+    "Norway",
+    "Egypt",
+    "Chile",
+    "Spain",
+    "Italy",
+    "Mexico",
+    "Vietnam",
+    "Poland",
+    "Ghana",
+    "Nepal",
+    "Ireland",
+    "Greece",
 ]
 
 

@@ -55,8 +55,12 @@ def run(work: Coroutine[Any, Any, T]) -> T:
 
 def build_request(port: int, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     lines = [
-        f"POST {PATH} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-        f"Content-Length: {len(body)}", "Accept: text/event-stream", "Connection: close",
+        f"POST {PATH} HTTP/1.1",
+        f"Host: {HOST}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Accept: text/event-stream",
+        "Connection: close",
     ]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -130,5 +134,5 @@ def _dechunk(data: bytes) -> bytes:
         if size == 0:
             return bytes(out)
         start = line_end + 2
-        out += data[start:start + size]
+        out += data[start : start + size]
         position = start + size + 2

@@ -52,17 +52,34 @@ def ensure_wrk() -> str:
 
 
 def run_wrk(
-    url: str, script: str, body_file: Path, connections: int, duration_s: float,
-    pin: list[str], nonce: str = "", pipeline: int = 1,
+    url: str,
+    script: str,
+    body_file: Path,
+    connections: int,
+    duration_s: float,
+    pin: list[str],
+    nonce: str = "",
+    pipeline: int = 1,
 ) -> WrkResult:
     """One wrk run with `script` (fixed.lua, unique.lua or pipeline.lua) from bench/lua;
     raises on errors. `pipeline` is pipeline.lua's depth (requests per batch)."""
     argv = [
-        *pin, "wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "5s",
-        "-s", str(LUA_DIR / script), url,
+        *pin,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA_DIR / script),
+        url,
     ]
     env = {
-        **os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_BODY_FILE": str(body_file), "BENCH_NONCE": nonce,
+        **os.environ,
+        "BENCH_LUA_DIR": str(LUA_DIR),
+        "BENCH_BODY_FILE": str(body_file),
+        "BENCH_NONCE": nonce,
         "BENCH_PIPELINE_DEPTH": str(pipeline),
     }
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration_s + RUN_SLACK_S)
@@ -79,8 +96,10 @@ def run_wrk(
 def _parse(output: str) -> WrkResult:
     for line in output.splitlines():
         if line.startswith("BENCH_JSON "):
-            data = json.loads(line[len("BENCH_JSON "):])
-            errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+            data = json.loads(line[len("BENCH_JSON ") :])
+            errors = sum(
+                data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+            )
             return WrkResult(
                 requests=data["requests"],
                 duration_s=data["duration_us"] / 1e6,

@@ -1,7 +1,15 @@
 """Shared fixtures: the fake upstream, and llmcache served for real by uvicorn.
 
 Integration tests talk to a real uvicorn server over loopback with the official
-`openai` SDK; fast tests drive the same app in-process through httpx.ASGITransport.
+`openai` SDK; fast tests drive the same app in-process through httpx.ASGITransport;
+tests/unit needs neither.
+
+A test that needs a real server carries its marker: `redis` (Redis, Cluster, RediSearch),
+`object_store` (moto S3, fake-gcs-server, Azurite), `prometheus` (the prometheus and
+promtool binaries), `subprocess` (`llmcache serve` or another CLI command as a child
+process). `pytest -m "not redis and not object_store and not prometheus and not
+subprocess"` runs everything else; a test that starts one of these without its marker
+fails (servers.require_marker).
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -57,6 +66,7 @@ def metric_value(text: str, sample: str, **labels: str) -> float:
 def installed_tool(name: str) -> str:
     """The path of a binary tests/install_test_servers.sh installs (prometheus, promtool):
     a skip when it is missing locally, a failure on CI."""
+    servers.require_marker("prometheus", name)
     path = shutil.which(name)
     if path is None:
         message = f"{name} not found: run `bash tests/install_test_servers.sh` (Debian package prometheus)"
@@ -68,9 +78,40 @@ def installed_tool(name: str) -> str:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`llmcache ARGS` as a user runs it, from the repository root (`env`: the whole environment)."""
+    servers.require_marker("subprocess", f"`llmcache {args[0] if args else ''}`")
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env
     )
+
+
+# Tests in modules this branch leaves to their owners, marked here until the marks are
+# added in place: (file name, test name with its parameter id) → markers.
+MARKED_ELSEWHERE: dict[tuple[str, str], tuple[str, ...]] = {
+    ("test_hostile.py", "test_read_your_writes[s3]"): ("object_store",),
+    ("test_hostile.py", "test_serve_on_a_port_in_use_exits_naming_it[disk]"): ("subprocess",),
+    ("test_hostile.py", "test_serve_on_a_port_in_use_exits_naming_it[redis]"): ("subprocess", "redis"),
+    ("test_hostile.py", "test_check_config_never_prints_a_secret"): ("subprocess",),
+    ("test_hostile.py", "test_serve_log_prints_no_secret"): ("subprocess",),
+    ("test_litellm_import.py", "test_check_config_cli_accepts_the_rendered_file"): ("subprocess",),
+    ("test_litellm_import.py", "test_check_config_cli_names_a_missing_variable"): ("subprocess",),
+    ("test_litellm_import.py", "test_cli_prints_config_and_warnings"): ("subprocess",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in MARKED_ELSEWHERE.get((item.path.name, item.name), ()):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before its fixtures: a server a fixture starts is checked against this test's markers.
+    servers.running_test = item
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    servers.running_test = None
 
 
 def make_settings(upstream_url: str, cache_dir: Path, **sections: Any) -> Settings:
@@ -93,14 +134,19 @@ class ServedProxy:
     def __init__(self, app: LLMCache) -> None:
         self.app = app
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, loop="uvloop", http=protocol_class(app.settings.server),
-            access_log=False, log_level="warning",
+            app,
+            host="127.0.0.1",
+            port=0,
+            loop="uvloop",
+            http=protocol_class(app.settings.server),
+            access_log=False,
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.root = ""
 
-    def start(self) -> "ServedProxy":
+    def start(self) -> ServedProxy:
         self.thread.start()
         started = threading.Event()
         for _ in range(500):

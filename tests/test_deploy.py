@@ -183,7 +183,7 @@ def settings_path_of_env(name: str) -> tuple[str, ...]:
     """
     if not name.startswith(ENV_PREFIX):
         raise ValueError(f"{name}: not an {ENV_PREFIX}* name")
-    parts = name[len(ENV_PREFIX):].lower().split("__")
+    parts = name[len(ENV_PREFIX) :].lower().split("__")
     model: type[BaseModel] = Settings
     path: list[str] = []
     for index, part in enumerate(parts):
@@ -316,7 +316,8 @@ def load_artefacts() -> Artefacts:
     return Artefacts(
         dockerfile=parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8")),
         dockerignore=[
-            line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+            line.strip()
+            for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.strip().startswith("#")
         ],
         compose=load_yaml(COMPOSE),
@@ -613,8 +614,9 @@ def check_dockerfile(a: Artefacts) -> Problems:
         defaults = {int(p) for p in re.findall(r"LLMCACHE_SERVER__PORT['\"]\s*,\s*['\"](\d+)", text)}
         ports = literal | defaults
         if ports != exposed_ports(a):
-            problems.append(f"Dockerfile: HEALTHCHECK probes port(s) {sorted(ports)}, "
-                            f"EXPOSE says {sorted(exposed_ports(a))}")
+            problems.append(
+                f"Dockerfile: HEALTHCHECK probes port(s) {sorted(ports)}, EXPOSE says {sorted(exposed_ports(a))}"
+            )
     if exposed_ports(a) != {8080}:
         problems.append(f"Dockerfile: EXPOSE {sorted(exposed_ports(a))}, expected 8080")
     # Every COPY source exists and survives .dockerignore.
@@ -632,8 +634,15 @@ def check_dockerfile(a: Artefacts) -> Problems:
 
 def check_dockerignore(a: Artefacts) -> Problems:
     problems = []
-    for path in (".git/config", ".venv/bin/python", ".testservers/x", ".llmcache/cache.db",
-                 "app/__pycache__/x.pyc", "tests/test_x.py", ".env"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        ".testservers/x",
+        ".llmcache/cache.db",
+        "app/__pycache__/x.pyc",
+        "tests/test_x.py",
+        ".env",
+    ):
         if not dockerignored(path, a.dockerignore):
             problems.append(f".dockerignore: {path} would be sent to the build")
     for path in ("app/server.py", "pyproject.toml", "README.md", "deploy/docker/config.yaml"):
@@ -675,10 +684,14 @@ def check_compose(a: Artefacts) -> Problems:
         for dependency, spec in (service.get("depends_on") or {}).items():
             if dependency not in services:
                 problems.append(f"docker-compose.yml: {name} depends on unknown service {dependency}")
-            elif isinstance(spec, dict) and spec.get("condition") == "service_healthy" \
-                    and not services[dependency].get("healthcheck"):
-                problems.append(f"docker-compose.yml: {name} waits for {dependency} to be healthy; "
-                                "it has no healthcheck")
+            elif (
+                isinstance(spec, dict)
+                and spec.get("condition") == "service_healthy"
+                and not services[dependency].get("healthcheck")
+            ):
+                problems.append(
+                    f"docker-compose.yml: {name} waits for {dependency} to be healthy; it has no healthcheck"
+                )
     expected_waits = {("llmcache", "redis"): "service_healthy", ("grafana", "prometheus"): "service_healthy"}
     for (name, dependency), condition in expected_waits.items():
         spec = (services[name].get("depends_on") or {}).get(dependency)
@@ -725,8 +738,10 @@ def check_compose(a: Artefacts) -> Problems:
     if port not in exposed_ports(a):
         problems.append(f"compose config: server.port {port} is not EXPOSEd by the Dockerfile")
     if port not in compose_container_ports(llmcache):
-        problems.append(f"docker-compose.yml: llmcache publishes {sorted(compose_container_ports(llmcache))}, "
-                        f"the app listens on {port}")
+        problems.append(
+            f"docker-compose.yml: llmcache publishes {sorted(compose_container_ports(llmcache))}, "
+            f"the app listens on {port}"
+        )
     probe = " ".join(healthcheck_argv(llmcache))
     probe_urls = [urlsplit(u) for u in urls_in(probe)]
     if not any(u.path == LIVENESS_PATH and u.port == port for u in probe_urls):
@@ -756,19 +771,22 @@ def check_prometheus_wiring(a: Artefacts) -> Problems:
     config_target = option_value(command, "--config.file") or "/etc/prometheus/prometheus.yml"
     source = mount_for(service, config_target)
     if source != (PROMETHEUS / "prometheus.yml").resolve():
-        problems.append(f"docker-compose.yml: prometheus reads {config_target}, "
-                        "which is not deploy/prometheus/prometheus.yml")
+        problems.append(
+            f"docker-compose.yml: prometheus reads {config_target}, which is not deploy/prometheus/prometheus.yml"
+        )
     for rule_file in a.prometheus.get("rule_files", []):
         target = PurePosixPath(config_target).parent / rule_file
         mounted = mount_for(service, str(target))
         expected = (PROMETHEUS / rule_file).resolve()
         if mounted != expected or not expected.exists():
-            problems.append(f"prometheus.yml: rule file {rule_file} resolves to {target} in the container, "
-                            f"which is not a mount of {expected.relative_to(ROOT)}")
+            problems.append(
+                f"prometheus.yml: rule file {rule_file} resolves to {target} in the container, "
+                f"which is not a mount of {expected.relative_to(ROOT)}"
+            )
     jobs = {job["job_name"]: job for job in a.prometheus.get("scrape_configs", [])}
     job = jobs.get("llmcache")
     if job is None:
-        return problems + ["prometheus.yml: no scrape job named llmcache (the alert rules use job=\"llmcache\")"]
+        return problems + ['prometheus.yml: no scrape job named llmcache (the alert rules use job="llmcache")']
     if job.get("metrics_path", "/metrics") != METRICS_PATH:
         problems.append(f"prometheus.yml: llmcache is scraped at {job.get('metrics_path')}, it serves {METRICS_PATH}")
     config = compose_config_path(a)
@@ -791,8 +809,10 @@ def check_grafana_wiring(a: Artefacts) -> Problems:
         path = provider.get("options", {}).get("path")
         host = mount_for(service, path) if path else None
         if host is None or (host / DASHBOARD.name).resolve() != DASHBOARD.resolve():
-            problems.append(f"grafana provider {provider.get('name')}: path {path} is not a mount of "
-                            f"{DASHBOARD.parent.relative_to(ROOT)}")
+            problems.append(
+                f"grafana provider {provider.get('name')}: path {path} is not a mount of "
+                f"{DASHBOARD.parent.relative_to(ROOT)}"
+            )
     home = compose_env(service).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     if home and mount_for(service, home) != DASHBOARD.resolve():
         problems.append(f"docker-compose.yml: grafana home dashboard {home} is not {DASHBOARD.relative_to(ROOT)}")
@@ -803,13 +823,16 @@ def check_grafana_wiring(a: Artefacts) -> Problems:
     for source in datasources:
         url = urlsplit(source.get("url", ""))
         if url.hostname not in a.compose["services"] or url.port not in prometheus_ports:
-            problems.append(f"grafana datasource {source.get('name')}: {source.get('url')} "
-                            "is not the prometheus service")
+            problems.append(
+                f"grafana datasource {source.get('name')}: {source.get('url')} is not the prometheus service"
+            )
     for panel in iter_panels(a.dashboard):
         for ref in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]:
             if isinstance(ref, dict) and ref.get("uid") not in uids:
-                problems.append(f"dashboard panel {panel.get('title')!r}: datasource uid {ref.get('uid')!r} "
-                                f"is not provisioned ({sorted(u for u in uids if u)})")
+                problems.append(
+                    f"dashboard panel {panel.get('title')!r}: datasource uid {ref.get('uid')!r} "
+                    f"is not provisioned ({sorted(u for u in uids if u)})"
+                )
     return problems
 
 
@@ -887,8 +910,9 @@ def check_kubernetes(a: Artefacts) -> Problems:
             continue
         http = probe.get("httpGet", {})
         if container_port(container, http.get("port")) != port:
-            problems.append(f"deployment.yaml: {probe_name} probes port {http.get('port')!r}, "
-                            f"the app listens on {port}")
+            problems.append(
+                f"deployment.yaml: {probe_name} probes port {http.get('port')!r}, the app listens on {port}"
+            )
         want = expected_probes.get(probe_name, LIVENESS_PATH)
         if http.get("path") != want:
             problems.append(f"deployment.yaml: {probe_name} requests {http.get('path')!r}, expected {want}")
@@ -928,10 +952,14 @@ def check_kubernetes(a: Artefacts) -> Problems:
         secret = secrets.get(ref["name"])
         keys = set((secret or {}).get("stringData", {})) | set((secret or {}).get("data", {}))
         if ref["key"] not in keys:
-            problems.append(f"deployment.yaml: env {env['name']} reads secret {ref['name']}/{ref['key']}, "
-                            "which secret.example.yaml does not document")
-    if not any(e.get("name") == "LLMCACHE_UPSTREAM__API_KEY" and "secretKeyRef" in e.get("valueFrom", {})
-               for e in container.get("env", [])):
+            problems.append(
+                f"deployment.yaml: env {env['name']} reads secret {ref['name']}/{ref['key']}, "
+                "which secret.example.yaml does not document"
+            )
+    if not any(
+        e.get("name") == "LLMCACHE_UPSTREAM__API_KEY" and "secretKeyRef" in e.get("valueFrom", {})
+        for e in container.get("env", [])
+    ):
         problems.append("deployment.yaml: the upstream key does not come from a Secret (LLMCACHE_UPSTREAM__API_KEY)")
 
     # Service, HPA, PDB select these pods / this Deployment.
@@ -946,7 +974,10 @@ def check_kubernetes(a: Artefacts) -> Problems:
         problems.append(f"hpa.yaml: apiVersion {hpa.get('apiVersion')}, expected autoscaling/v2")
     target = hpa["spec"]["scaleTargetRef"]
     if (target.get("kind"), target.get("name"), target.get("apiVersion")) != (
-            "Deployment", deployment["metadata"]["name"], deployment["apiVersion"]):
+        "Deployment",
+        deployment["metadata"]["name"],
+        deployment["apiVersion"],
+    ):
         problems.append(f"hpa.yaml: scales {target}, not the llmcache Deployment")
     if hpa["spec"].get("minReplicas", 1) < 2:
         problems.append("hpa.yaml: minReplicas < 2 leaves a single point of failure")
@@ -972,15 +1003,17 @@ def check_images_and_kustomization(a: Artefacts) -> Problems:
     compose_image = compose_service(a, "llmcache").get("image")
     k8s_image = deployment_container(a).get("image")
     if compose_image != k8s_image:
-        problems.append(f"images differ: docker-compose.yml builds {compose_image!r}, "
-                        f"deployment.yaml runs {k8s_image!r}")
+        problems.append(
+            f"images differ: docker-compose.yml builds {compose_image!r}, deployment.yaml runs {k8s_image!r}"
+        )
     kustomizations = a.k8s_objects("Kustomization")
     if len(kustomizations) != 1:
         return problems + ["deploy/kubernetes: expected one kustomization.yaml"]
     kustomization = kustomizations[0]
     listed = set(kustomization.get("resources", []))
-    present = {name for name, docs in a.k8s.items()
-               if not any(d.get("kind") in ("Kustomization", "Secret") for d in docs)}
+    present = {
+        name for name, docs in a.k8s.items() if not any(d.get("kind") in ("Kustomization", "Secret") for d in docs)
+    }
     if listed != present:
         problems.append(f"kustomization.yaml: resources {sorted(listed)} != manifests {sorted(present)}")
     name, _, tag = (k8s_image or "").partition(":")
@@ -1005,10 +1038,12 @@ def test_dockerignore(art: Artefacts) -> None:
     assert check_dockerignore(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_image_default_config_validates(art: Artefacts) -> None:
     assert check_image_config(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_compose(art: Artefacts) -> None:
     assert check_compose(art) == []
 
@@ -1021,6 +1056,7 @@ def test_grafana_wiring(art: Artefacts) -> None:
     assert check_grafana_wiring(art) == []
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_kubernetes(art: Artefacts) -> None:
     assert check_kubernetes(art) == []
 
@@ -1031,8 +1067,17 @@ def test_images_and_kustomization(art: Artefacts) -> None:
 
 def test_every_manifest_parses(art: Artefacts) -> None:
     kinds = sorted(d["kind"] for docs in art.k8s.values() for d in docs)
-    assert kinds == sorted(["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Kustomization",
-                            "PodDisruptionBudget", "Secret", "Service"])
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Kustomization",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+        ]
+    )
     for docs in art.k8s.values():
         for doc in docs:
             assert doc.get("apiVersion"), doc
@@ -1058,23 +1103,34 @@ def test_probe_and_scrape_paths_are_served(serve: Callable[..., Any], art: Artef
 # --- the checks can fail ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "LLMCACHE_UPSTREAM__API_KEY", "LLMCACHE_ADMIN__TOKEN", "LLMCACHE_SERVER__PORT",
-    "LLMCACHE_CACHE__SEMANTIC__SIMILARITY_THRESHOLD", "LLMCACHE_CACHE__SEMANTIC__QDRANT__URL",
-    "LLMCACHE_CACHE__TIERS", "LLMCACHE_METRICS__ENABLED", "LLMCACHE_UPSTREAM",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LLMCACHE_UPSTREAM__API_KEY",
+        "LLMCACHE_ADMIN__TOKEN",
+        "LLMCACHE_SERVER__PORT",
+        "LLMCACHE_CACHE__SEMANTIC__SIMILARITY_THRESHOLD",
+        "LLMCACHE_CACHE__SEMANTIC__QDRANT__URL",
+        "LLMCACHE_CACHE__TIERS",
+        "LLMCACHE_METRICS__ENABLED",
+        "LLMCACHE_UPSTREAM",
+    ],
+)
 def test_env_names_that_exist(name: str) -> None:
     assert settings_path_of_env(name)
 
 
-@pytest.mark.parametrize("name", [
-    "LLMCACHE_UPSTREAM__APIKEY",  # misspelt key
-    "LLMCACHE_UPSTREAM_API_KEY",  # single underscore between section and key
-    "LLMCACHE_UPSTRAEM__API_KEY",  # misspelt section
-    "LLMCACHE_CACHE__TIERS__0__URL",  # a list: only settable whole, as JSON
-    "LLMCACHE_SERVER__PORT__X",  # a leaf has no sub-keys
-    "OPENAI_API_KEY",  # not ours at all
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LLMCACHE_UPSTREAM__APIKEY",  # misspelt key
+        "LLMCACHE_UPSTREAM_API_KEY",  # single underscore between section and key
+        "LLMCACHE_UPSTRAEM__API_KEY",  # misspelt section
+        "LLMCACHE_CACHE__TIERS__0__URL",  # a list: only settable whole, as JSON
+        "LLMCACHE_SERVER__PORT__X",  # a leaf has no sub-keys
+        "OPENAI_API_KEY",  # not ours at all
+    ],
+)
 def test_env_names_that_do_not_exist(name: str) -> None:
     with pytest.raises(ValueError):
         settings_path_of_env(name)
@@ -1091,6 +1147,7 @@ def test_detects_a_wrong_env_name_in_compose(broken: Artefacts) -> None:
     assert any("UPSTREAM_API_KEY" in p for p in check_compose(broken))
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_detects_a_wrong_port(broken: Artefacts) -> None:
     container = deployment_container(broken)
     container["ports"][0]["containerPort"] = 9000
@@ -1100,6 +1157,7 @@ def test_detects_a_wrong_port(broken: Artefacts) -> None:
     assert check_compose(broken2)
 
 
+@pytest.mark.subprocess  # llmcache check-config
 def test_detects_a_wrong_probe_path(broken: Artefacts) -> None:
     deployment_container(broken)["readinessProbe"]["httpGet"]["path"] = "/healthz"
     assert any("readinessProbe" in p for p in check_kubernetes(broken))
@@ -1173,32 +1231,41 @@ def test_dockerignore_matching() -> None:
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([installed_tool("promtool"), *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [installed_tool("promtool"), *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
+@pytest.mark.prometheus
 def test_promtool_check_config() -> None:
     run = _promtool("check", "config", "deploy/prometheus/prometheus.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_check_rules() -> None:
     run = _promtool("check", "rules", "deploy/prometheus/alerts.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_rule_unit_tests() -> None:
     """deploy/prometheus/alerts_test.yml: each alert fires (and stays quiet) on synthetic series."""
     run = _promtool("test", "rules", "deploy/prometheus/alerts_test.yml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     rules = load_yaml(PROMETHEUS / "alerts.yml")
     rules["groups"][-1]["rules"][0]["expr"] = "sum by (tier) (rate(llmcache_tier_operations_total[5m])"
     bad = tmp_path / "alerts.yml"
     bad.write_text(yaml.safe_dump(rules))
-    run = subprocess.run([installed_tool("promtool"), "check", "rules", str(bad)], capture_output=True, text=True,
-                         timeout=60, check=False)
+    run = subprocess.run(
+        [installed_tool("promtool"), "check", "rules", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode != 0
-

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.semantic.embedder import Embedder, EmbedderUnavailable, LocalEmbedder
+from app.semantic.embedder import EmbedderUnavailable, LocalEmbedder
 
 LONG = " ".join(f"word{i}" for i in range(400))  # far more than 256 tokens
 
@@ -51,20 +51,40 @@ REF_TAIL = [  # dims 380..383
     [0.0555, 0.0522, 0.0561, 0.1021],
 ]
 REF_COS = {
-    (0, 1): 0.7883, (0, 2): 0.0744, (0, 3): 0.0304, (0, 4): 0.1117, (0, 5): 0.0127,
-    (0, 6): 0.162, (0, 7): 0.008, (1, 2): 0.0679, (1, 3): 0.0402, (1, 4): 0.1667,
-    (1, 5): 0.0192, (1, 6): 0.1634, (1, 7): 0.0206, (2, 3): 0.9345, (2, 4): 0.0495,
-    (2, 5): 0.2117, (2, 6): 0.037, (2, 7): 0.0267, (3, 4): 0.0392, (3, 5): 0.2248,
-    (3, 6): 0.0026, (3, 7): -0.0011, (4, 5): 0.1541, (4, 6): 0.1487, (4, 7): 0.0792,
-    (5, 6): 0.1228, (5, 7): 0.0454, (6, 7): 0.0561,
+    (0, 1): 0.7883,
+    (0, 2): 0.0744,
+    (0, 3): 0.0304,
+    (0, 4): 0.1117,
+    (0, 5): 0.0127,
+    (0, 6): 0.162,
+    (0, 7): 0.008,
+    (1, 2): 0.0679,
+    (1, 3): 0.0402,
+    (1, 4): 0.1667,
+    (1, 5): 0.0192,
+    (1, 6): 0.1634,
+    (1, 7): 0.0206,
+    (2, 3): 0.9345,
+    (2, 4): 0.0495,
+    (2, 5): 0.2117,
+    (2, 6): 0.037,
+    (2, 7): 0.0267,
+    (3, 4): 0.0392,
+    (3, 5): 0.2248,
+    (3, 6): 0.0026,
+    (3, 7): -0.0011,
+    (4, 5): 0.1541,
+    (4, 6): 0.1487,
+    (4, 7): 0.0792,
+    (5, 6): 0.1228,
+    (5, 7): 0.0454,
+    (6, 7): 0.0561,
 }
 
 
 @pytest.fixture(scope="module")
 def emb() -> LocalEmbedder:
-    e = LocalEmbedder("all-MiniLM-L6-v2")
-    yield e
-    e.close()
+    return LocalEmbedder("all-MiniLM-L6-v2")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +104,6 @@ def test_matches_sentence_transformers_reference(ref_batch: np.ndarray) -> None:
 def test_shape_dtype_normalised(emb: LocalEmbedder, ref_batch: np.ndarray) -> None:
     assert emb.dims == 384
     assert emb.name == "all-MiniLM-L6-v2"
-    assert isinstance(emb, Embedder)
     assert ref_batch.shape == (len(SENTENCES), 384)
     assert ref_batch.dtype == np.float32
     assert ref_batch.flags.c_contiguous

@@ -54,9 +54,7 @@ async def test_stream_timeout_is_504(asgi, fake):
     assert_openai_error(response, 504)
 
 
-@pytest.mark.parametrize(
-    "content", [b"{not json", b"[1, 2]", b"", b'"a string"', b"\xff\xfe"]
-)
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b'"a string"', b"\xff\xfe"])
 async def test_malformed_json_is_400(asgi, fake, content):
     client = await asgi()
     for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):

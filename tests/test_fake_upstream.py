@@ -137,9 +137,7 @@ def test_chat_tools(client: openai.OpenAI) -> None:
     assert call.function.name == "lookup"  # type: ignore[union-attr]
     assert json.loads(call.function.arguments) == {"query": USER_TEXT}  # type: ignore[union-attr]
 
-    chunks = list(
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True)
-    )
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True))
     deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
     head = deltas[0][0]
     assert head.index == 0 and head.id and head.type == "function"
@@ -167,9 +165,7 @@ def test_chat_reasoning_logprobs_and_truncation(client: openai.OpenAI) -> None:
     for token in choice.logprobs.content:
         assert len(token.top_logprobs) == 2 and token.bytes == list(token.token.encode())
 
-    chunks = list(
-        client.chat.completions.create(model="fake-reasoning-model", messages=MESSAGES, stream=True)
-    )
+    chunks = list(client.chat.completions.create(model="fake-reasoning-model", messages=MESSAGES, stream=True))
     reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks)
     assert reasoning == f"Thinking about: {USER_TEXT}"
 
@@ -240,9 +236,7 @@ def test_embeddings_raw_base64_tokens_and_dimensions(http: httpx.Client) -> None
     assert len(single["data"]) == 1 and single["data"][0]["embedding"] == fake_embedding([5, 6])
 
 
-@pytest.mark.parametrize(
-    "payload", [{"model": "m", "input": []}, {"model": "m"}, {"model": "m", "input": [{"x": 1}]}]
-)
+@pytest.mark.parametrize("payload", [{"model": "m", "input": []}, {"model": "m"}, {"model": "m", "input": [{"x": 1}]}])
 def test_embeddings_invalid_input(client: openai.OpenAI, payload: dict[str, Any]) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.post("/embeddings", body=payload, cast_to=httpx.Response)
@@ -258,9 +252,7 @@ def test_transcriptions_all_formats(client: openai.OpenAI, fresh: FakeUpstream) 
     assert expected == "Transcript " + hashlib.sha256(AUDIO).hexdigest()[:12]
     as_json = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", AUDIO))
     assert as_json.text == expected
-    text = client.audio.transcriptions.create(
-        model="whisper-1", file=("a.wav", AUDIO), response_format="text"
-    )
+    text = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", AUDIO), response_format="text")
     assert text.strip() == expected
     srt = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", AUDIO), response_format="srt")
     assert srt.startswith("1\n00:00:00,000 --> ") and expected in srt
@@ -404,6 +396,7 @@ def test_stop_ends_stalled_request_quickly() -> None:
         up.stop()
 
 
+@pytest.mark.subprocess  # the fake upstream as a program of its own
 def test_cli_subprocess(tmp_path: Path) -> None:
     with socket.socket() as probe:  # borrow a free port, then release it for the child
         probe.bind(("127.0.0.1", 0))

@@ -70,20 +70,65 @@ def key_form(body: bytes, content_type: bytes, call_type: str = "transcriptions"
 Node = tuple[Any, ...]
 
 SPECIAL_INTS = (
-    0, 1, -1, 2**31, 2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1,
-    18446744073709552233, 18446744073709552234, 10**18 - 1, 10**18, 10**20, 10**20 + 1,
-    -(2**63) - 1, 10**30 + 7,
+    0,
+    1,
+    -1,
+    2**31,
+    2**53,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    2**64 + 1,
+    18446744073709552233,
+    18446744073709552234,
+    10**18 - 1,
+    10**18,
+    10**20,
+    10**20 + 1,
+    -(2**63) - 1,
+    10**30 + 7,
 )
 SPECIAL_NUMBERS = (
-    "0.1", "0.1000000000000000000001", "1e20", "100000000000000000001", "1.7976931348623157e308",
-    "5e-324", "2.2250738585072014e-308", "0.30000000000000004", "9007199254740993", "1e-7",
-    "123456789012345678901234567890.123456789", "1.0", "1e0", "100e-2", "0.0", "1E+2", "2.50",
+    "0.1",
+    "0.1000000000000000000001",
+    "1e20",
+    "100000000000000000001",
+    "1.7976931348623157e308",
+    "5e-324",
+    "2.2250738585072014e-308",
+    "0.30000000000000004",
+    "9007199254740993",
+    "1e-7",
+    "123456789012345678901234567890.123456789",
+    "1.0",
+    "1e0",
+    "100e-2",
+    "0.0",
+    "1E+2",
+    "2.50",
     "1.00000000000000011102230246251565404236316680908203125",
 )
 SPECIAL_CHARS = '"\\/\b\f\n\r\t\x00\x1f\x7f\u00e9\u0301\u2028\u2029\ufeff\U0001f600\u00a0A'
 KEY_NAMES = (
-    "model", "messages", "role", "content", "tools", "function", "parameters", "maximum",
-    "temperature", "n", "stream", "cache", "stream_options", "namespace", "input", "A", "a",
+    "model",
+    "messages",
+    "role",
+    "content",
+    "tools",
+    "function",
+    "parameters",
+    "maximum",
+    "temperature",
+    "n",
+    "stream",
+    "cache",
+    "stream_options",
+    "namespace",
+    "input",
+    "A",
+    "a",
 )
 
 
@@ -128,9 +173,9 @@ def wide_literals(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         return draw(st.sampled_from(("1" + "0" * 3999, "-" + "9" * 4000, "1e400", "1e-400", "-1e309")))
     return _number_text(value)
-texts = st.text(
-    st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(SPECIAL_CHARS)), max_size=10
-)
+
+
+texts = st.text(st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(SPECIAL_CHARS)), max_size=10)
 object_keys = st.one_of(st.sampled_from(KEY_NAMES), texts)
 leaves = st.one_of(
     st.just(("null",)),
@@ -529,9 +574,9 @@ def test_huge_exponents_key_quickly() -> None:
     under a second (a child process, so a runaway expansion cannot take the suite down)."""
     program = (
         "from app.keys import key_of_json\n"
-        "a = key_of_json('chat_completions', b'{\"model\": \"m\", \"temperature\": 1e999999999}')\n"
-        "b = key_of_json('chat_completions', b'{\"model\": \"m\", \"temperature\": 1e999999998}')\n"
-        "c = key_of_json('chat_completions', b'{\"model\": \"m\", \"temperature\": -1e-999999999}')\n"
+        'a = key_of_json(\'chat_completions\', b\'{"model": "m", "temperature": 1e999999999}\')\n'
+        'b = key_of_json(\'chat_completions\', b\'{"model": "m", "temperature": 1e999999998}\')\n'
+        'c = key_of_json(\'chat_completions\', b\'{"model": "m", "temperature": -1e-999999999}\')\n'
         "assert len({a, b, c}) == 3\n"
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30)
@@ -543,7 +588,7 @@ def test_huge_exponents_key_quickly() -> None:
 def test_deep_bodies_are_keyed_or_refused(depth: int, beside: str) -> None:
     """Any nesting depth gets a key or a 400, never another exception (a 500)."""
     for nested in ("[" * depth + "1" + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
-        body = ('{"model": "m", %s"x": %s}' % (beside, nested)).encode()
+        body = f'{{"model": "m", {beside}"x": {nested}}}'.encode()
         try:
             key_json(body)
         except ProxyError as refused:
@@ -569,9 +614,7 @@ def test_nested_controls_are_keyed() -> None:
 def top_level_controls(draw: st.DrawFn) -> list[tuple[str, Node]]:
     choices = {
         "stream": st.sampled_from((("bool", True), ("bool", False), ("null",))),
-        "stream_options": st.sampled_from(
-            (("obj", (("include_usage", ("bool", True)),)), ("obj", ()), ("null",))
-        ),
+        "stream_options": st.sampled_from((("obj", (("include_usage", ("bool", True)),)), ("obj", ()), ("null",))),
         "cache": st.sampled_from(
             (
                 ("obj", (("ttl", ("num", "60")),)),
@@ -664,12 +707,21 @@ contexts = st.tuples(
 
 @PROPERTY
 @given(body=bodies(), first=contexts, second=contexts)
-@example(body=("obj", (("model", ("str", "m")),)), first=("chat_completions", "a", None, ""),
-         second=("chat_completions", None, "a", ""))
-@example(body=("obj", (("model", ("str", "m")),)), first=("chat_completions", "a", None, ""),
-         second=("chat_completions", None, None, "a"))
-@example(body=("obj", (("model", ("str", "m")),)), first=("chat_completions", None, None, ""),
-         second=("chat_completions", None, None, "api-version=2024-06-01"))
+@example(
+    body=("obj", (("model", ("str", "m")),)),
+    first=("chat_completions", "a", None, ""),
+    second=("chat_completions", None, "a", ""),
+)
+@example(
+    body=("obj", (("model", ("str", "m")),)),
+    first=("chat_completions", "a", None, ""),
+    second=("chat_completions", None, None, "a"),
+)
+@example(
+    body=("obj", (("model", ("str", "m")),)),
+    first=("chat_completions", None, None, ""),
+    second=("chat_completions", None, None, "api-version=2024-06-01"),
+)
 def test_call_type_scope_namespace_and_query_separate_keys(
     body: Node, first: tuple[Any, ...], second: tuple[Any, ...]
 ) -> None:
@@ -731,14 +783,18 @@ Part = tuple[str, bytes, "str | None", "str | None"]  # name, data, filename (a 
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 # Header text a client can send: printable, no quote or backslash (those have their own test).
-safe_text = st.text(
-    st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp"), exclude_characters='"\\'), max_size=8
+safe_text = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp"), exclude_characters='"\\'), max_size=8)
+part_names = st.one_of(
+    st.sampled_from(("file", "model", "language", "prompt", "timestamp_granularities[]", "x")), safe_text
 )
-part_names = st.one_of(st.sampled_from(("file", "model", "language", "prompt", "timestamp_granularities[]", "x")), safe_text)
-content_types = st.none() | st.sampled_from(("audio/wav", "text/plain", "application/octet-stream")) | st.from_regex(
-    r"[a-z]{1,8}/[a-z0-9.+-]{1,10}", fullmatch=True
+content_types = (
+    st.none()
+    | st.sampled_from(("audio/wav", "text/plain", "application/octet-stream"))
+    | st.from_regex(r"[a-z]{1,8}/[a-z0-9.+-]{1,10}", fullmatch=True)
 )
-parts = st.tuples(part_names.filter(lambda n: n != "cache"), st.binary(max_size=48), st.none() | safe_text, content_types)
+parts = st.tuples(
+    part_names.filter(lambda n: n != "cache"), st.binary(max_size=48), st.none() | safe_text, content_types
+)
 forms = st.lists(parts, max_size=6)
 boundaries = st.text(BCHARS, min_size=1, max_size=70).filter(lambda b: not b.endswith(" "))
 

@@ -59,6 +59,7 @@ def tier_types(settings: Settings) -> list[str]:
 
 # --- one example per LiteLLM cache type -------------------------------------------------
 
+
 def test_local(env, tmp_path):
     c = convert_file(DATA / "local.yaml")
     assert c.config["cache"]["tiers"] == [{"type": "local"}]
@@ -102,8 +103,10 @@ def test_redis_cluster(env, tmp_path):
     assert "host" not in redis
     assert "models" not in c.config  # model_name "*" without api_base is the default route
     settings = load(c, tmp_path)
-    assert [(n.host, n.port) for n in settings.cache.tiers[1].startup_nodes] == [("127.0.0.1", 7001),
-                                                                                 ("127.0.0.1", 7002)]
+    assert [(n.host, n.port) for n in settings.cache.tiers[1].startup_nodes] == [
+        ("127.0.0.1", 7001),
+        ("127.0.0.1", 7002),
+    ]
 
 
 def test_redis_semantic(env, tmp_path):
@@ -118,8 +121,12 @@ def test_redis_semantic(env, tmp_path):
     assert semantic["redis"] == {"url": "redis://:p%40ss%20word@redis.internal:6379"}
     assert warned(c, f"{CP}.redis_semantic_cache_index_name", "not reused")
     assert warned(c, "litellm_settings.set_verbose")
-    assert {"name": "azure-embedding-model", "base_url": "https://embeddings.example.com/v1",
-            "api_key": "${EMBEDDINGS_API_KEY}", "upstream_model": "text-embedding-3-small"} in c.config["models"]
+    assert {
+        "name": "azure-embedding-model",
+        "base_url": "https://embeddings.example.com/v1",
+        "api_key": "${EMBEDDINGS_API_KEY}",
+        "upstream_model": "text-embedding-3-small",
+    } in c.config["models"]
     settings = load(c, tmp_path)
     assert settings.cache.semantic.type == "redis"
     assert settings.cache.semantic.redis.index == "llmcache-semantic"
@@ -148,22 +155,32 @@ def test_qdrant_semantic(env, tmp_path):
 def test_s3(env, tmp_path):
     c = convert_file(DATA / "s3.yaml")
     assert c.config["cache"]["tiers"][1] == {
-        "type": "s3", "bucket": "cache-bucket-litellm", "region": "us-west-2",
-        "endpoint_url": "https://s3.us-west-2.amazonaws.com", "access_key_id": "${AWS_ACCESS_KEY_ID}",
-        "secret_access_key": "${AWS_SECRET_ACCESS_KEY}", "path": "litellm/cache",
+        "type": "s3",
+        "bucket": "cache-bucket-litellm",
+        "region": "us-west-2",
+        "endpoint_url": "https://s3.us-west-2.amazonaws.com",
+        "access_key_id": "${AWS_ACCESS_KEY_ID}",
+        "secret_access_key": "${AWS_SECRET_ACCESS_KEY}",
+        "path": "litellm/cache",
     }
     assert warned(c, f"{CP}.s3_use_ssl")
     settings = load(c, tmp_path)
     s3 = settings.cache.tiers[1]
-    assert (s3.type, s3.bucket, s3.secret_access_key, s3.path) == ("s3", "cache-bucket-litellm", "aws-secret",
-                                                                    "litellm/cache")
+    assert (s3.type, s3.bucket, s3.secret_access_key, s3.path) == (
+        "s3",
+        "cache-bucket-litellm",
+        "aws-secret",
+        "litellm/cache",
+    )
 
 
 def test_gcs(env, tmp_path):
     c = convert_file(DATA / "gcs.yaml")
     assert c.config["cache"]["tiers"][1] == {
-        "type": "gcs", "bucket": "cache-bucket-litellm",
-        "service_account_json": "${GCS_PATH_SERVICE_ACCOUNT}", "path": "cache",
+        "type": "gcs",
+        "bucket": "cache-bucket-litellm",
+        "service_account_json": "${GCS_PATH_SERVICE_ACCOUNT}",
+        "path": "cache",
     }
     assert warned(c, f"{CP}.host", "not used by type 'gcs'")
     settings = load(c, tmp_path)
@@ -177,7 +194,8 @@ def test_azure_blob(env, tmp_path, spelling):
     data["litellm_settings"]["cache_params"]["type"] = spelling
     c = convert(data)
     assert c.config["cache"]["tiers"][1] == {
-        "type": "azure_blob", "account_url": "https://litellmcache.blob.core.windows.net",
+        "type": "azure_blob",
+        "account_url": "https://litellmcache.blob.core.windows.net",
         "container": "litellm-cache",
     }
     assert c.warnings == []
@@ -203,14 +221,28 @@ def test_disk(env, tmp_path):
 def test_model_list_and_caching_groups(env, tmp_path):
     c = convert_file(DATA / "router.yaml")
     models = {m["name"]: m for m in c.config["models"]}
-    assert list(models) == ["gpt-4o", "openai-gpt-3.5-turbo", "azure-gpt-3.5-turbo", "llama-3-70b",
-                            "local-vllm", "claude-sonnet", "titan"]
+    assert list(models) == [
+        "gpt-4o",
+        "openai-gpt-3.5-turbo",
+        "azure-gpt-3.5-turbo",
+        "llama-3-70b",
+        "local-vllm",
+        "claude-sonnet",
+        "titan",
+    ]
     assert models["gpt-4o"] == {"name": "gpt-4o", "api_key": "${OPENAI_API_KEY}"}  # first deployment kept
     assert models["openai-gpt-3.5-turbo"]["upstream_model"] == "gpt-3.5-turbo"
-    assert models["llama-3-70b"] == {"name": "llama-3-70b", "base_url": "https://api.groq.com/openai/v1",
-                                     "api_key": "${GROQ_API_KEY}", "upstream_model": "llama3-70b-8192"}
-    assert models["local-vllm"] == {"name": "local-vllm", "base_url": "http://vllm.internal:8000/v1",
-                                    "upstream_model": "meta-llama/Meta-Llama-3-8B-Instruct"}
+    assert models["llama-3-70b"] == {
+        "name": "llama-3-70b",
+        "base_url": "https://api.groq.com/openai/v1",
+        "api_key": "${GROQ_API_KEY}",
+        "upstream_model": "llama3-70b-8192",
+    }
+    assert models["local-vllm"] == {
+        "name": "local-vllm",
+        "base_url": "http://vllm.internal:8000/v1",
+        "upstream_model": "meta-llama/Meta-Llama-3-8B-Instruct",
+    }
     # providers with their own API: name-only routes (forwarded unchanged to upstream.base_url)
     assert models["claude-sonnet"] == {"name": "claude-sonnet"}
     assert models["azure-gpt-3.5-turbo"] == {"name": "azure-gpt-3.5-turbo"}
@@ -269,16 +301,43 @@ def test_every_example_validates_as_plain_data_and_round_trips(name):
 
 # --- secrets, defaults and what LiteLLM read from its environment -----------------------
 
+
 def test_os_environ_becomes_dollar_brace():
-    c = convert({"model_list": [{"model_name": "m", "litellm_params": {
-        "model": "openai/m", "api_base": "os.environ/MY_BASE", "api_key": "os.environ/MY_KEY"}}],
-        "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+    c = convert(
+        {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/m",
+                        "api_base": "os.environ/MY_BASE",
+                        "api_key": "os.environ/MY_KEY",
+                    },
+                }
+            ],
+            "litellm_settings": {"cache": True, "cache_params": {"type": "local"}},
+        }
+    )
     assert c.config["models"] == [{"name": "m", "base_url": "${MY_BASE}", "api_key": "${MY_KEY}"}]
 
 
 def test_odd_values_are_warned_not_mapped():
-    c = convert({"litellm_settings": {"cache": True, "request_timeout": "soon", "cache_params": {
-        "type": "redis", "host": "h", "password": "a${B}c", "port": "nan", "ttl": -5, "ssl": "maybe"}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "request_timeout": "soon",
+                "cache_params": {
+                    "type": "redis",
+                    "host": "h",
+                    "password": "a${B}c",
+                    "port": "nan",
+                    "ttl": -5,
+                    "ssl": "maybe",
+                },
+            }
+        }
+    )
     tier = c.config["cache"]["tiers"][1]
     assert tier == {"type": "redis", "host": "h", "password": "a${B}c"}
     assert "ttl_s" not in c.config["cache"] and "upstream" not in c.config
@@ -310,9 +369,22 @@ def test_cache_true_alone_is_redis_from_the_environment(env, tmp_path):
 
 
 def test_redis_url_ssl_and_client_settings():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {
-        "type": "redis", "url": "os.environ/REDIS_URL", "ssl": True, "max_connections": 32,
-        "socket_timeout": 0.5, "redis_flush_size": 100, "port": 1234}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {
+                    "type": "redis",
+                    "url": "os.environ/REDIS_URL",
+                    "ssl": True,
+                    "max_connections": 32,
+                    "socket_timeout": 0.5,
+                    "redis_flush_size": 100,
+                    "port": 1234,
+                },
+            }
+        }
+    )
     tier = c.config["cache"]["tiers"][1]
     assert tier == {"type": "redis", "url": "${REDIS_URL}", "ssl": True, "max_connections": 32, "timeout_s": 0.5}
     assert warned(c, f"{CP}.port", "url is set")
@@ -320,16 +392,34 @@ def test_redis_url_ssl_and_client_settings():
 
 
 def test_redis_default_in_redis_ttl_wins():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {
-        "type": "redis", "host": "h", "password": "p", "ttl": 10, "default_in_redis_ttl": 30,
-        "default_in_memory_ttl": 5}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {
+                    "type": "redis",
+                    "host": "h",
+                    "password": "p",
+                    "ttl": 10,
+                    "default_in_redis_ttl": 30,
+                    "default_in_memory_ttl": 5,
+                },
+            }
+        }
+    )
     assert c.config["cache"]["ttl_s"] == 30
     assert warned(c, f"{CP}.default_in_memory_ttl")
 
 
 def test_semantic_defaults_follow_litellm():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {"type": "qdrant-semantic",
-                                                                      "qdrant_collection_name": "c"}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {"type": "qdrant-semantic", "qdrant_collection_name": "c"},
+            }
+        }
+    )
     semantic = c.config["cache"]["semantic"]
     assert semantic["embedding"] == {"model": "text-embedding-ada-002"}  # LiteLLM's default embedder
     assert semantic["qdrant"] == {"url": "${QDRANT_URL}"}
@@ -339,10 +429,23 @@ def test_semantic_defaults_follow_litellm():
 
 
 def test_semantic_embedding_prefix_and_timeout():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {
-        "type": "redis-semantic", "host": "h", "port": 6379, "password": "os.environ/RP", "ssl": True,
-        "similarity_threshold": 0.95, "redis_semantic_cache_embedding_model": "openai/text-embedding-3-large",
-        "semantic_cache_embedding_timeout": 3}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {
+                    "type": "redis-semantic",
+                    "host": "h",
+                    "port": 6379,
+                    "password": "os.environ/RP",
+                    "ssl": True,
+                    "similarity_threshold": 0.95,
+                    "redis_semantic_cache_embedding_model": "openai/text-embedding-3-large",
+                    "semantic_cache_embedding_timeout": 3,
+                },
+            }
+        }
+    )
     semantic = c.config["cache"]["semantic"]
     assert semantic["embedding"] == {"model": "text-embedding-3-large", "timeout_s": 3}
     assert semantic["redis"] == {"url": "rediss://:${RP}@h:6379"}
@@ -356,10 +459,22 @@ def test_namespace_is_made_valid():
 
 # --- warnings: nothing dropped silently -------------------------------------------------
 
+
 def test_unknown_and_misplaced_cache_params_are_named():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {
-        "type": "local", "host": "redis.example", "similarity_threshold": 0.9, "frobnicate": 1,
-        "qdrant_quantization_config": "binary"}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {
+                    "type": "local",
+                    "host": "redis.example",
+                    "similarity_threshold": 0.9,
+                    "frobnicate": 1,
+                    "qdrant_quantization_config": "binary",
+                },
+            }
+        }
+    )
     assert c.config["cache"]["tiers"] == [{"type": "local"}]
     assert warned(c, f"{CP}.host", "not used by type 'local'")
     assert warned(c, f"{CP}.similarity_threshold", "semantic")
@@ -368,8 +483,14 @@ def test_unknown_and_misplaced_cache_params_are_named():
 
 
 def test_unknown_cache_type_keeps_the_local_tier():
-    c = convert({"litellm_settings": {"cache": True, "cache_params": {
-        "type": "valkey-semantic", "host": "v", "valkey_semantic_cache_index_name": "i"}}})
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {"type": "valkey-semantic", "host": "v", "valkey_semantic_cache_index_name": "i"},
+            }
+        }
+    )
     assert c.config["cache"]["tiers"] == [{"type": "local"}]
     assert warned(c, f"{CP}.type", "valkey-semantic")
     assert warned(c, f"{CP}.host", "valkey-semantic")
@@ -377,29 +498,44 @@ def test_unknown_cache_type_keeps_the_local_tier():
 
 
 def test_unmapped_call_types_and_sections():
-    c = convert({
-        "litellm_settings": {"cache": True, "cache_params": {"type": "local",
-                                                              "supported_call_types": ["aresponses", "rerank"]},
-                             "callbacks": ["otel"], "drop_params": True},
-        "general_settings": {"master_key": "sk-1234", "database_url": "postgres://x"},
-        "router_settings": {"num_retries": 2},
-        "guardrails": [{"guardrail_name": "g"}],
-    })
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {"type": "local", "supported_call_types": ["aresponses", "rerank"]},
+                "callbacks": ["otel"],
+                "drop_params": True,
+            },
+            "general_settings": {"master_key": "sk-1234", "database_url": "postgres://x"},
+            "router_settings": {"num_retries": 2},
+            "guardrails": [{"guardrail_name": "g"}],
+        }
+    )
     assert c.config["cache"]["call_types"] == []
     assert warned(c, f"{CP}.supported_call_types", "aresponses", "rerank")
     assert warned(c, f"{CP}.supported_call_types", "empty")
-    for key in ("litellm_settings.callbacks", "litellm_settings.drop_params", "general_settings.master_key",
-                "general_settings.database_url", "router_settings.num_retries", "guardrails"):
+    for key in (
+        "litellm_settings.callbacks",
+        "litellm_settings.drop_params",
+        "general_settings.master_key",
+        "general_settings.database_url",
+        "router_settings.num_retries",
+        "guardrails",
+    ):
         assert warned(c, key), key
     assert not warned(c, "api_keys")  # no route carries a fixed key here
 
 
 def test_non_openai_providers_warn_and_keep_a_name_only_route():
-    c = convert({"model_list": [
-        {"model_name": "claude", "litellm_params": {"model": "claude-3-5-sonnet-20240620"}},
-        {"model_name": "gemini-pro", "litellm_params": {"model": "vertex_ai/gemini-1.5-pro"}},
-        {"model_name": "custom", "litellm_params": {"model": "my-model", "custom_llm_provider": "cohere"}},
-    ]})
+    c = convert(
+        {
+            "model_list": [
+                {"model_name": "claude", "litellm_params": {"model": "claude-3-5-sonnet-20240620"}},
+                {"model_name": "gemini-pro", "litellm_params": {"model": "vertex_ai/gemini-1.5-pro"}},
+                {"model_name": "custom", "litellm_params": {"model": "my-model", "custom_llm_provider": "cohere"}},
+            ]
+        }
+    )
     assert c.config["models"] == [{"name": "claude"}, {"name": "gemini-pro"}, {"name": "custom"}]
     assert warned(c, "model_list[0] (claude)", "anthropic")
     assert warned(c, "model_list[1] (gemini-pro)", "vertex_ai")
@@ -407,13 +543,23 @@ def test_non_openai_providers_warn_and_keep_a_name_only_route():
 
 
 def test_openai_compatible_providers_and_wildcards():
-    c = convert({"model_list": [
-        {"model_name": "*", "litellm_params": {"model": "openai/*", "api_base": "http://gateway:4000/v1",
-                                               "api_key": "os.environ/GATEWAY_KEY"}},
-        {"model_name": "llama3", "litellm_params": {"model": "ollama_chat/llama3"}},
-        {"model_name": "mixtral", "litellm_params": {"model": "together_ai/mistralai/Mixtral-8x7B"}},
-        {"model_name": "groq/*", "litellm_params": {"model": "groq/*"}},
-    ]})
+    c = convert(
+        {
+            "model_list": [
+                {
+                    "model_name": "*",
+                    "litellm_params": {
+                        "model": "openai/*",
+                        "api_base": "http://gateway:4000/v1",
+                        "api_key": "os.environ/GATEWAY_KEY",
+                    },
+                },
+                {"model_name": "llama3", "litellm_params": {"model": "ollama_chat/llama3"}},
+                {"model_name": "mixtral", "litellm_params": {"model": "together_ai/mistralai/Mixtral-8x7B"}},
+                {"model_name": "groq/*", "litellm_params": {"model": "groq/*"}},
+            ]
+        }
+    )
     assert c.config["upstream"] == {"base_url": "http://gateway:4000/v1", "api_key": "${GATEWAY_KEY}"}
     assert c.config["models"] == [
         {"name": "llama3", "base_url": "http://localhost:11434/v1"},
@@ -426,11 +572,15 @@ def test_openai_compatible_providers_and_wildcards():
 
 
 def test_duplicate_model_name_keeps_the_first():
-    c = convert({"model_list": [
-        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://a/v1"}},
-        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://b/v1"}},
-        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://c/v1"}},
-    ]})
+    c = convert(
+        {
+            "model_list": [
+                {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://a/v1"}},
+                {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://b/v1"}},
+                {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://c/v1"}},
+            ]
+        }
+    )
     assert c.config["models"] == [{"name": "gpt-4o", "base_url": "http://a/v1"}]
     assert warned(c, "model_list[1] (gpt-4o)", "kept model_list[0]")
     assert warned(c, "model_list[2] (gpt-4o)", "kept model_list[0]")
@@ -438,25 +588,35 @@ def test_duplicate_model_name_keeps_the_first():
 
 # --- malformed input --------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, message", [
-    ("- a\n- b\n", "mapping at the top level"),
-    ("model_list: [\n", "not valid YAML"),
-    ("", "empty"),
-    ("model_list: {model_name: x}\n", "model_list must be a list"),
-    ("model_list: [{litellm_params: {model: gpt-4o}}]\n", "model_list[0].model_name"),
-    ("model_list: [{model_name: x, litellm_params: {api_key: k}}]\n", "litellm_params.model"),
-    ("model_list: [{model_name: x, litellm_params: {model: m, api_key: [1]}}]\n", "api_key must be a string"),
-    ("litellm_settings: [cache]\n", "litellm_settings must be a mapping"),
-    ("litellm_settings: {cache: true, cache_params: [redis]}\n", "cache_params must be a mapping"),
-    ("litellm_settings: {cache: true, cache_params: {type: s3}}\n", "s3_bucket_name is required"),
-    ("litellm_settings: {cache: true, cache_params: {type: azure-blob, azure_account_url: u}}\n",
-     "azure_blob_container is required"),
-    ("litellm_settings: {cache: true, cache_params: {type: redis, redis_startup_nodes: [{port: 1}]}}\n",
-     "redis_startup_nodes[0]"),
-    ("router_settings: {caching_groups: [[a, 1]]}\n", "caching_groups[0]"),
-    ("litellm_settings: {cache: true, cache_params: {type: local, supported_call_types: {a: 1}}}\n",
-     "supported_call_types must be a list"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a\n- b\n", "mapping at the top level"),
+        ("model_list: [\n", "not valid YAML"),
+        ("", "empty"),
+        ("model_list: {model_name: x}\n", "model_list must be a list"),
+        ("model_list: [{litellm_params: {model: gpt-4o}}]\n", "model_list[0].model_name"),
+        ("model_list: [{model_name: x, litellm_params: {api_key: k}}]\n", "litellm_params.model"),
+        ("model_list: [{model_name: x, litellm_params: {model: m, api_key: [1]}}]\n", "api_key must be a string"),
+        ("litellm_settings: [cache]\n", "litellm_settings must be a mapping"),
+        ("litellm_settings: {cache: true, cache_params: [redis]}\n", "cache_params must be a mapping"),
+        ("litellm_settings: {cache: true, cache_params: {type: s3}}\n", "s3_bucket_name is required"),
+        (
+            "litellm_settings: {cache: true, cache_params: {type: azure-blob, azure_account_url: u}}\n",
+            "azure_blob_container is required",
+        ),
+        (
+            "litellm_settings: {cache: true, cache_params: {type: redis, redis_startup_nodes: [{port: 1}]}}\n",
+            "redis_startup_nodes[0]",
+        ),
+        ("router_settings: {caching_groups: [[a, 1]]}\n", "caching_groups[0]"),
+        (
+            "litellm_settings: {cache: true, cache_params: {type: local, supported_call_types: {a: 1}}}\n",
+            "supported_call_types must be a list",
+        ),
+    ],
+)
 def test_malformed_input_raises(tmp_path, text, message):
     path = tmp_path / "litellm.yaml"
     path.write_text(text, encoding="utf-8")

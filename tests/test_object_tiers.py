@@ -10,7 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiohttp import ClientResponseError
@@ -30,7 +31,7 @@ STORE_FIXTURES = {"s3": "s3_store", "gcs": "gcs_store", "azure_blob": "azure_sto
 LOCAL = {"type": "local"}
 
 
-@pytest.fixture(params=sorted(STORE_FIXTURES))
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.object_store) for kind in sorted(STORE_FIXTURES)])
 def store(request: pytest.FixtureRequest) -> ObjectStore:
     found: ObjectStore = request.getfixturevalue(STORE_FIXTURES[request.param])
     return found
@@ -39,7 +40,9 @@ def store(request: pytest.FixtureRequest) -> ObjectStore:
 def ask(proxy: ServedProxy, content: str, headers: dict[str, str] | None = None) -> Any:
     """One chat completion; the raw response, for its headers and exact bytes."""
     return proxy.client().chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": content}], extra_headers=headers or {},
+        model="gpt-4o",
+        messages=[{"role": "user", "content": content}],
+        extra_headers=headers or {},
     )
 
 
@@ -54,11 +57,14 @@ def make_tier(config: dict[str, Any]) -> Tier:
 # --- the tiers on their own ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "root_", "name"), [
-    ("llmcache", "llmcache/", "llmcache/ns/k"),
-    ("/a/b/", "a/b/", "a/b/ns/k"),
-    ("", "", "ns/k"),
-])
+@pytest.mark.parametrize(
+    ("path", "root_", "name"),
+    [
+        ("llmcache", "llmcache/", "llmcache/ns/k"),
+        ("/a/b/", "a/b/", "a/b/ns/k"),
+        ("", "", "ns/k"),
+    ],
+)
 def test_object_names_below_path(path: str, root_: str, name: str) -> None:
     names = ObjectNames(path)
     assert (names.root, names.name("ns/k")) == (root_, name)
@@ -105,8 +111,9 @@ async def test_ping_fails_without_the_bucket(store: ObjectStore) -> None:
 # --- through the proxy --------------------------------------------------------------------
 
 
-def test_entry_outlives_the_proxy_that_wrote_it(serve: Callable[..., ServedProxy], fake: FakeUpstream,
-                                                store: ObjectStore) -> None:
+def test_entry_outlives_the_proxy_that_wrote_it(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream, store: ObjectStore
+) -> None:
     path = unique_path()
     tiers = [LOCAL, store.tier_config(path)]
     writer = serve(cache={"tiers": tiers})
@@ -122,8 +129,9 @@ def test_entry_outlives_the_proxy_that_wrote_it(serve: Callable[..., ServedProxy
     assert fake.chat_calls() == 1
 
 
-def test_expired_entry_is_a_miss_and_its_object_goes(serve: Callable[..., ServedProxy], fake: FakeUpstream,
-                                                    store: ObjectStore) -> None:
+def test_expired_entry_is_a_miss_and_its_object_goes(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream, store: ObjectStore
+) -> None:
     path = unique_path()
     proxy = serve(cache={"tiers": [LOCAL, store.tier_config(path)]})
     assert ask(proxy, "short-lived", {"x-cache-ttl": "1"}).headers["x-cache-status"] == "miss"
@@ -168,8 +176,9 @@ def test_flush_removes_one_namespace_then_everything_under_path(
         assert store.names(name) == [name]
 
 
-def test_delete_one_key_removes_its_object(serve: Callable[..., ServedProxy], fake: FakeUpstream,
-                                          store: ObjectStore) -> None:
+def test_delete_one_key_removes_its_object(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream, store: ObjectStore
+) -> None:
     path = unique_path()
     proxy = serve(cache={"tiers": [LOCAL, store.tier_config(path)]})
     key = ask(proxy, "delete me", {"x-cache-namespace": "team"}).headers["x-cache-key"]
@@ -186,8 +195,14 @@ def test_delete_one_key_removes_its_object(serve: Callable[..., ServedProxy], fa
 def silent_tier(kind: str, port: int) -> dict[str, Any]:
     endpoint = f"http://{servers.HOST}:{port}"
     if kind == "s3":
-        return {"type": "s3", "bucket": "silent", "region": "us-east-1", "endpoint_url": endpoint,
-                "access_key_id": "key", "secret_access_key": "secret"}
+        return {
+            "type": "s3",
+            "bucket": "silent",
+            "region": "us-east-1",
+            "endpoint_url": endpoint,
+            "access_key_id": "key",
+            "secret_access_key": "secret",
+        }
     if kind == "gcs":
         return {"type": "gcs", "bucket": "silent", "endpoint": endpoint}
     connection_string = (
@@ -214,8 +229,7 @@ def tier_operations(proxy: ServedProxy, tier: str, op: str, result: str) -> floa
 
 
 @pytest.mark.parametrize("kind", sorted(STORE_FIXTURES))
-def test_a_hanging_store_keeps_misses_fast(serve: Callable[..., ServedProxy], fake: FakeUpstream,
-                                           kind: str) -> None:
+def test_a_hanging_store_keeps_misses_fast(serve: Callable[..., ServedProxy], fake: FakeUpstream, kind: str) -> None:
     with servers.silent_port() as port:
         hanging = serve(cache={"tiers": [LOCAL, silent_tier(kind, port)]})
         local_only = serve(cache={"tiers": [LOCAL]})

@@ -49,6 +49,8 @@ from tests import servers
 from tests.conftest import ServedProxy, _capture_loop, installed_tool, make_settings
 from tests.fake_upstream import FakeUpstream, fake_embedding
 
+pytestmark = pytest.mark.prometheus
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llmcache.json"
@@ -58,8 +60,14 @@ DEAD_MODEL = "dead-model"  # routed to a port where nothing listens
 STARTUP_DEADLINE_S = 20.0
 QUERY_DEADLINE_S = 25.0
 # Grafana's interval variables, as a dashboard may use them.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "15s",
-                     "${__interval}": "15s", "$__range": "1h", "${__range}": "1h"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "${__rate_interval}": "1m",
+    "$__interval": "15s",
+    "${__interval}": "15s",
+    "$__range": "1h",
+    "${__range}": "1h",
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,10 +106,7 @@ def rules() -> list[dict[str, Any]]:
 
 
 def rule_expressions() -> list[Expression]:
-    return [
-        Expression(f"alert {r['alert']}" if "alert" in r else f"record {r['record']}", r["expr"])
-        for r in rules()
-    ]
+    return [Expression(f"alert {r['alert']}" if "alert" in r else f"record {r['record']}", r["expr"]) for r in rules()]
 
 
 DASHBOARD_EXPRESSIONS = dashboard_expressions()
@@ -141,8 +146,11 @@ class Prometheus:
         self.config_path = workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.argv = [
-            binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--storage.tsdb.retention.time=1h",
             "--log.level=warn",
         ]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -166,8 +174,12 @@ class Prometheus:
     def start(self) -> None:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, resolved before the fork
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_DEADLINE_S
         while time.monotonic() < deadline:
@@ -231,9 +243,15 @@ class Prometheus:
 
 QUESTION = "What is the capital of France?"
 PARAPHRASES = [
-    "Which city is the capital of France?", "What's the capital of France?", "Tell me the capital of France.",
-    "What is France's capital city?", "Name the capital of France.", "Capital of France?",
-    "What is the capital city of France?", "France: what is its capital?", "Which city is France's capital?",
+    "Which city is the capital of France?",
+    "What's the capital of France?",
+    "Tell me the capital of France.",
+    "What is France's capital city?",
+    "Name the capital of France.",
+    "Capital of France?",
+    "What is the capital city of France?",
+    "France: what is its capital?",
+    "Which city is France's capital?",
 ]
 
 
@@ -248,10 +266,14 @@ def closest_paraphrase() -> tuple[str, float]:
 def semantic_settings() -> tuple[dict[str, Any] | None, str | None]:
     """(settings of the semantic section, None) or (None, why it cannot be configured)."""
     try:
-        for module in ("app.semantic.factory", "app.semantic.cache", "app.semantic.qdrant",
-                       "app.semantic.remote_embedder"):
+        for module in (
+            "app.semantic.factory",
+            "app.semantic.cache",
+            "app.semantic.qdrant",
+            "app.semantic.remote_embedder",
+        ):
             importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - the semantic cache is optional, may be unfinished
+    except Exception as exc:
         return None, f"the semantic cache cannot be configured here ({type(exc).__name__}: {exc})"
     return {
         "type": "qdrant",
@@ -280,14 +302,21 @@ class Stack:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
-def chat(client: openai.OpenAI, content: str, *, model: str = MODEL, headers: dict[str, str] | None = None,
-         system: str | None = None) -> str:
+def chat(
+    client: openai.OpenAI,
+    content: str,
+    *,
+    model: str = MODEL,
+    headers: dict[str, str] | None = None,
+    system: str | None = None,
+) -> str:
     """One chat call; its x-cache-status, or the HTTP status of an error."""
     messages: list[Any] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": content})
     try:
-        raw = client.chat.completions.with_raw_response.create(model=model, messages=messages,
-                                                               extra_headers=headers or {})
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=messages, extra_headers=headers or {}
+        )
     except openai.APIStatusError as exc:
         return str(exc.status_code)
     return raw.headers.get("x-cache-status", "?")
@@ -342,17 +371,33 @@ def stack(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
         tiers = [
             {"type": "local"},
             # Refused at once: errors; the breaker opens, and re-trips at each probe.
-            {"type": "redis", "name": "redis-down", "host": "127.0.0.1", "port": closed_redis,
-             "breaker_failures": 3, "breaker_reset_s": 0.2},
+            {
+                "type": "redis",
+                "name": "redis-down",
+                "host": "127.0.0.1",
+                "port": closed_redis,
+                "breaker_failures": 3,
+                "breaker_reset_s": 0.2,
+            },
             # Never answers: timeouts; writes wait in a queue of one, the rest are dropped.
-            {"type": "redis", "name": "redis-slow", "host": "127.0.0.1", "port": silent_redis,
-             "timeout_s": 0.25, "breaker_failures": 1_000_000, "write_queue": 1, "write_concurrency": 1},
+            {
+                "type": "redis",
+                "name": "redis-slow",
+                "host": "127.0.0.1",
+                "port": silent_redis,
+                "timeout_s": 0.25,
+                "breaker_failures": 1_000_000,
+                "write_queue": 1,
+                "write_concurrency": 1,
+            },
         ]
         cache: dict[str, Any] = {"tiers": tiers}
         if semantic is not None:
             cache["semantic"] = semantic
         settings = make_settings(
-            upstream.url, workdir / "cache", cache=cache,
+            upstream.url,
+            workdir / "cache",
+            cache=cache,
             models=[{"name": DEAD_MODEL, "base_url": f"http://127.0.0.1:{closed_upstream}/v1"}],
         )
         proxy = ServedProxy(_capture_loop(create_app(settings))).start()

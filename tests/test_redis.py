@@ -15,6 +15,8 @@ from app.tiers.redis import RedisTier
 from tests import servers
 from tests.conftest import API_KEY, metric_value, wait_for
 
+pytestmark = pytest.mark.redis
+
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
@@ -83,13 +85,19 @@ def test_delete_and_flush_reach_every_local_tier(serve, fake, redis_standalone, 
         ns = {"x-cache-namespace": "flushme"}
         http.post(a.base_url + "/chat/completions", json=body("ns entry"), headers=ns)
         a.drain()
-        assert http.post(b.base_url + "/chat/completions", json=body("ns entry"), headers=ns).headers[
-            "x-cache-status"] == "hit"
+        assert (
+            http.post(b.base_url + "/chat/completions", json=body("ns entry"), headers=ns).headers["x-cache-status"]
+            == "hit"
+        )
         assert admin_a.post("/cache/flush", json={"namespace": "flushme"}).status_code == 200
         ns_gone = {**ns, "x-cache-no-store": "1"}
         assert wait_for(
-            lambda: http.post(b.base_url + "/chat/completions", json=body("ns entry"), headers=ns_gone).headers[
-                "x-cache-status"] == "miss",
+            lambda: (
+                http.post(b.base_url + "/chat/completions", json=body("ns entry"), headers=ns_gone).headers[
+                    "x-cache-status"
+                ]
+                == "miss"
+            ),
             1.0,
         )
 
@@ -99,10 +107,12 @@ async def test_concurrent_misses_across_two_proxies_make_one_call(serve, fake, r
     b = serve(cache=shared_tiers(redis_standalone.url, prefix))
     slow = {"x-fake-delay-ms": "400"}
     async with httpx.AsyncClient(headers=AUTH, timeout=30) as http:
-        responses = await asyncio.gather(*(
-            http.post((a if i % 2 else b).base_url + "/chat/completions", json=body("hot key"), headers=slow)
-            for i in range(20)
-        ))
+        responses = await asyncio.gather(
+            *(
+                http.post((a if i % 2 else b).base_url + "/chat/completions", json=body("hot key"), headers=slow)
+                for i in range(20)
+            )
+        )
     assert all(r.status_code == 200 for r in responses)
     assert len({r.json()["id"] for r in responses}) == 1
     assert fake.chat_calls() == 1
@@ -114,10 +124,12 @@ async def test_streamed_misses_across_two_proxies_make_one_call(serve, fake, red
     slow = {"x-fake-delay-ms": "300"}
     request = {**body("hot stream"), "stream": True}
     async with httpx.AsyncClient(headers=AUTH, timeout=30) as http:
-        responses = await asyncio.gather(*(
-            http.post((a if i % 2 else b).base_url + "/chat/completions", json=request, headers=slow)
-            for i in range(10)
-        ))
+        responses = await asyncio.gather(
+            *(
+                http.post((a if i % 2 else b).base_url + "/chat/completions", json=request, headers=slow)
+                for i in range(10)
+            )
+        )
     assert all(r.status_code == 200 and r.text.endswith("data: [DONE]\n\n") for r in responses)
     assert fake.chat_calls() == 1
 
@@ -140,6 +152,7 @@ def test_redis_outage_fails_no_request_and_recovers(serve, fake, prefix):
 
             client = redis.Redis.from_url(server.url)
             try:
+
                 def written_again() -> bool:
                     key = http.post("/chat/completions", json=body(f"after {time.monotonic()}")).headers["x-cache-key"]
                     proxy.drain()

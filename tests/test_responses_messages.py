@@ -12,10 +12,21 @@ import pytest
 
 from tests.conftest import API_KEY
 
-TOOLS = [{"type": "function", "name": "lookup", "description": "look it up",
-          "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}]
-CLAUDE_TOOLS = [{"name": "lookup", "description": "look it up",
-                 "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "name": "lookup",
+        "description": "look it up",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+]
+CLAUDE_TOOLS = [
+    {
+        "name": "lookup",
+        "description": "look it up",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+]
 
 
 def outputs(response: Any) -> list[dict[str, Any]]:
@@ -40,7 +51,10 @@ def claude(proxy: Any, key: str = "sk-ant-a") -> anthropic.Anthropic:
 
 # --- Responses ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [{}, {"tools": TOOLS}, {"model": "fake-reasoning-model"}], ids=["text", "tool", "reasoning"])
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"tools": TOOLS}, {"model": "fake-reasoning-model"}], ids=["text", "tool", "reasoning"]
+)
 def test_responses_miss_then_hit_byte_identical(serve: Any, fake: Any, extra: dict[str, Any]) -> None:
     client = serve().client()
     request = {"model": "gpt-4o", "input": "What is a cache?", **extra}
@@ -52,7 +66,9 @@ def test_responses_miss_then_hit_byte_identical(serve: Any, fake: Any, extra: di
     assert outputs(second.parse()) == outputs(first.parse())
 
 
-@pytest.mark.parametrize("extra", [{}, {"tools": TOOLS}, {"model": "fake-reasoning-model"}], ids=["text", "tool", "reasoning"])
+@pytest.mark.parametrize(
+    "extra", [{}, {"tools": TOOLS}, {"model": "fake-reasoning-model"}], ids=["text", "tool", "reasoning"]
+)
 def test_responses_stream_both_ways(serve: Any, fake: Any, extra: dict[str, Any]) -> None:
     client = serve().client()
     request = {"model": "gpt-4o", "input": "Explain streaming.", **extra}
@@ -106,12 +122,24 @@ def test_a_cut_or_failed_response_stream_stores_nothing(serve: Any, fake: Any, b
 
 # --- Messages -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [
-    {}, {"tools": CLAUDE_TOOLS}, {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
-], ids=["text", "tool", "thinking"])
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"tools": CLAUDE_TOOLS},
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
+    ],
+    ids=["text", "tool", "thinking"],
+)
 def test_messages_miss_then_hit_and_streams(serve: Any, fake: Any, extra: dict[str, Any]) -> None:
     client = claude(serve())
-    request = {"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hi"}], **extra}
+    request = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Hi"}],
+        **extra,
+    }
     first = client.messages.with_raw_response.create(**request)
     second = client.messages.with_raw_response.create(**request)
     assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("miss", "hit")
@@ -124,8 +152,12 @@ def test_messages_miss_then_hit_and_streams(serve: Any, fake: Any, extra: dict[s
 
 def test_messages_streamed_miss_then_plain_hit(serve: Any, fake: Any) -> None:
     client = claude(serve())
-    request = {"model": "claude-haiku-4-5", "max_tokens": 128, "messages": [{"role": "user", "content": "Stream it"}],
-               "tools": CLAUDE_TOOLS}
+    request = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 128,
+        "messages": [{"role": "user", "content": "Stream it"}],
+        "tools": CLAUDE_TOOLS,
+    }
     with client.messages.stream(**request) as stream:
         streamed = stream.get_final_message()
     plain = client.messages.with_raw_response.create(**request)
@@ -149,7 +181,9 @@ def test_errors_llmcache_answers_on_messages_are_anthropic_shaped(serve: Any, fa
     client = claude(serve())
     with pytest.raises(anthropic.APIStatusError) as raised:
         client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "never asked"}],
+            model="claude-sonnet-4-5",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "never asked"}],
             extra_headers={"cache-control": "only-if-cached"},
         )
     assert raised.value.status_code == 504
@@ -159,8 +193,12 @@ def test_errors_llmcache_answers_on_messages_are_anthropic_shaped(serve: Any, fa
 
 
 def test_a_claude_glob_routes_to_a_second_upstream(serve: Any, fake: Any) -> None:
-    proxy = serve(models=[{"name": "claude-*", "base_url": fake.url, "api_key": "sk-ant-route"},
-                          {"name": "gpt-*", "base_url": "http://127.0.0.1:9/v1"}])
+    proxy = serve(
+        models=[
+            {"name": "claude-*", "base_url": fake.url, "api_key": "sk-ant-route"},
+            {"name": "gpt-*", "base_url": "http://127.0.0.1:9/v1"},
+        ]
+    )
     answer = claude(proxy, "sk-ant-caller").messages.create(
         model="claude-opus-4", max_tokens=16, messages=[{"role": "user", "content": "routed"}]
     )

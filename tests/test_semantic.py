@@ -25,7 +25,7 @@ def chat(text: str, system: str | None = None, model: str = "gpt-4o", **extra) -
     return {"model": model, "messages": messages, **extra}
 
 
-@pytest.fixture(params=["qdrant", "redis"])
+@pytest.fixture(params=["qdrant", pytest.param("redis", marks=pytest.mark.redis)])
 def semantic_proxy(request, serve, fake):
     """A proxy with the semantic cache on the given vector store."""
     if request.param == "qdrant":
@@ -38,8 +38,9 @@ def semantic_proxy(request, serve, fake):
 
 
 def post(proxy, document: dict, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(proxy.base_url + "/chat/completions", json=document, headers={**AUTH, **(headers or {})},
-                      timeout=30)
+    return httpx.post(
+        proxy.base_url + "/chat/completions", json=document, headers={**AUTH, **(headers or {})}, timeout=30
+    )
 
 
 def test_paraphrase_is_a_semantic_hit(semantic_proxy, fake):
@@ -85,11 +86,14 @@ def test_other_api_key_misses(semantic_proxy, fake):
 
 def test_other_earlier_turn_misses(semantic_proxy, fake):
     def conversation(earlier: str, final: str) -> dict:
-        return {"model": "gpt-4o", "messages": [
-            {"role": "user", "content": earlier},
-            {"role": "assistant", "content": "Sure."},
-            {"role": "user", "content": final},
-        ]}
+        return {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": earlier},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": final},
+            ],
+        }
 
     post(semantic_proxy, conversation("Let's talk about Europe.", QUESTION))
     semantic_proxy.drain()
@@ -103,12 +107,14 @@ def test_near_miss_is_refused_by_the_guard(semantic_proxy, fake):
     post(semantic_proxy, chat("How do I convert 30 degrees Celsius to Fahrenheit?"))
     semantic_proxy.drain()
     swapped = post(
-        semantic_proxy, chat("How do I convert 30 degrees Fahrenheit to Celsius?"),
+        semantic_proxy,
+        chat("How do I convert 30 degrees Fahrenheit to Celsius?"),
         {"x-cache-similarity-threshold": "0.5"},
     )
     assert swapped.headers["x-cache-status"] == "miss"
     number = post(
-        semantic_proxy, chat("How do I convert 45 degrees Celsius to Fahrenheit?"),
+        semantic_proxy,
+        chat("How do I convert 45 degrees Celsius to Fahrenheit?"),
         {"x-cache-similarity-threshold": "0.5"},
     )
     assert number.headers["x-cache-status"] == "miss"

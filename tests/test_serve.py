@@ -11,9 +11,12 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests import servers
 from tests.conftest import metric_value
+
+pytestmark = pytest.mark.subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +40,10 @@ def serve(tmp_path: Path, upstream_url: str, port: int, log: Path) -> subprocess
     with log.open("a") as sink:
         return subprocess.Popen(
             [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port)],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -76,7 +82,10 @@ def test_workers_share_metrics(tmp_path, fake):
     with log.open("a") as sink:
         process = subprocess.Popen(
             [str(script), "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port), "--workers", "2"],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_healthy(url, process, log)

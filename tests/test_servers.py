@@ -61,6 +61,7 @@ def test_free_port_respects_max_and_never_repeats() -> None:
     assert all(1024 < p <= 55535 for p in ports)
 
 
+@pytest.mark.redis
 def test_redis_set_get(redis_srv: servers.RedisInfo) -> None:
     redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(redis_srv.url)
@@ -73,17 +74,24 @@ def test_redis_set_get(redis_srv: servers.RedisInfo) -> None:
         client.close()
 
 
+@pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_restart_same_port_client_reconnects() -> None:
     redis_asyncio = pytest.importorskip("redis.asyncio")
     redis_exceptions = pytest.importorskip("redis.exceptions")
     from redis.asyncio.retry import Retry  # the sync Retry silently never retries async calls
     from redis.backoff import ExponentialBackoff
+
     # Own server: this test takes it down, which must not disturb the shared one.
     with servers.redis_server() as srv:
         # Short retry budget: the default backoff would spend seconds on the down phase.
-        client = redis_asyncio.Redis(host=srv.host, port=srv.port, socket_timeout=2, socket_connect_timeout=1,
-                                     retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2))
+        client = redis_asyncio.Redis(
+            host=srv.host,
+            port=srv.port,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2),
+        )
         try:
             await client.set("k", "before")
             port = srv.port
@@ -103,6 +111,7 @@ async def test_redis_restart_same_port_client_reconnects() -> None:
             await client.aclose()
 
 
+@pytest.mark.redis
 def test_redis_cluster_spreads_keys(redis_cluster_srv: servers.ClusterInfo) -> None:
     redis = pytest.importorskip("redis")
     from redis.cluster import ClusterNode, RedisCluster
@@ -131,6 +140,7 @@ def _vec(*xs: float) -> bytes:
     return struct.pack(f"<{len(xs)}f", *xs)
 
 
+@pytest.mark.redis
 def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisInfo) -> None:
     redis = pytest.importorskip("redis")
     # RESP2 pins the reply shape parsed below (redis-py 8 defaults to RESP3 maps).
@@ -139,9 +149,26 @@ def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisIn
         modules = {m[b"name"] for m in client.module_list()}
         assert modules == {b"search", b"ReJSON"}
         client.execute_command(
-            "FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:",
-            "SCHEMA", "model", "TAG",
-            "emb", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "4", "DISTANCE_METRIC", "COSINE",
+            "FT.CREATE",
+            "idx",
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            "doc:",
+            "SCHEMA",
+            "model",
+            "TAG",
+            "emb",
+            "VECTOR",
+            "HNSW",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "4",
+            "DISTANCE_METRIC",
+            "COSINE",
         )
         client.hset("doc:1", mapping={"model": "a", "emb": _vec(1, 0, 0, 0)})
         client.hset("doc:2", mapping={"model": "b", "emb": _vec(1, 0.1, 0, 0)})  # nearest, wrong tag
@@ -150,9 +177,21 @@ def test_redisearch_vector_knn_with_tag_filter(redis_search_srv: servers.RedisIn
 
         def knn(filter_: str) -> list[object]:
             return client.execute_command(
-                "FT.SEARCH", "idx", f"{filter_}=>[KNN 1 @emb $vec AS score]",
-                "PARAMS", "2", "vec", query, "SORTBY", "score", "RETURN", "2", "score", "model",
-                "DIALECT", "2",
+                "FT.SEARCH",
+                "idx",
+                f"{filter_}=>[KNN 1 @emb $vec AS score]",
+                "PARAMS",
+                "2",
+                "vec",
+                query,
+                "SORTBY",
+                "score",
+                "RETURN",
+                "2",
+                "score",
+                "model",
+                "DIALECT",
+                "2",
             )
 
         unfiltered = knn("*")

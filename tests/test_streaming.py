@@ -12,10 +12,12 @@ import orjson
 from tests.conftest import API_KEY, metric_value, wait_for
 
 MESSAGES = [{"role": "user", "content": "Tell me about streaming caches"}]
-TOOLS = [{
-    "type": "function",
-    "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}},
-}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}},
+    }
+]
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
@@ -44,8 +46,14 @@ def collect(stream) -> dict:
                     slot["arguments"] += call.function.arguments
             if choice.finish_reason:
                 finish = choice.finish_reason
-    return {"text": text, "reasoning": reasoning, "chunks": content_chunks, "usage": usage,
-            "calls": calls, "finish": finish}
+    return {
+        "text": text,
+        "reasoning": reasoning,
+        "chunks": content_chunks,
+        "usage": usage,
+        "calls": calls,
+        "finish": finish,
+    }
 
 
 def stream_chat(client: openai.OpenAI, **kwargs):
@@ -116,9 +124,11 @@ def test_several_choices_stream_and_replay(serve, fake):
 
 def test_legacy_completions_stream(serve, fake):
     client = serve().client()
+
     def run():
         raw = client.completions.with_raw_response.create(model="instruct", prompt="Say hello", stream=True)
         return raw.headers["x-cache-status"], "".join(c.choices[0].text for c in raw.parse() if c.choices)
+
     status1, text1 = run()
     status2, text2 = run()
     assert (status1, status2) == ("miss", "hit")
@@ -163,9 +173,12 @@ def test_client_disconnect_closes_the_upstream_and_stores_nothing(serve, fake):
 
 # --- single flight -------------------------------------------------------------------------
 
+
 async def gather_streams(root: str, count: int, body: dict, headers: dict) -> list[tuple[str, bytes, float]]:
-    async with httpx.AsyncClient(base_url=root, headers=AUTH, timeout=30,
-                                 limits=httpx.Limits(max_connections=count + 5)) as http:
+    async with httpx.AsyncClient(
+        base_url=root, headers=AUTH, timeout=30, limits=httpx.Limits(max_connections=count + 5)
+    ) as http:
+
         async def one() -> tuple[str, bytes, float]:
             data = b""
             first_at = 0.0
@@ -197,9 +210,9 @@ async def test_identical_non_stream_requests_make_one_upstream_call(serve, fake)
     proxy = serve()
     body = {"model": "gpt-4o", "messages": MESSAGES}
     async with httpx.AsyncClient(base_url=proxy.root, headers=AUTH, timeout=30) as http:
-        responses = await asyncio.gather(*(
-            http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20)
-        ))
+        responses = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20))
+        )
     assert fake.chat_calls() == 1
     assert len({r.content for r in responses}) == 1
     assert all(r.status_code == 200 for r in responses)
@@ -231,9 +244,9 @@ async def test_followers_get_the_leaders_error(serve, fake):
     body = {"model": "gpt-4o", "messages": MESSAGES}
     headers = {"x-fake-delay-ms": "300", "x-fake-status": "500"}
     async with httpx.AsyncClient(base_url=proxy.root, headers=AUTH, timeout=30) as http:
-        responses = await asyncio.gather(*(
-            http.post("/v1/chat/completions", json=body, headers=headers) for _ in range(5)
-        ))
+        responses = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body, headers=headers) for _ in range(5))
+        )
     assert [r.status_code for r in responses] == [500] * 5
     assert fake.chat_calls() == 1
 
@@ -244,6 +257,7 @@ async def test_leader_disconnect_does_not_stop_followers(serve, fake):
     slow = {"x-fake-chunk-delay-ms": "30"}
     follower_joined = asyncio.Event()
     async with httpx.AsyncClient(base_url=proxy.root, headers=AUTH, timeout=30) as http:
+
         async def leader() -> None:
             async with http.stream("POST", "/v1/chat/completions", json=body, headers=slow) as r:
                 async for _ in r.aiter_bytes():
@@ -272,9 +286,9 @@ async def test_identical_requests_in_flight_say_coalesced(serve, fake):
     proxy = serve()
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "coalesce me"}]}
     async with httpx.AsyncClient(base_url=proxy.root, headers=AUTH, timeout=30) as http:
-        responses = await asyncio.gather(*(
-            http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20)
-        ))
+        responses = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20))
+        )
         statuses = sorted(r.headers["x-cache-status"] for r in responses)
         assert statuses == ["coalesced"] * 19 + ["miss"] and fake.chat_calls() == 1
         stats = (await http.get("/cache/stats", headers={"authorization": "Bearer admin-secret"})).json()

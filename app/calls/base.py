@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from app.asgi import OFFLOAD_BYTES, offload
 from app.codec import Entry, new_entry
 from app.control import CacheControl
-from app.errors import ProxyError
+from app.errors import ProxyError, bad_request
+from app.exact_json import parse_object
 from app.request import Head
 from app.types import CacheKey, CacheStatus, CallType, Headers
 
@@ -114,12 +116,8 @@ _MISSING: Any = object()
 async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> tuple[Call, dict[str, Any]]:
     """A JSON request's call and payload (without `cache`); the upstream body is the
     original bytes unless the payload had to change (a `cache` field, a renamed model)."""
-    from app.asgi import offload
-    from app.errors import bad_request
-    from app.exact_json import parse_object
-
     body = request.body
-    payload = await offload(len(body), parse_object, body)
+    payload = parse_object(body) if len(body) < OFFLOAD_BYTES else await offload(parse_object, body)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request(f"'stream' must be a boolean, not {type(stream).__name__}", "invalid_request")
@@ -139,12 +137,11 @@ class JsonHandler(Handler):
     parameter but the transport ones, served through the pipeline."""
 
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        from app.asgi import offload
-
         call, payload = await open_json(pipeline, self, request)
         self.prepare(call, payload)
         if pipeline.cacheable(call) and self.keyable(payload):
-            call.key = await offload(len(request.body), pipeline.key_for, call, payload)
+            small = len(request.body) < OFFLOAD_BYTES  # the usual case: no thread, no coroutine
+            call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
             self.keyed(pipeline, call, payload)
         await pipeline.serve(call, request.receive, send)
 

@@ -23,8 +23,12 @@ class Completions(JsonHandler):
         semantic = pipeline.semantic
         if semantic is not None:  # the only call types matched semantically
             call.asked = semantic.ask(
-                call.call_type, pipeline.routing.group_of(call.model), pipeline.keyed(call, payload),
-                pipeline.scope_of(call), pipeline.namespace_of(call), call.head.query,
+                call.call_type,
+                pipeline.routing.group_of(call.model),
+                pipeline.keyed(call, payload),
+                pipeline.scope_of(call),
+                pipeline.namespace_of(call),
+                call.head.query,
             )
 
     def assemble(self, raw: bytes) -> dict[str, Any] | None:

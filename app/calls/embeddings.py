@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from app.answers import has_items
-from app.asgi import JSON, Message, Send, offload, send_error, send_response
+from app.asgi import JSON, OFFLOAD_BYTES, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
 from app.coalesce import Outcome
 from app.codec import Entry, new_entry
@@ -46,12 +46,14 @@ def split_inputs(value: Any) -> list[Item] | None:
 
 
 def item_document(model: Any, vector: Any, tokens: int) -> bytes:
-    return orjson.dumps({
-        "object": "list",
-        "data": [{"object": "embedding", "index": 0, "embedding": vector}],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def split_tokens(total: int, count: int) -> list[int]:
@@ -86,9 +88,11 @@ class Embeddings(Handler):
             await pipeline.serve(call, _never, send)  # no key: forwarded as it is
             return
         params = {k: v for k, v in payload.items() if k != "input"}
-        item_keys = await offload(
-            len(request.body), lambda: [pipeline.key_for(call, {**params, "input": item}) for item in items]
-        )
+
+        def keys() -> list[CacheKey]:
+            return [pipeline.key_for(call, {**params, "input": item}) for item in items]
+
+        item_keys = keys() if len(request.body) < OFFLOAD_BYTES else await offload(keys)
         if len(items) == 1:
             call.key = item_keys[0]
             await pipeline.serve(call, _never, send)
@@ -96,7 +100,12 @@ class Embeddings(Handler):
         await self._batch(pipeline, call, send, items, item_keys, payload)
 
     async def _batch(
-        self, pipeline: Pipeline, call: Call, send: Send, items: list[Item], item_keys: list[str],
+        self,
+        pipeline: Pipeline,
+        call: Call,
+        send: Send,
+        items: list[Item],
+        item_keys: list[str],
         payload: dict[str, Any],
     ) -> None:
         found: dict[str, Entry] = {}
@@ -114,7 +123,9 @@ class Embeddings(Handler):
         headers = _headers(call, status, cached, len(items))
         upstream = MissingItems(list(missing))
         body = pipeline.upstream_json(call, {**payload, "input": list(missing.values())})
-        batch = Call(upstream, call.model, call.control, call.started, call.head, call.path, upstream.flight_key(), body)
+        batch = Call(
+            upstream, call.model, call.control, call.started, call.head, call.path, upstream.flight_key(), body
+        )
         try:
             outcome = await pipeline.fetch(batch, lambda: upstream.cached(pipeline))
         except ProxyError as error:
@@ -203,9 +214,11 @@ def _merge(item_keys: list[str], found: dict[str, Entry], fresh: dict[str, tuple
             vector, item_tokens = fresh[key]
             tokens += item_tokens
         data.append({"object": "embedding", "index": index, "embedding": vector})
-    return orjson.dumps({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

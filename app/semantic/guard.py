@@ -159,7 +159,11 @@ _ALIASES: list[tuple[str, str, bool]] = [
     (r"\bjapanese\s+yen\b|\byen\b|\bjpy\b|¥", " jpy ", False),
     (r"\byuan\b|\brmb\b|\bcny\b", " cny ", False),
     (r"\brupees?\b|\binr\b|₹", " inr ", False),
-    (r"\bunited\s+states(?:\s+of\s+america)?\b|\bu\.s\.a?\.?(?=\W|$)|(?<!south )(?<!north )(?<!latin )(?<!central )\bamerica\b", " unitedstates ", False),
+    (
+        r"\bunited\s+states(?:\s+of\s+america)?\b|\bu\.s\.a?\.?(?=\W|$)|(?<!south )(?<!north )(?<!latin )(?<!central )\bamerica\b",
+        " unitedstates ",
+        False,
+    ),
     (r"\bUSA?\b", " unitedstates ", True),
     (r"\bunited\s+kingdom\b|\bgreat\s+britain\b|\bbritain\b|\bu\.k\.(?=\W|$)", " unitedkingdom ", False),
     (r"\buk\b", " unitedkingdom ", False),
@@ -189,8 +193,16 @@ _ALIASES: list[tuple[str, str, bool]] = [
     (r"\bz\s*(?:to|-)\s*a\b", " descending ", False),
     (r"\b(?:per|a|each|every)\s+(day|week|month|year|hour)\b", r" \1ly ", False),  # "per day" == "daily"
     (r"\bannually\b|\bannual\b", " yearly ", False),
-    (r"\b(zoom|check|opt|scroll|scale|speed|turn|move|fade|clock|swipe|sign|cash|dial|tone|phase|roll)(?:s|ed|ing)?\s+(in|out|up|down)\b", r" \1\2 ", False),
-    (r"\bthis\s+(?=(?:week|weekend|month|year|morning|afternoon|evening|season|summer|winter|spring|autumn)\b)", " thisperiod ", False),  # text-speak, not the number two
+    (
+        r"\b(zoom|check|opt|scroll|scale|speed|turn|move|fade|clock|swipe|sign|cash|dial|tone|phase|roll)(?:s|ed|ing)?\s+(in|out|up|down)\b",
+        r" \1\2 ",
+        False,
+    ),
+    (
+        r"\bthis\s+(?=(?:week|weekend|month|year|morning|afternoon|evening|season|summer|winter|spring|autumn)\b)",
+        " thisperiod ",
+        False,
+    ),  # text-speak, not the number two
     (r"\bcv\b|\bcurriculum\s+vitae\b|\br[ée]sum[ée]\b", " resume ", False),
     (r"\bapplication\s+programming\s+interfaces?\b", " api ", False),
     (r"\bartificial\s+intelligence\b", " ai ", False),
@@ -208,8 +220,16 @@ _ALIASES: list[tuple[str, str, bool]] = [
     (r"\b(?:turn|switch|power)(?:s|ed|ing)?\s+(?:(?:it|them|this|that)\s+)?off\b", " disable ", False),
     (r"\b(?:log|sign)(?:s|ged|ging|ed|ing)?[\s-]?(?:in|on)(?:to)?\b|\blogin\b|\bsignin\b", " login ", False),
     (r"\b(?:log|sign)(?:s|ged|ging|ed|ing)?[\s-]?out\b|\blogout\b|\bsignout\b", " logout ", False),
-    (r"\bround(?:s|ed|ing)?\s+(?:(?:a|an|the|it|this|that|my|number|numbers|value|values)\s+){0,2}up\b", " roundup ", False),
-    (r"\bround(?:s|ed|ing)?\s+(?:(?:a|an|the|it|this|that|my|number|numbers|value|values)\s+){0,2}down\b", " rounddown ", False),
+    (
+        r"\bround(?:s|ed|ing)?\s+(?:(?:a|an|the|it|this|that|my|number|numbers|value|values)\s+){0,2}up\b",
+        " roundup ",
+        False,
+    ),
+    (
+        r"\bround(?:s|ed|ing)?\s+(?:(?:a|an|the|it|this|that|my|number|numbers|value|values)\s+){0,2}down\b",
+        " rounddown ",
+        False,
+    ),
     (r"\bheat(?:s|ed|ing)?\s+up\b", " heat ", False),
     (r"\bcool(?:s|ed|ing)?\s+down\b", " cool ", False),
     (r"\b(\w+)-free\b", r" without \1 ", False),  # sugar-free == without sugar
@@ -339,7 +359,11 @@ for _canon, _forms in {
     for _f in _forms.split():
         _UNITS[_f] = _canon
 # Which canonical units satisfy which (the ambiguous "pound" matches mass or money).
-_UNIT_ALTS = {"pound": frozenset({"pound", "lb", "gbp"}), "lb": frozenset({"lb", "pound"}), "gbp": frozenset({"gbp", "pound"})}
+_UNIT_ALTS = {
+    "pound": frozenset({"pound", "lb", "gbp"}),
+    "lb": frozenset({"lb", "pound"}),
+    "gbp": frozenset({"gbp", "pound"}),
+}
 # Surface forms that are units only right after a quantity ("5 m", "2 cups", "3 weeks"):
 # elsewhere they are ordinary words ("world cup", "a second opinion", "every day").
 _UNIT_NEEDS_QUANTITY = frozenset(
@@ -368,7 +392,21 @@ _ORDINALS = {
     )
 }
 _SOFT_WORDS = {"first": "1", "second": "2", "half": "0.5", "quarter": "0.25", "once": "1", "twice": "2"}
-_ROMAN = {"II": 2, "III": 3, "IV": 4, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "XI": 11, "XII": 12, "XIII": 13, "XIV": 14, "XV": 15, "XVI": 16}
+_ROMAN = {
+    "II": 2,
+    "III": 3,
+    "IV": 4,
+    "VI": 6,
+    "VII": 7,
+    "VIII": 8,
+    "IX": 9,
+    "XI": 11,
+    "XII": 12,
+    "XIII": 13,
+    "XIV": 14,
+    "XV": 15,
+    "XVI": 16,
+}
 
 # Negation cues. "n't" is handled by suffix; typo forms without the apostrophe are listed.
 _NEGATIONS = frozenset(
@@ -469,7 +507,11 @@ _OPPOSITE_GROUPS: dict[str, dict[str, str]] = {
     "compass": {"n": "north northern", "s": "south southern", "e": "east eastern", "w": "west western"},
     "season": {"spring": "spring", "summer": "summer", "autumn": "autumn", "winter": "winter"},
     "daytime": {"morning": "morning", "afternoon": "afternoon", "evening": "evening", "night": "night tonight"},
-    "reltime": {"past": "yesterday last previous ago", "now": "today currently thisperiod", "future": "tomorrow next upcoming"},
+    "reltime": {
+        "past": "yesterday last previous ago",
+        "now": "today currently thisperiod",
+        "future": "tomorrow next upcoming",
+    },
     "arith": {
         "add": "plus sum addition add",
         "sub": "minus subtract subtraction",
@@ -487,9 +529,7 @@ _OPPOSITE_GROUPS: dict[str, dict[str, str]] = {
 }
 # Phrasal verbs joined by an alias above ("zoom in" -> "zoomin"): the particle is the side.
 _PHRASAL_VERBS = "zoom check opt scroll scale speed turn move fade clock swipe sign cash dial tone phase roll".split()
-_OPPOSITE_GROUPS.update(
-    {f"phr_{v}": {p: v + p for p in ("in", "out", "up", "down")} for v in _PHRASAL_VERBS}
-)
+_OPPOSITE_GROUPS.update({f"phr_{v}": {p: v + p for p in ("in", "out", "up", "down")} for v in _PHRASAL_VERBS})
 _OPPOSITES: dict[str, list[tuple[str, str]]] = {}
 for _g, _sides in _OPPOSITE_GROUPS.items():
     for _side, _words in _sides.items():
@@ -515,7 +555,7 @@ _MARKERS: dict[str, str] = {
     "per": "in",
     "by": "by",
 }
-_BOUNDARY = frozenset(". , ; : ! ? ( ) [ ] { } \" \n and or but if while because so".split(" ") + ["\n"])
+_BOUNDARY = frozenset('. , ; : ! ? ( ) [ ] { } " \n and or but if while because so'.split(" ") + ["\n"])
 
 _ACRONYM_FILLER = frozenset("of the and for a an & de".split())
 # Degree words between compared terms carry no identity ("more expensive than").
@@ -523,7 +563,16 @@ _DEGREE = frozenset("more less much far lot even still bit way slightly signific
 _WH = {"who": "who", "whom": "who", "whose": "who", "when": "when", "where": "where", "why": "why"}
 # "how old" and "how tall" ask different things; "how long/many/much" are left out: a
 # paraphrase swaps them freely ("how long to boil" == "how many minutes to boil").
-_HOW_KINDS = {"old": "age", "tall": "height", "high": "height", "far": "distance", "big": "size", "large": "size", "heavy": "weight", "long": "duration"}
+_HOW_KINDS = {
+    "old": "age",
+    "tall": "height",
+    "high": "height",
+    "far": "distance",
+    "big": "size",
+    "large": "size",
+    "heavy": "weight",
+    "long": "duration",
+}
 _HOW_RE = re.compile(r"\bhow\s+(old|tall|high|far|big|large|heavy|long)\b", re.I)
 _WHEN_RE = re.compile(r"\b(?:what|which)\s+(?:year|date|time|day|month|century|decade)\b", re.I)
 _HOW_COME_RE = re.compile(r"\bhow\s+come\b", re.I)

@@ -37,9 +37,7 @@ class VectorIndex(ABC):
         """Create the collection / index if missing."""
 
     @abstractmethod
-    async def search(
-        self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
-    ) -> list[Candidate]:
+    async def search(self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float) -> list[Candidate]:
         """Nearest vectors of this fingerprint only (filtered inside the query), best first."""
 
     @abstractmethod

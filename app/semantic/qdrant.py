@@ -68,9 +68,7 @@ class QdrantIndex(VectorIndex):
         else:
             await self._ensure(self.collection)
 
-    async def search(
-        self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
-    ) -> list[Candidate]:
+    async def search(self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float) -> list[Candidate]:
         name = self._collection_of(fingerprint)
         if name not in self._known:
             return []  # no entry of this context yet
@@ -80,12 +78,17 @@ class QdrantIndex(VectorIndex):
                 must=[models.FieldCondition(key="fp", match=models.MatchValue(value=fingerprint))]
             )
         result = await self.client.query_points(
-            name, query=embedding.tolist(), query_filter=only_this_context,
-            limit=limit, score_threshold=threshold, with_payload=True,
+            name,
+            query=embedding.tolist(),
+            query_filter=only_this_context,
+            limit=limit,
+            score_threshold=threshold,
+            with_payload=True,
         )
         return [
             Candidate(p.payload["key"], p.payload["text"], similarity_of_cosine(p.score))
-            for p in result.points if p.payload
+            for p in result.points
+            if p.payload
         ]
 
     async def add(self, vector: Vector) -> None:
@@ -93,8 +96,11 @@ class QdrantIndex(VectorIndex):
         await self._ensure(name)
         expires = None if vector.ttl_s is None else time.time() + vector.ttl_s
         payload = {
-            "fp": vector.fingerprint, "ns": vector.namespace or NO_NAMESPACE,
-            "key": vector.key, "text": vector.text, "exp": expires,
+            "fp": vector.fingerprint,
+            "ns": vector.namespace or NO_NAMESPACE,
+            "key": vector.key,
+            "text": vector.text,
+            "exp": expires,
         }
         point = models.PointStruct(id=point_id(vector.key), vector=vector.embedding.tolist(), payload=payload)
         await self.client.upsert(name, points=[point])
@@ -113,9 +119,9 @@ class QdrantIndex(VectorIndex):
                 await self.client.delete_collection(name)
                 self._known.discard(name)
                 continue
-            conditions = [] if namespace is None else [
-                models.FieldCondition(key="ns", match=models.MatchValue(value=namespace))
-            ]
+            conditions = (
+                [] if namespace is None else [models.FieldCondition(key="ns", match=models.MatchValue(value=namespace))]
+            )
             selector = models.FilterSelector(filter=models.Filter(must=conditions))
             await self.client.delete(name, points_selector=selector)
 

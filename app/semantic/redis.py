@@ -38,18 +38,52 @@ class RedisIndex(VectorIndex):
         except ResponseError:
             pass  # no such index yet
         await self._command(
-            "FT.CREATE", self.index, "ON", "HASH", "PREFIX", "1", self.prefix, "SCHEMA",
-            "fp", "TAG", "ns", "TAG",
-            "vec", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(dims), "DISTANCE_METRIC", "COSINE",
+            "FT.CREATE",
+            self.index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            self.prefix,
+            "SCHEMA",
+            "fp",
+            "TAG",
+            "ns",
+            "TAG",
+            "vec",
+            "VECTOR",
+            "HNSW",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            str(dims),
+            "DISTANCE_METRIC",
+            "COSINE",
         )
 
-    async def search(
-        self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float
-    ) -> list[Candidate]:
+    async def search(self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float) -> list[Candidate]:
         query = f"(@fp:{{{fingerprint}}})=>[KNN {limit} @vec $v AS dist]"
         reply = await self._command(
-            "FT.SEARCH", self.index, query, "PARAMS", "2", "v", _blob(embedding),
-            "SORTBY", "dist", "RETURN", "3", "key", "text", "dist", "LIMIT", "0", str(limit), "DIALECT", "2",
+            "FT.SEARCH",
+            self.index,
+            query,
+            "PARAMS",
+            "2",
+            "v",
+            _blob(embedding),
+            "SORTBY",
+            "dist",
+            "RETURN",
+            "3",
+            "key",
+            "text",
+            "dist",
+            "LIMIT",
+            "0",
+            str(limit),
+            "DIALECT",
+            "2",
         )
         candidates = []
         for index in range(2, len(reply), 2):  # [total, id1, fields1, id2, fields2, ...]
@@ -62,8 +96,11 @@ class RedisIndex(VectorIndex):
     async def add(self, vector: Vector) -> None:
         name = self.prefix + vector.key
         mapping = {
-            "fp": vector.fingerprint, "ns": vector.namespace or NO_NAMESPACE,
-            "key": vector.key, "text": vector.text, "vec": _blob(vector.embedding),
+            "fp": vector.fingerprint,
+            "ns": vector.namespace or NO_NAMESPACE,
+            "key": vector.key,
+            "text": vector.text,
+            "vec": _blob(vector.embedding),
         }
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]

@@ -64,16 +64,23 @@ def _apply(block: dict[str, Any], delta: dict[str, Any], partial_json: dict[int,
 
 def replay(message: dict[str, Any]) -> Iterator[bytes]:
     usage = message.get("usage") or {}
-    started = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": {**usage, "output_tokens": min(1, usage.get("output_tokens", 0) or 0)}}
+    started = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": min(1, usage.get("output_tokens", 0) or 0)},
+    }
     yield frame({"type": "message_start", "message": started})
     for index, block in enumerate(message.get("content") or ()):
         yield from _block(index, block)
-    yield frame({
-        "type": "message_delta",
-        "delta": {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")},
-        "usage": {"output_tokens": usage.get("output_tokens", 0)},
-    })
+    yield frame(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")},
+            "usage": {"output_tokens": usage.get("output_tokens", 0)},
+        }
+    )
     yield frame({"type": "message_stop"})
 
 
@@ -93,10 +100,13 @@ def _block(index: int, block: dict[str, Any]) -> Iterator[bytes]:
         for piece in fixed_pieces(arguments, ARGUMENT_PIECE_CHARS):
             yield delta({"type": "input_json_delta", "partial_json": piece})
     elif kind == "thinking":
-        yield frame({
-            "type": "content_block_start", "index": index,
-            "content_block": {**block, "thinking": "", "signature": ""},
-        })
+        yield frame(
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {**block, "thinking": "", "signature": ""},
+            }
+        )
         for piece in pieces(block.get("thinking") or ""):
             yield delta({"type": "thinking_delta", "thinking": piece})
         yield delta({"type": "signature_delta", "signature": block.get("signature", "")})

@@ -60,6 +60,7 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 # --- assembly ---------------------------------------------------------------------------
 
+
 def _merge_tool_calls(target: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
     for delta in deltas:
         index = delta.get("index", len(target))
@@ -114,7 +115,8 @@ def assemble(events: list[dict[str, Any]], done: bool) -> dict[str, Any] | None:
             if choice is None:
                 choice = choices[index] = (
                     {"index": index, "message": {"role": "assistant"}, "logprobs": None, "finish_reason": None}
-                    if chat else {"text": "", "index": index, "logprobs": None, "finish_reason": None}
+                    if chat
+                    else {"text": "", "index": index, "logprobs": None, "finish_reason": None}
                 )
             if chat:
                 _merge_message(choice["message"], delta_choice.get("delta") or {})
@@ -162,6 +164,7 @@ def _merge_message(message: dict[str, Any], delta: dict[str, Any]) -> None:
 
 # --- replay -----------------------------------------------------------------------------
 
+
 def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
     """Split text into word-aligned pieces of about `size` characters; never one blob."""
     out: list[str] = []
@@ -177,7 +180,7 @@ def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
 
 
 def fixed_pieces(text: str, size: int) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def replay(completion: dict[str, Any], include_usage: bool) -> Iterator[bytes]:

@@ -59,27 +59,41 @@ def _item(index: int, item: dict[str, Any], event: Any) -> Iterator[bytes]:
     kind = item.get("type")
     item_id = item.get("id")
     if kind == "message":
-        yield event({
-            "type": "response.output_item.added", "output_index": index,
-            "item": {**item, "status": "in_progress", "content": []},
-        })
+        yield event(
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {**item, "status": "in_progress", "content": []},
+            }
+        )
         for part_index, part in enumerate(item.get("content") or ()):
             yield from _part(index, item_id, part_index, part, event)
     elif kind == "function_call":
-        yield event({
-            "type": "response.output_item.added", "output_index": index,
-            "item": {**item, "status": "in_progress", "arguments": ""},
-        })
+        yield event(
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {**item, "status": "in_progress", "arguments": ""},
+            }
+        )
         arguments = item.get("arguments") or ""
         for piece in fixed_pieces(arguments, ARGUMENT_PIECE_CHARS) if arguments else ():
-            yield event({
-                "type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": index,
-                "delta": piece,
-            })
-        yield event({
-            "type": "response.function_call_arguments.done", "item_id": item_id, "output_index": index,
-            "arguments": arguments,
-        })
+            yield event(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "delta": piece,
+                }
+            )
+        yield event(
+            {
+                "type": "response.function_call_arguments.done",
+                "item_id": item_id,
+                "output_index": index,
+                "arguments": arguments,
+            }
+        )
     else:  # reasoning and every other item: announced whole
         yield event({"type": "response.output_item.added", "output_index": index, "item": item})
     yield event({"type": "response.output_item.done", "output_index": index, "item": item})

@@ -46,14 +46,21 @@ class AzureBlobTier(Tier):
         # the SDK's default retries back off for seconds.
         if s.connection_string:  # it carries its own key or SAS
             return ContainerClient.from_connection_string(
-                s.connection_string, s.container, retry_total=0,
-                connection_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                s.connection_string,
+                s.container,
+                retry_total=0,
+                connection_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
             )
         # Environment, workload identity, managed identity, then developer logins.
         self._credential = DefaultAzureCredential()
         return ContainerClient(
-            str(s.account_url), s.container, credential=self._credential, retry_total=0,
-            connection_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+            str(s.account_url),
+            s.container,
+            credential=self._credential,
+            retry_total=0,
+            connection_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S,
         )
 
     async def _shut(self, container: ContainerClient) -> None:
@@ -72,16 +79,19 @@ class AzureBlobTier(Tier):
         if is_expired(properties.metadata.get(EXPIRES_META_AZURE)):
             etag = properties.etag
             # Only the expired version: a fresh write racing the cleanup survives.
-            self._cleaner.remove(name, lambda: container.delete_blob(
-                name, etag=etag, match_condition=MatchConditions.IfNotModified
-            ))
+            self._cleaner.remove(
+                name, lambda: container.delete_blob(name, etag=etag, match_condition=MatchConditions.IfNotModified)
+            )
             return None
         return await downloader.readall()
 
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         container = await self._client.get()
         await container.upload_blob(
-            self.names.name(key), value, overwrite=True, metadata={EXPIRES_META_AZURE: expires_at(ttl_s)},
+            self.names.name(key),
+            value,
+            overwrite=True,
+            metadata={EXPIRES_META_AZURE: expires_at(ttl_s)},
             content_settings=_OCTET_STREAM,
         )
 

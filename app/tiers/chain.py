@@ -115,7 +115,9 @@ class Chain:
     async def set_many(self, entries: dict[CacheKey, Entry], durable: bool = False) -> None:
         await self._write(self.tiers, entries, durable)
 
-    async def _write(self, tiers: list[GuardedTier[Any]], entries: dict[CacheKey, Entry], durable: bool = False) -> None:
+    async def _write(
+        self, tiers: list[GuardedTier[Any]], entries: dict[CacheKey, Entry], durable: bool = False
+    ) -> None:
         """In-process tiers are written now; the rest through their buffers unless durable."""
         now = time.time()
         by_ttl: dict[float | None, list[tuple[CacheKey, Entry]]] = {}
@@ -144,7 +146,9 @@ class Chain:
         if pending:
             await asyncio.gather(*pending)
 
-    async def _write_one(self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
+    async def _write_one(
+        self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None
+    ) -> None:
         if len(items) == 1:
             key, data = items[0]
             await guarded.call("set", guarded.tier.set, key, data, ttl)

@@ -88,22 +88,26 @@ class Fleet:
 
     async def _apply(self, data: bytes) -> None:
         """A message from another process: keep this process's in-process tiers coherent."""
+        # Checked whole before acting: a message that raised here would drop the channel,
+        # and with it every invalidation sent until it is listened to again.
         try:
             message = orjson.loads(data)
             op = message["op"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("ignoring a malformed fleet message: %r", data[:200])
-            return
-        if op == "filled":
-            event = self._filled.get(message.get("key", ""))
+            key, namespace = message.get("key"), message.get("namespace")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            op = key = namespace = None
+        if op == "filled" and isinstance(key, str):
+            event = self._filled.get(key)
             if event is not None:
                 event.set()
-            return
-        for tier in self.local:
-            if op == "delete":
-                await tier.delete(message["key"])
-            elif op == "clear":
-                await tier.clear(message.get("namespace"))
+        elif op == "delete" and isinstance(key, str):
+            for tier in self.local:
+                await tier.delete(key)
+        elif op == "clear" and (namespace is None or isinstance(namespace, str)):
+            for tier in self.local:
+                await tier.clear(namespace)
+        else:
+            log.warning("ignoring a malformed fleet message: %r", data[:200])
 
     async def _listen(self, tier: SharedTier) -> None:
         while True:

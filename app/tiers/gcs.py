@@ -49,8 +49,11 @@ class GCSTier(Tier):
         if s.endpoint:
             # An emulator answers anonymously; with a key file the endpoint is a private
             # GCS endpoint and requests are signed as usual.
-            return Storage(api_root=s.endpoint.rstrip("/"), api_is_dev=s.service_account_json is None,
-                           service_file=s.service_account_json)
+            return Storage(
+                api_root=s.endpoint.rstrip("/"),
+                api_is_dev=s.service_account_json is None,
+                service_file=s.service_account_json,
+            )
         # No key file: application default credentials (GOOGLE_APPLICATION_CREDENTIALS,
         # gcloud's ADC file, then the metadata server / workload identity).
         return Storage(service_file=s.service_account_json)
@@ -98,8 +101,12 @@ class GCSTier(Tier):
         if expires != NEVER:
             resource["custom-time"] = _rfc3339(float(expires))
         await storage.upload(
-            self.bucket, self.names.name(key), value, content_type="application/octet-stream",
-            metadata=resource, timeout=_TIMEOUT_S,
+            self.bucket,
+            self.names.name(key),
+            value,
+            content_type="application/octet-stream",
+            metadata=resource,
+            timeout=_TIMEOUT_S,
         )
 
     async def delete(self, key: CacheKey) -> bool:

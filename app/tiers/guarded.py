@@ -121,9 +121,7 @@ class GuardedTier(Generic[AnyTier]):
         )
         return self.buffer
 
-    async def call(
-        self, op: str, action: Callable[..., Awaitable[T]], *args: Any, guarded: bool = True
-    ) -> T | Failed:
+    async def call(self, op: str, action: Callable[..., Awaitable[T]], *args: Any, guarded: bool = True) -> T | Failed:
         """`action(*args)`, one tier operation; any failure is logged, counted and
         returned as FAILED.
 

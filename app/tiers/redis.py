@@ -67,17 +67,20 @@ class RedisTier(SharedTier):
         s = self.settings
         if self.cluster:
             nodes = [ClusterNode(n.host, n.port) for n in s.startup_nodes]
-            return RedisCluster(
-                startup_nodes=nodes, ssl=s.ssl, max_connections=s.max_connections, **self._common()
-            )
+            return RedisCluster(startup_nodes=nodes, ssl=s.ssl, max_connections=s.max_connections, **self._common())
         if s.url:
             pool = BlockingConnectionPool.from_url(
                 s.url, max_connections=s.max_connections, timeout=1.0, **self._common()
             )
         else:
             pool = BlockingConnectionPool(
-                host=s.host, port=s.port, db=s.db, max_connections=s.max_connections, timeout=1.0,
-                **({"connection_class": _ssl_connection()} if s.ssl else {}), **self._common(),
+                host=s.host,
+                port=s.port,
+                db=s.db,
+                max_connections=s.max_connections,
+                timeout=1.0,
+                **({"connection_class": _ssl_connection()} if s.ssl else {}),
+                **self._common(),
             )
         return Redis.from_pool(pool)  # the client owns the pool and closes it
 

@@ -110,7 +110,10 @@ class S3Tier(Tier):
     async def set(self, key: CacheKey, value: bytes, ttl_s: float | None) -> None:
         s3 = await self._client.get()
         await s3.put_object(
-            Bucket=self.bucket, Key=self.names.name(key), Body=value, Metadata={EXPIRES_META: expires_at(ttl_s)},
+            Bucket=self.bucket,
+            Key=self.names.name(key),
+            Body=value,
+            Metadata={EXPIRES_META: expires_at(ttl_s)},
             ContentType="application/octet-stream",
         )
 

@@ -1,18 +1,23 @@
-"""One fixture per tier type: every test in this folder runs against each of them.
+"""The tiers under contract: `tier` is each tier type in turn, `shared_tier` each that is a
+SharedTier (the fleet's storage, locks and channel).
 
-Adding a tier = adding a factory to TIER_FACTORIES (starting its real server if any).
+Adding a tier = adding a factory to TIER_KINDS, with the marker of the real server it
+starts, if any (`pytest -m "not redis and not object_store"` leaves those out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from app.config import AzureBlobTierSettings, GCSTierSettings, RedisNode, RedisTierSettings, S3TierSettings
 from app.tiers.azure_blob import AzureBlobTier
-from app.tiers.base import Tier
+from app.tiers.base import SharedTier, Tier
 from app.tiers.disk import DiskTier
 from app.tiers.gcs import GCSTier
 from app.tiers.local import LocalTier
@@ -68,23 +73,52 @@ async def azure_blob_tier(request: pytest.FixtureRequest) -> Tier:
     return AzureBlobTier("azure_blob", AzureBlobTierSettings.model_validate(store.tier_config(unique_path())))
 
 
-TIER_FACTORIES: dict[str, TierFactory] = {
-    "local": local_tier,
-    "disk": disk_tier,
-    "redis": redis_tier,
-    "redis-cluster": redis_cluster_tier,
-    "s3": s3_tier,
-    "gcs": gcs_tier,
-    "azure_blob": azure_blob_tier,
+@dataclass(frozen=True)
+class TierKind:
+    make: TierFactory
+    cls: type[Tier]  # what `make` returns: SharedTier kinds also run the shared-tier contract
+    mark: pytest.MarkDecorator | None = None  # the real server it needs, if any
+
+
+TIER_KINDS: dict[str, TierKind] = {
+    "local": TierKind(local_tier, LocalTier),
+    "disk": TierKind(disk_tier, DiskTier),
+    "redis": TierKind(redis_tier, RedisTier, pytest.mark.redis),
+    "redis-cluster": TierKind(redis_cluster_tier, RedisTier, pytest.mark.redis),
+    "s3": TierKind(s3_tier, S3Tier, pytest.mark.object_store),
+    "gcs": TierKind(gcs_tier, GCSTier, pytest.mark.object_store),
+    "azure_blob": TierKind(azure_blob_tier, AzureBlobTier, pytest.mark.object_store),
 }
+SHARED_KINDS = sorted(name for name, kind in TIER_KINDS.items() if issubclass(kind.cls, SharedTier))
 
 
-@pytest.fixture(params=sorted(TIER_FACTORIES))
-async def tier(request: pytest.FixtureRequest) -> AsyncIterator[Tier]:
-    made = await TIER_FACTORIES[request.param](request)
-    await made.clear(None)
+def params(names: Iterable[str]) -> list[Any]:
+    """One parameter per tier kind, carrying the marker of the server it needs."""
+    return [pytest.param(name, marks=TIER_KINDS[name].mark or ()) for name in sorted(names)]
+
+
+@contextlib.asynccontextmanager
+async def made(request: pytest.FixtureRequest) -> AsyncIterator[Tier]:
+    kind = TIER_KINDS[request.param]
+    tier = await kind.make(request)
+    assert isinstance(tier, kind.cls)
+    await tier.clear(None)
     try:
-        yield made
+        yield tier
     finally:
-        await made.clear(None)
-        await made.close()
+        await tier.clear(None)
+        await tier.close()
+
+
+@pytest.fixture(params=params(TIER_KINDS))
+async def tier(request: pytest.FixtureRequest) -> AsyncIterator[Tier]:
+    async with made(request) as each:
+        yield each
+
+
+@pytest.fixture(params=params(SHARED_KINDS))
+async def shared_tier(request: pytest.FixtureRequest) -> AsyncIterator[SharedTier]:
+    """The tiers every process of a fleet shares: storage plus locks and a channel."""
+    async with made(request) as each:
+        assert isinstance(each, SharedTier)
+        yield each

@@ -15,25 +15,37 @@ def test_common_bodies_take_orjson_as_is() -> None:
     assert parse_object(body) == orjson.loads(body)
 
 
-@pytest.mark.parametrize("literal, value", [
-    (b"1.0", 1), (b"1e0", 1), (b"-0.0", 0), (b"100.000", 100), (b"2.5e1", 25), (b"1e17", 10**17),
-    (b"0.30000000000000004", 0.30000000000000004), (b"123456789012345678", 123456789012345678),
-])
+@pytest.mark.parametrize(
+    "literal, value",
+    [
+        (b"1.0", 1),
+        (b"1e0", 1),
+        (b"-0.0", 0),
+        (b"100.000", 100),
+        (b"2.5e1", 25),
+        (b"1e17", 10**17),
+        (b"0.30000000000000004", 0.30000000000000004),
+        (b"123456789012345678", 123456789012345678),
+    ],
+)
 def test_numbers_that_fit_become_the_values_orjson_gives_for_their_short_form(literal: bytes, value: object) -> None:
     parsed = parse_object(b'{"n": ' + literal + b"}")["n"]
     assert parsed == value and type(parsed) is type(value)
 
 
-@pytest.mark.parametrize("literal, spelled", [
-    (b"18446744073709552233", b"18446744073709552233"),
-    (b"1e20", b"1E+20"),
-    (b"100000000000000000000", b"1E+20"),
-    (b"0.1000000000000000000001", b"0.1000000000000000000001"),
-    (b"1e-400", b"1E-400"),
-    (b"1e400", b"1E+400"),
-    (b"18446744073709551615", b"18446744073709551615"),  # the largest integer orjson writes
-    (b"1.8446744073709551615e19", b"18446744073709551615"),
-])
+@pytest.mark.parametrize(
+    "literal, spelled",
+    [
+        (b"18446744073709552233", b"18446744073709552233"),
+        (b"1e20", b"1E+20"),
+        (b"100000000000000000000", b"1E+20"),
+        (b"0.1000000000000000000001", b"0.1000000000000000000001"),
+        (b"1e-400", b"1E-400"),
+        (b"1e400", b"1E+400"),
+        (b"18446744073709551615", b"18446744073709551615"),  # the largest integer orjson writes
+        (b"1.8446744073709551615e19", b"18446744073709551615"),
+    ],
+)
 def test_numbers_past_a_double_keep_one_exact_spelling(literal: bytes, spelled: bytes) -> None:
     parsed = parse_object(b'{"schema": {"maximum": [' + literal + b"]}}")
     assert dumps(parsed) == b'{"schema":{"maximum":[' + spelled + b"]}}"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, load_settings
-from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -74,20 +73,6 @@ def test_unknown_env_key_is_refused(tmp_path, monkeypatch):
         load_settings(write(tmp_path, "{}\n"))
 
 
-def test_check_config_prints_tiers():
-    result = run_cli("check-config", "config.yaml")
-    assert result.returncode == 0, result.stderr
-    assert "local (local)" in result.stdout and "disk (disk)" in result.stdout
-
-
-def test_check_config_exit_2_on_error(tmp_path):
-    result = run_cli("check-config", str(write(tmp_path, "cache: {tiers: [{type: memcached}]}\n")))
-    assert result.returncode == 2
-    assert "memcached" in result.stderr
-    missing = run_cli("check-config", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 2 and "nope.yaml" in missing.stderr
-
-
 def test_unreadable_config_is_a_config_error(tmp_path):
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00cache: {}\n")
@@ -95,5 +80,3 @@ def test_unreadable_config_is_a_config_error(tmp_path):
         load_settings(binary)
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path)  # a directory
-    result = run_cli("check-config", str(binary))
-    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -19,7 +19,7 @@ from app.semantic.guard import (
     signature,
 )
 
-PAIRS = Path(__file__).resolve().parent.parent / "bench" / "data" / "semantic_pairs.jsonl"
+PAIRS = Path(__file__).resolve().parents[2] / "bench" / "data" / "semantic_pairs.jsonl"
 
 
 # --------------------------------------------------------------------------- rejections

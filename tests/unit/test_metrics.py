@@ -10,8 +10,10 @@ from app.metrics import LATENCY_BUCKETS, Metrics
 def samples(registry: CollectorRegistry, family: str) -> dict[tuple, float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for metric in registry.collect() if metric.name == family
-        for sample in metric.samples if not sample.name.endswith("_created")
+        for metric in registry.collect()
+        if metric.name == family
+        for sample in metric.samples
+        if not sample.name.endswith("_created")
     }
 
 
@@ -22,15 +24,22 @@ def test_batched_durations_land_in_the_buckets_observe_would_pick() -> None:
     durations += [0.0001] * 5 + [0.02] * 3
     metrics = Metrics()
     reference = CollectorRegistry()
-    direct = Histogram("llmcache_request_duration_seconds", "", ("call_type", "cache_status"),
-                       buckets=LATENCY_BUCKETS, registry=reference)
+    direct = Histogram(
+        "llmcache_request_duration_seconds",
+        "",
+        ("call_type", "cache_status"),
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
     for seconds in durations:
         metrics.request("chat", "gpt-4o", "hit", seconds, 0)
         direct.labels("chat", "hit").observe(seconds)
     metrics.flush()
     got = samples(metrics.registry, "llmcache_request_duration_seconds")
     assert got == samples(reference, "llmcache_request_duration_seconds")
-    assert got[("llmcache_request_duration_seconds_count", (("cache_status", "hit"), ("call_type", "chat")))] == len(durations)
+    assert got[("llmcache_request_duration_seconds_count", (("cache_status", "hit"), ("call_type", "chat")))] == len(
+        durations
+    )
 
 
 def test_a_scrape_sees_every_batched_count() -> None:
@@ -51,8 +60,13 @@ def test_histograms_fall_back_to_observe_if_prometheus_internals_change(monkeypa
     monkeypatch.setattr(metrics_module, "histogram_internals_usable", lambda child: False)
     metrics = Metrics()
     reference = CollectorRegistry()
-    direct = Histogram("llmcache_request_duration_seconds", "", ("call_type", "cache_status"),
-                       buckets=LATENCY_BUCKETS, registry=reference)
+    direct = Histogram(
+        "llmcache_request_duration_seconds",
+        "",
+        ("call_type", "cache_status"),
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
     for seconds in (0.0001, 0.003, 2.0):
         metrics.request("chat", "gpt-4o", "hit", seconds, 0)
         direct.labels("chat", "hit").observe(seconds)
