@@ -195,7 +195,7 @@ class Pipeline:
         if call.key is None or call.control.no_cache:
             return None
         entry = await self.chain.get(call.key, call.control.max_age_s)
-        if entry is not None and call.stream and json_object(entry.body, entry.content_type) is None:
+        if entry is not None and call.stream and call.handler.streams and json_object(entry.body, entry.content_type) is None:
             return None  # not an answer a stream can be replayed from: answer it anew
         return entry
 
@@ -357,9 +357,11 @@ class Pipeline:
 
     async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
         url, outbound_headers = self.outbound(call)
+        relays = call.handler.relays
         async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
             headers = response_headers(response)
-            if not response.is_success or not response.headers.get("content-type", "").startswith("text/event-stream"):
+            content_type = response.headers.get("content-type", "application/octet-stream")
+            if not response.is_success or not (relays or content_type.startswith("text/event-stream")):
                 return self._outcome(call.handler, response, await response.aread())
             flight.started(response.status_code, headers)
             try:
@@ -372,6 +374,10 @@ class Pipeline:
         # Live clients finish now; assembly happens after their responses have ended.
         flight.end()
         raw = b"".join(flight.chunks)
+        if relays:  # kept as the bytes that came, if they are a whole answer
+            sse = content_type.startswith("text/event-stream")
+            whole = call.handler.complete(content_type, None) or sse and call.handler.assemble(raw) is not None
+            return Outcome(response.status_code, headers, raw, complete=whole, content_type=content_type)
         try:
             answer = call.handler.assemble(raw)
         except (TypeError, AttributeError, KeyError, ValueError, IndexError):

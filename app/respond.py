@@ -40,7 +40,7 @@ class Responder:
             headers = call.cache_headers(status, match.candidate.key)
             headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
-        if call.stream:
+        if call.stream and call.handler.streams:
             answer = json_object(entry.body, entry.content_type)
             assert answer is not None  # the pipeline's lookup passes only replayable entries to a stream
             headers.append((b"content-type", SSE))
