@@ -218,3 +218,13 @@ async def test_twenty_identical_messages_make_one_call_and_nineteen_coalesced(se
         answers = await asyncio.gather(*(http.post("/v1/messages", json=body, headers=headers) for _ in range(20)))
     assert sorted(a.headers["x-cache-status"] for a in answers) == ["coalesced"] * 19 + ["miss"]
     assert fake.calls("messages") == 1 and len({a.content for a in answers}) == 1
+
+
+@pytest.mark.parametrize("bad", [{"x-fake-cut-after": "3"}, {"x-fake-bad": "sse-error"}])
+def test_a_cut_or_failed_message_stream_stores_nothing(serve: Any, fake: Any, bad: dict[str, str]) -> None:
+    client = claude(serve())
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "fragile"}]}
+    with pytest.raises(anthropic.APIError), client.messages.stream(**request, extra_headers=bad) as stream:
+        stream.get_final_message()
+    again = client.messages.with_raw_response.create(**request)
+    assert again.headers["x-cache-status"] == "miss" and fake.calls("messages") == 2
