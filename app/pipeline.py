@@ -195,7 +195,12 @@ class Pipeline:
         if call.key is None or call.control.no_cache:
             return None
         entry = await self.chain.get(call.key, call.control.max_age_s)
-        if entry is not None and call.stream and call.handler.streams and json_object(entry.body, entry.content_type) is None:
+        if (
+            entry is not None
+            and call.stream
+            and call.handler.streams
+            and json_object(entry.body, entry.content_type) is None
+        ):
             return None  # not an answer a stream can be replayed from: answer it anew
         return entry
 
@@ -376,7 +381,7 @@ class Pipeline:
         raw = b"".join(flight.chunks)
         if relays:  # kept as the bytes that came, if they are a whole answer
             sse = content_type.startswith("text/event-stream")
-            whole = call.handler.complete(content_type, None) or sse and call.handler.assemble(raw) is not None
+            whole = call.handler.complete(content_type, None) or (sse and call.handler.assemble(raw) is not None)
             return Outcome(response.status_code, headers, raw, complete=whole, content_type=content_type)
         try:
             answer = call.handler.assemble(raw)

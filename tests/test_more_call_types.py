@@ -31,7 +31,9 @@ def test_image_generation_hit_and_url_ttl_cap(serve: Any, fake: Any) -> None:
     b64 = client.images.with_raw_response.generate(model="dall-e-2", prompt="a red cube", response_format="b64_json")
     assert b64.headers["x-cache-status"] == "miss"
     b64_entry = proxy_entry(proxy, b64.headers["x-cache-key"])
-    assert b64_entry.expires_at is not None and b64_entry.expires_at - b64_entry.created_at == pytest.approx(3600, abs=1)
+    assert b64_entry.expires_at is not None and b64_entry.expires_at - b64_entry.created_at == pytest.approx(
+        3600, abs=1
+    )
 
 
 def proxy_entry(proxy: Any, key: str) -> Any:
@@ -78,9 +80,10 @@ def test_a_cut_speech_stream_stores_nothing(serve: Any, fake: Any) -> None:
     proxy = serve()
     body = {"model": "gpt-4o-mini-tts", "input": "cut me off", "voice": "alloy"}
     with httpx.Client(base_url=proxy.root, headers=AUTH, timeout=30) as http:
-        with pytest.raises(httpx.HTTPError), http.stream(
-            "POST", "/v1/audio/speech", json=body, headers={"x-fake-cut-after": "2"}
-        ) as response:
+        with (
+            pytest.raises(httpx.HTTPError),
+            http.stream("POST", "/v1/audio/speech", json=body, headers={"x-fake-cut-after": "2"}) as response,
+        ):
             for _ in response.iter_raw():
                 pass
         again = http.post("/v1/audio/speech", json=body)
@@ -128,14 +131,19 @@ def test_moderations_are_cached(serve: Any, fake: Any) -> None:
     assert second.parse().results == first.parse().results and fake.calls("moderations") == 1
 
 
-@pytest.mark.parametrize("route, body", [
-    ("/v1/images/generations", {"model": "dall-e-2", "prompt": "x"}),
-    ("/v1/rerank", {"model": "r", "query": "q", "documents": ["d"]}),
-    ("/v1/moderations", {"input": "x"}),
-    ("/v1/audio/speech", {"model": "tts-1", "input": "x", "voice": "alloy"}),
-])
+@pytest.mark.parametrize(
+    "route, body",
+    [
+        ("/v1/images/generations", {"model": "dall-e-2", "prompt": "x"}),
+        ("/v1/rerank", {"model": "r", "query": "q", "documents": ["d"]}),
+        ("/v1/moderations", {"input": "x"}),
+        ("/v1/audio/speech", {"model": "tts-1", "input": "x", "voice": "alloy"}),
+    ],
+)
 @pytest.mark.parametrize("bad", ["error", "html", "shape"])
-def test_a_2xx_that_is_not_an_answer_is_not_stored(serve: Any, fake: Any, route: str, body: dict[str, Any], bad: str) -> None:
+def test_a_2xx_that_is_not_an_answer_is_not_stored(
+    serve: Any, fake: Any, route: str, body: dict[str, Any], bad: str
+) -> None:
     proxy = serve()
     with httpx.Client(base_url=proxy.root, headers=AUTH, timeout=30) as http:
         first = http.post(route, json=body, headers={"x-fake-bad": bad})
