@@ -57,12 +57,13 @@ async def send_response(send: Send, status: int, headers: Headers, body: bytes) 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: ProxyError, headers: Headers | None = None) -> None:
+async def send_error(send: Send, error: ProxyError, headers: Headers | None = None, body: bytes | None = None) -> None:
+    """`error` as the response; `body`: its rendering in the API's shape (OpenAI's if None)."""
     out = headers if headers is not None else []
     out.append((b"content-type", JSON))
     if error.status == 413:
         out.append(CLOSE)  # the rest of the body may still come: the connection cannot carry on
-    await send_response(send, error.status, out, error.body())
+    await send_response(send, error.status, out, error.body() if body is None else body)
 
 
 # Bodies above this are parsed and keyed in a worker thread: parsing 25 MB of JSON or a

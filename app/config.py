@@ -215,6 +215,8 @@ class CacheSettings(Strict):
     call_types: tuple[CallType, ...] = tuple(CallType)
     share_across_keys: bool = False
     caching_groups: tuple[tuple[str, ...], ...] = ()
+    # Top-level body parameters left out of every key (e.g. user, metadata).
+    ignore_params: tuple[str, ...] = ()
     tiers: tuple[TierSettings, ...] = (
         LocalTierSettings(type="local"),
         DiskTierSettings(type="disk"),

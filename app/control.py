@@ -12,7 +12,9 @@ from typing import Any
 from app.errors import ProxyError, bad_request
 from app.types import MAX_TTL_S, valid_namespace
 
-CONTROL_NAMES = frozenset(("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold"))
+CONTROL_NAMES = frozenset(
+    ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold", "ignore-params")
+)
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
 
@@ -27,6 +29,7 @@ class CacheControl:
     use_cache: bool | None = None
     only_if_cached: bool = False
     similarity_threshold: float | None = None
+    ignore_params: frozenset[str] = frozenset()
 
 
 def invalid(name: str, value: Any, expected: str) -> ProxyError:
@@ -70,6 +73,19 @@ def _namespace(name: str, value: Any) -> str:
     return value
 
 
+def _names(name: str, value: Any) -> frozenset[str]:
+    """A comma list (header) or a list of strings (body) of top-level parameter names."""
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        names = [part.strip() for part in value]
+    else:
+        raise invalid(name, value, "a comma-separated list of parameter names")
+    if any(not part or len(part) > 128 for part in names):
+        raise invalid(name, value, "parameter names of 1-128 characters")
+    return frozenset(names)
+
+
 _PARSERS = {
     "ttl": ("ttl_s", _seconds),
     "s-maxage": ("max_age_s", _seconds),
@@ -78,6 +94,7 @@ _PARSERS = {
     "no-store": ("no_store", _bool),
     "use-cache": ("use_cache", _bool),
     "similarity-threshold": ("similarity_threshold", _fraction),
+    "ignore-params": ("ignore_params", _names),
 }
 
 

@@ -73,14 +73,16 @@ def cache_key(
     scope: str | None,
     namespace: str | None,
     query: str = "",
+    headers: list[tuple[str, str]] | None = None,
 ) -> CacheKey:
     """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here, and
-    the model too when `group` (its caching group's name) stands in for it."""
+    the model too when `group` (its caching group's name) stands in for it. `headers`: the
+    request headers that change the answer, as sent (name, value), in order."""
     if group is None:
         canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
     else:
         canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS and k != "model"}
-    material = dumps([call_type, group, scope, namespace, query, canonical], orjson.OPT_SORT_KEYS)
+    material = dumps([call_type, group, scope, namespace, query, headers or [], canonical], orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(material).hexdigest()
     return f"{namespace}/{digest}" if namespace else digest
 

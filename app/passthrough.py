@@ -21,7 +21,8 @@ class Passthrough:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routing.default
         url = upstream_url(route.base_url, scope["path"], scope.get("query_string", b"").decode("latin-1"))
-        headers = request_headers(scope["headers"], route.api_key, drop_controls=False)
+        credential = None if route.api_key is None else (b"authorization", b"Bearer " + route.api_key.encode())
+        headers = request_headers(scope["headers"], credential, drop_controls=False)
         has_body = scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE")
         body = self._body(receive) if has_body else b""
         try:

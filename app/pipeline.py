@@ -39,6 +39,50 @@ if TYPE_CHECKING:
     from app.semantic.cache import SemanticCache
 
 log = logging.getLogger("llmcache.pipeline")
+# Parameters that change what the model answers: leaving one out of the key serves one
+# request's answer to another that asked something else.
+ANSWER_PARAMS = frozenset(
+    (
+        "model",
+        "messages",
+        "input",
+        "prompt",
+        "instructions",
+        "system",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n",
+        "stop",
+        "tools",
+        "tool_choice",
+        "functions",
+        "response_format",
+        "text",
+        "reasoning",
+        "reasoning_effort",
+        "thinking",
+        "logprobs",
+        "top_logprobs",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "previous_response_id",
+        "file",
+        "language",
+        "voice",
+        "dimensions",
+        "encoding_format",
+        "query",
+        "documents",
+        "size",
+        "quality",
+    )
+)
 
 
 class Pipeline:
@@ -60,6 +104,14 @@ class Pipeline:
         self.max_body = settings.server.max_body_bytes
         self.max_form_parts = settings.server.max_form_parts
         self.enabled = frozenset(settings.cache.call_types)
+        self.ignored = frozenset(settings.cache.ignore_params)
+        changing = sorted(self.ignored & ANSWER_PARAMS)
+        if changing:
+            log.warning(
+                "cache.ignore_params lists %s, which change the answer: requests that differ in them "
+                "will be served each other's answers",
+                ", ".join(changing),
+            )
         self.respond = Responder(metrics)
 
     # --- entry --------------------------------------------------------------------------
@@ -70,7 +122,7 @@ class Pipeline:
             body = await read_body(receive, self.max_body, head.content_length)
             await handler.handle(self, Request(scope, receive, head, body), send)
         except ProxyError as error:
-            await send_error(send, error)
+            await send_error(send, error, body=handler.error_body(error))
         except ClientGone:
             return
         except Exception:
@@ -78,7 +130,8 @@ class Pipeline:
             # still gets an answer in the API's error shape (if its response has not begun).
             log.exception("unexpected error on %r", scope["path"])
             try:
-                await send_error(send, internal_error())
+                failure = internal_error()
+                await send_error(send, failure, body=handler.error_body(failure))
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
 
@@ -101,10 +154,18 @@ class Pipeline:
     def namespace_of(self, call: Call) -> str | None:
         return call.control.namespace or self.cache.namespace
 
+    def keyed(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters that key a call: all but the ignored ones (config and control)."""
+        ignored = self.ignored | call.control.ignore_params if call.control.ignore_params else self.ignored
+        return {k: v for k, v in params.items() if k not in ignored} if ignored else params
+
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        params = self.keyed(call, params)
         group = self.routing.group_of(call.model)
+        named = call.handler.key_headers
+        headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else []
         return keys.cache_key(
-            call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query
+            call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query, headers
         )
 
     def ttl(self, call: Call) -> float | None:
@@ -124,7 +185,8 @@ class Pipeline:
         """Where and with which headers the call goes upstream (built only on a miss)."""
         route = self.routing.route(call.model)
         url = upstream_url(route.base_url, call.path, call.head.query)
-        headers = request_headers(call.head.raw, route.api_key, drop_controls=True, content_type=call.body_type)
+        credential = None if route.api_key is None else call.handler.credential(route.api_key)
+        headers = request_headers(call.head.raw, credential, drop_controls=True, content_type=call.body_type)
         return url, headers
 
     # --- serving ------------------------------------------------------------------------
@@ -133,7 +195,12 @@ class Pipeline:
         if call.key is None or call.control.no_cache:
             return None
         entry = await self.chain.get(call.key, call.control.max_age_s)
-        if entry is not None and call.stream and json_object(entry.body, entry.content_type) is None:
+        if (
+            entry is not None
+            and call.stream
+            and call.handler.streams
+            and json_object(entry.body, entry.content_type) is None
+        ):
             return None  # not an answer a stream can be replayed from: answer it anew
         return entry
 
@@ -153,8 +220,9 @@ class Pipeline:
         status = CacheStatus.REFRESH if call.control.no_cache else CacheStatus.MISS
         flight = self.flights.join(call.key)
         if flight is not None:
+            # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
-            await self.respond.follow(call, flight, receive, send, status)
+            await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -173,7 +241,7 @@ class Pipeline:
             if entry is not None:
                 self.metrics.coalesced.inc()
                 self.settle(flight, entry)
-                await self.respond.entry(call, send, entry)
+                await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
                 return
         await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
 
@@ -294,9 +362,11 @@ class Pipeline:
 
     async def _produce_stream(self, call: Call, flight: Flight) -> Outcome:
         url, outbound_headers = self.outbound(call)
+        relays = call.handler.relays
         async with self.upstream.open("POST", url, outbound_headers, call.body) as response:
             headers = response_headers(response)
-            if not response.is_success or not response.headers.get("content-type", "").startswith("text/event-stream"):
+            content_type = response.headers.get("content-type", "application/octet-stream")
+            if not response.is_success or not (relays or content_type.startswith("text/event-stream")):
                 return self._outcome(call.handler, response, await response.aread())
             flight.started(response.status_code, headers)
             try:
@@ -309,6 +379,10 @@ class Pipeline:
         # Live clients finish now; assembly happens after their responses have ended.
         flight.end()
         raw = b"".join(flight.chunks)
+        if relays:  # kept as the bytes that came, if they are a whole answer
+            sse = content_type.startswith("text/event-stream")
+            whole = call.handler.complete(content_type, None) or (sse and call.handler.assemble(raw) is not None)
+            return Outcome(response.status_code, headers, raw, complete=whole, content_type=content_type)
         try:
             answer = call.handler.assemble(raw)
         except (TypeError, AttributeError, KeyError, ValueError, IndexError):

@@ -40,7 +40,7 @@ class Responder:
             headers = call.cache_headers(status, match.candidate.key)
             headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
-        if call.stream:
+        if call.stream and call.handler.streams:
             answer = json_object(entry.body, entry.content_type)
             assert answer is not None  # the pipeline's lookup passes only replayable entries to a stream
             headers.append((b"content-type", SSE))
@@ -52,7 +52,8 @@ class Responder:
 
     async def not_cached(self, call: Call, send: Send, headers: Headers) -> None:
         # The OpenAI and Anthropic SDKs retry a 504 unless told not to.
-        await send_error(send, not_cached(), [*headers, (b"x-should-retry", b"false")])
+        error = not_cached()
+        await send_error(send, error, [*headers, (b"x-should-retry", b"false")], call.handler.error_body(error))
         self.done(call, CacheStatus.MISS)
 
     async def outcome(self, call: Call, flight: Flight, send: Send, status: CacheStatus) -> None:
@@ -60,16 +61,18 @@ class Responder:
         await flight.wait_finished()
         headers = call.cache_headers(status)
         if flight.error is not None:
-            await send_error(send, flight.error, headers)
+            await send_error(send, flight.error, headers, call.handler.error_body(flight.error))
             self.done(call, status)
             return
         outcome = flight.outcome
         assert outcome is not None
         if outcome.cut:
-            await send_error(send, upstream_broken("the upstream stream ended early"), headers)
+            error = upstream_broken("the upstream stream ended early")
+            await send_error(send, error, headers, call.handler.error_body(error))
         elif outcome.sse and outcome.completion is None and not call.stream:
             # A stream that finished without an answer (an error event, say) is no JSON answer.
-            await send_error(send, upstream_broken("the upstream stream finished without an answer"), headers)
+            error = upstream_broken("the upstream stream finished without an answer")
+            await send_error(send, error, headers, call.handler.error_body(error))
         elif not 200 <= outcome.status < 300 or outcome.completion is None:
             await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
         elif call.stream and call.handler.streams:

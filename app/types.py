@@ -32,6 +32,12 @@ class CallType(StrEnum):
     EMBEDDINGS = "embeddings"
     TRANSCRIPTIONS = "transcriptions"
     TRANSLATIONS = "translations"
+    RESPONSES = "responses"
+    MESSAGES = "messages"
+    IMAGES = "images"
+    SPEECH = "speech"
+    RERANK = "rerank"
+    MODERATIONS = "moderations"
 
 
 # A namespace is a key prefix, a header value and a path segment of object tiers: letters,

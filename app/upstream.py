@@ -66,23 +66,28 @@ def create_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     )
 
 
+# A configured credential replaces every one the caller sent: the caller's never travels on.
+CALLER_CREDENTIALS = frozenset((b"authorization", b"api-key", b"x-api-key"))
+
+
 def request_headers(
-    headers: Headers, api_key: str | None, drop_controls: bool, content_type: bytes | None = None
+    headers: Headers, credential: tuple[bytes, bytes] | None, drop_controls: bool, content_type: bytes | None = None
 ) -> Headers:
-    """The client's headers minus hop-by-hop ones; our credential replaces theirs if set."""
+    """The client's headers minus hop-by-hop ones; a configured credential (header, value)
+    replaces the caller's."""
     out: Headers = []
     for name, value in headers:
         if name in HOP_BY_HOP:
             continue
         if drop_controls and (name in CONTROL_HEADERS or name.startswith(b"x-cache-")):
             continue
-        if api_key is not None and name == b"authorization":
+        if credential is not None and name in CALLER_CREDENTIALS:
             continue
         if content_type is not None and name == b"content-type":
             continue
         out.append((name, value))
-    if api_key is not None:
-        out.append((b"authorization", b"Bearer " + api_key.encode()))
+    if credential is not None:
+        out.append(credential)
     if content_type is not None:
         out.append((b"content-type", content_type))
     return out

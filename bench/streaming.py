@@ -53,9 +53,9 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         return runner.run(work)
 
 
-def build_request(port: int, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+def build_request(port: int, body: bytes, headers: dict[str, str] | None = None, path: str = PATH) -> bytes:
     lines = [
-        f"POST {PATH} HTTP/1.1",
+        f"POST {path} HTTP/1.1",
         f"Host: {HOST}:{port}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
@@ -66,9 +66,9 @@ def build_request(port: int, body: bytes, headers: dict[str, str] | None = None)
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def prepare(port: int, body: bytes, headers: dict[str, str] | None = None) -> Prepared:
+async def prepare(port: int, body: bytes, headers: dict[str, str] | None = None, path: str = PATH) -> Prepared:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), REQUEST_TIMEOUT_S)
-    return Prepared(reader, writer, build_request(port, body, headers))
+    return Prepared(reader, writer, build_request(port, body, headers, path))
 
 
 async def fire(prepared: Prepared) -> StreamResult:
@@ -80,8 +80,8 @@ async def fire(prepared: Prepared) -> StreamResult:
         prepared.writer.close()
 
 
-async def stream_once(port: int, body: bytes) -> StreamResult:
-    return await fire(await prepare(port, body))
+async def stream_once(port: int, body: bytes, headers: dict[str, str] | None = None, path: str = PATH) -> StreamResult:
+    return await fire(await prepare(port, body, headers, path))
 
 
 async def _exchange(prepared: Prepared) -> StreamResult:

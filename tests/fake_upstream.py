@@ -2,20 +2,29 @@
 
 It is the only fake in the project, so the wire format follows the real APIs: OpenAI's
 chat completions and chunks, legacy completions, embeddings, transcriptions, models and
-Responses API (``/v1/responses``, tests/fake_apis/responses.py), and Anthropic's Messages
-API (``/v1/messages``, tests/fake_apis/messages.py; its errors have Anthropic's shape).
+Responses API (``/v1/responses``, tests/fake_apis/responses.py), Anthropic's Messages
+API (``/v1/messages``, tests/fake_apis/messages.py; its errors have Anthropic's shape),
+and, one module each under tests/fake_apis/, OpenAI's images (``/v1/images/generations``,
+``/edits``, ``/variations``: images.py; the URLs it hands out are served at ``GET
+/_img/...``), text to speech (``/v1/audio/speech``, binary audio in chunks or SSE:
+speech.py), audio translations (``/v1/audio/translations``: translations.py), moderations
+(``/v1/moderations``: moderations.py) and the Cohere-style rerank LiteLLM proxies
+(``/v1/rerank``, ``/v2/rerank``: rerank.py).
 Content is a pure function of the request; only ids change per call, so a test can tell
-a cached answer (old id) from a fresh one (new id).
+a cached answer (old id) from a fresh one (new id). (Answers without an id: image URLs
+are new per call; speech and translations have nothing that changes.)
 
 Per-request behaviour controls (request headers, none of them changes the content):
 
 * ``x-fake-status: 503``        answer with that status and an error body (the API's shape)
 * ``x-fake-delay-ms: N``        stall N ms before the response starts
-* ``x-fake-chunk-delay-ms: N``  sleep N ms between SSE events of a stream
-* ``x-fake-cut-after: N``       stream: send N events then drop the connection (never the
-                                last one: [DONE], response.completed, message_stop);
+* ``x-fake-chunk-delay-ms: N``  sleep N ms between SSE events of a stream (and between
+                                the pieces of a speech answer's audio)
+* ``x-fake-cut-after: N``       stream: send N events (speech: N pieces of audio) then
+                                drop the connection (never the last one: [DONE],
+                                response.completed, message_stop, speech.audio.done);
                                 non-stream: send headers and half the body, then drop
-* ``x-fake-id: X``              use X as the response id
+* ``x-fake-id: X``              use X as the response id (images: in the names of the URLs)
 * ``x-fake-bad: MODE``          answer status 200 with something that is not a complete
                                 success of the call (every MODE; a cache must not store it):
     - ``truncated``  the body the call would get (JSON, or a stream's events), cut in the
@@ -25,21 +34,29 @@ Per-request behaviour controls (request headers, none of them changes the conten
                      as application/json (Messages: ``{"type": "error", "error": {...}}``)
     - ``html``       an ``<html>...</html>`` page as text/html
     - ``shape``      a JSON object without ``choices`` or ``data`` (the answer without them;
-                     Responses: without ``output``, Messages: without ``content``)
+                     Responses: without ``output``, Messages: without ``content``, rerank
+                     and moderations: without ``results``, translations: without
+                     ``text``; speech: the ``speech.audio.done`` event, or for audio a JSON
+                     description of it, as application/json)
     - ``sse-error``  text/event-stream: a streamed request's first two chunks (none for a
                      non-stream request), then ``event: error`` with
                      ``data: {"error": {...}}``, then ``data: [DONE]``. Responses: the first
                      two events, then an ``error`` event (type, code, message, param,
                      sequence_number, and the same nested under ``error``), no [DONE].
                      Messages: the first two events, then ``event: error`` with
-                     ``{"type": "error", "error": {"type": "overloaded_error", ...}}``
+                     ``{"type": "error", "error": {"type": "overloaded_error", ...}}``.
+                     Speech: ``event: error`` with ``{"type": "error", "error": {...}}``
+                     after the first two events of an SSE answer (none for audio)
 
 ``GET /_stats`` reports counters and the last 200 request records, ``POST /_reset`` zeroes
-them. ``calls`` counts requests per kind (CALL_KINDS always; "responses" and "messages"
-from their first call on). A record holds the request's path, method, query string
-(``query``), headers, the body's exact text (``body``, UTF-8 with replacement; not for
-multipart) and its parsed JSON (``json``; null for a body only the standard library can
-parse, e.g. ``1e400``, which the fake still answers). The app is a raw ASGI callable (no
+them. ``calls`` counts requests per kind (CALL_KINDS always; LATER_CALL_KINDS, e.g.
+"responses", "messages", "images", "speech", from their first call on). A record holds the
+request's path, method, query string (``query``), headers, the body's exact text (``body``,
+UTF-8 with replacement; not for multipart) and its parsed JSON (``json``; null for a body
+only the standard library can parse, e.g. ``1e400``, which the fake still answers); a
+multipart one its fields (``form``), the sha256 of its ``file`` (``file_sha256``;
+images: of the first image) and, for translations and images, ``files``: field name ->
+the sha256 of each file sent under it. The app is a raw ASGI callable (no
 framework) because benchmarks drive it at 10k+ req/s.
 
 Run it in-process with ``FakeUpstream().start()`` or as a process with
@@ -74,11 +91,17 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
+from tests.fake_apis import images as images_api
 from tests.fake_apis import messages as messages_api
+from tests.fake_apis import moderations as moderations_api
+from tests.fake_apis import rerank as rerank_api
 from tests.fake_apis import responses as responses_api
+from tests.fake_apis import speech as speech_api
+from tests.fake_apis import translations as translations_api
 from tests.fake_apis.common import CREATED as CREATED  # re-exported: tests import it from here
 from tests.fake_apis.common import (
     JSON,
+    SSE,
     ApiError,
     Full,
     Stream,
@@ -114,7 +137,7 @@ MODEL_IDS = (
 )
 CALL_KINDS = ("chat_completions", "completions", "embeddings", "transcriptions", "models", "other")
 # Counted in /_stats "calls" too, but listed there only once the first such call arrived.
-LATER_CALL_KINDS = ("responses", "messages")
+LATER_CALL_KINDS = ("responses", "messages", "images", "speech", "translations", "rerank", "moderations")
 
 _request_ids = itertools.count(1)  # separate from `ids`, so response ids stay small and readable
 
@@ -126,7 +149,17 @@ _ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/models"): "models",
     ("POST", "/responses"): "responses",
     ("POST", "/messages"): "messages",
+    ("POST", "/images/generations"): "images",
+    ("POST", "/images/edits"): "images",
+    ("POST", "/images/variations"): "images",
+    ("POST", "/audio/speech"): "speech",
+    ("POST", "/audio/translations"): "translations",
+    ("POST", "/rerank"): "rerank",
+    ("POST", "/v2/rerank"): "rerank",
+    ("POST", "/moderations"): "moderations",
 }
+# Kinds whose body is a form (multipart or urlencoded); images only for edits/variations.
+_FORM_KINDS = ("transcriptions", "translations")
 _ERROR_CODES = {
     400: "bad_request",
     401: "invalid_api_key",
@@ -145,9 +178,13 @@ _ERROR_CODES = {
 _BAD_REPLIES: dict[str, Callable[[str, Full | Stream], Full | Stream | None]] = {
     "responses": responses_api.bad_reply,
     "messages": messages_api.bad_reply,
+    "speech": speech_api.bad_reply,
+    "translations": translations_api.bad_reply,
+    "rerank": rerank_api.bad_reply,
+    "moderations": moderations_api.bad_reply,
 }
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"content-type", SSE),
     (b"cache-control", b"no-cache"),
 ]
 _DONE = b"data: [DONE]\n\n"
@@ -281,7 +318,7 @@ def bad_reply(mode: str, reply: Full | Stream, kind: str = "chat_completions") -
         if isinstance(reply, Full):
             return Truncated(reply.body[: len(reply.body) // 2], reply.content_type)
         raw = b"".join(reply.events)
-        return Truncated(raw[: len(raw) // 2], _SSE_HEADERS[0][1])
+        return Truncated(raw[: len(raw) // 2], reply.content_type)
     if mode == "error":
         return json_reply({"error": _BAD_ERROR})
     if mode == "html":
@@ -747,15 +784,21 @@ def _verbose_transcription(fields: dict[str, Any], text: str, language: str | No
 
 async def read_form(scope: Scope, receive: Receive) -> tuple[dict[str, Any], bytes | None]:
     """Parse a multipart/urlencoded body: (non-file fields, bytes of the `file` field)."""
+    fields, files = await read_multipart(scope, receive)
+    sent = files.get("file")
+    return fields, sent[-1] if sent else None
+
+
+async def read_multipart(scope: Scope, receive: Receive) -> tuple[dict[str, Any], dict[str, list[bytes]]]:
+    """Parse a multipart/urlencoded body: (non-file fields, field name -> the bytes of each file)."""
     request = Request(scope, receive)
     fields: dict[str, Any] = {}
-    file_bytes = None
+    files: dict[str, list[bytes]] = {}
     try:
         async with request.form(max_part_size=64 * 1024 * 1024) as form:
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
-                    if key == "file":
-                        file_bytes = await value.read()
+                    files.setdefault(key, []).append(await value.read())
                     continue
                 prev = fields.get(key)
                 # Repeated fields (timestamp_granularities[]) become lists.
@@ -764,7 +807,7 @@ async def read_form(scope: Scope, receive: Receive) -> tuple[dict[str, Any], byt
         raise _ClientGone from None
     except (MultiPartException, ValueError, KeyError) as exc:
         raise ApiError(400, f"Could not parse the form body: {exc}") from None
-    return fields, file_bytes
+    return fields, files
 
 
 # --------------------------------------------------------------------------- models & echo
@@ -805,6 +848,7 @@ class Ingested(NamedTuple):
     json_error: bool
     form: dict[str, Any] | None
     file_bytes: bytes | None
+    files: dict[str, list[bytes]] | None = None  # every file of a form (translations, image edits)
 
 
 def _parse_json_slowly(body: bytes) -> tuple[Any, bool]:
@@ -818,6 +862,21 @@ def _parse_json_slowly(body: bytes) -> tuple[Any, bool]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity: orjson rejects them too
+
+
+def _is_form(headers: dict[str, str]) -> bool:
+    return headers.get("content-type", "").startswith(("multipart/", "application/x-www-form-urlencoded"))
+
+
+def _image_endpoint(scope: Scope) -> str:
+    """generations, edits or variations."""
+    return str(scope["path"]).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _origin(scope: Scope, headers: dict[str, str]) -> str:
+    """scheme://host of the request, for URLs that point back at the fake."""
+    server = scope.get("server") or ("127.0.0.1", 80)
+    return f"{scope.get('scheme', 'http')}://{headers.get('host') or f'{server[0]}:{server[1]}'}"
 
 
 def route_of(method: str, path: str) -> tuple[str, str | None]:
@@ -1039,6 +1098,14 @@ class FakeApp:
             record["form"] = form
             record["file_sha256"] = hashlib.sha256(file_bytes).hexdigest() if file_bytes is not None else None
             return Ingested(record, b"", None, False, form, file_bytes)
+        if kind in _FORM_KINDS or (kind == "images" and _is_form(headers)):
+            form, files = await read_multipart(scope, receive)
+            first = files.get("file") or files.get("image") or files.get("image[]")
+            record["form"] = form
+            record["file_sha256"] = hashlib.sha256(first[0]).hexdigest() if first else None
+            record["files"] = {name: [hashlib.sha256(b).hexdigest() for b in sent] for name, sent in files.items()}
+            file_bytes = files["file"][-1] if files.get("file") else None
+            return Ingested(record, b"", None, False, form, file_bytes, files)
         body = await read_body(receive)
         if body and not headers.get("content-type", "").startswith("multipart/"):
             # The exact text: orjson reads numbers as doubles (an integer beyond 64 bits
@@ -1065,6 +1132,12 @@ class FakeApp:
             return models_reply(model_id)
         if kind == "transcriptions":
             return transcription(got.form or {}, got.file_bytes)
+        if kind == "translations":
+            return translations_api.reply(got.form or {}, got.file_bytes)
+        if kind == "images" and got.files is not None:
+            return images_api.reply(
+                _image_endpoint(scope), got.form or {}, got.files, _origin(scope, headers), ctl.fixed_id
+            )
         if kind == "messages":
             messages_api.check_headers(headers)
         if got.json_error or not isinstance(got.json, dict):
@@ -1077,6 +1150,14 @@ class FakeApp:
             return responses_api.reply(got.json, ctl.fixed_id)
         if kind == "messages":
             return messages_api.reply(got.json, ctl.fixed_id)
+        if kind == "images":
+            return images_api.reply(_image_endpoint(scope), got.json, None, _origin(scope, headers), ctl.fixed_id)
+        if kind == "speech":
+            return speech_api.reply(got.json)
+        if kind == "rerank":
+            return rerank_api.reply(got.json, ctl.fixed_id)
+        if kind == "moderations":
+            return moderations_api.reply(got.json, ctl.fixed_id)
         return embeddings(got.json, embedding_items(got.json))
 
     # ---- delivery
@@ -1099,11 +1180,13 @@ class FakeApp:
             else:
                 await _send_full(send, reply, request_id)
             return
+        # SSE, or (speech) audio: either way chunked, as uvicorn frames a body without content-length.
+        head = _SSE_HEADERS if reply.content_type == SSE else [(b"content-type", reply.content_type)]
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*_SSE_HEADERS, (b"x-request-id", request_id.encode())],
+                "headers": [*head, (b"x-request-id", request_id.encode())],
             }
         )
         await self._send_events(send, reply.events, ctl, watcher)
@@ -1146,6 +1229,8 @@ class FakeApp:
         elif path == "/_reset" and method == "POST":
             self.reset()
             reply = json_reply({"ok": True})
+        elif path.startswith("/_img/") and method in ("GET", "HEAD") and (picture := images_api.served(path)):
+            reply = Full(200, picture, b"image/png")
         else:
             reply = Full(404, error_body(f"Unknown control path {path}", 404, None, "not_found"))
         await _send_full(send, reply, "req_control")

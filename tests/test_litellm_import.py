@@ -64,15 +64,15 @@ def test_local(env, tmp_path):
     c = convert_file(DATA / "local.yaml")
     assert c.config["cache"]["tiers"] == [{"type": "local"}]
     assert c.config["cache"]["ttl_s"] == 120  # default_in_memory_ttl beats ttl for type local
-    assert c.config["cache"]["call_types"] == ["chat_completions", "embeddings"]
+    assert c.config["cache"]["call_types"] == ["chat_completions", "embeddings", "rerank"]
     # openai/ stripped; upstream_model left out when it equals the name
     assert c.config["models"] == [{"name": "gpt-4o-mini", "api_key": "${OPENAI_API_KEY}"}]
-    assert warned(c, f"{CP}.supported_call_types", "arerank")
+    assert not warned(c, f"{CP}.supported_call_types")  # arerank is cached too
     assert warned(c, f"{CP}.ttl", "default_in_memory_ttl")
     settings = load(c, tmp_path)
     assert tier_types(settings) == ["local"]
     assert settings.cache.mode == "default_on"
-    assert settings.cache.call_types == ("chat_completions", "embeddings")
+    assert settings.cache.call_types == ("chat_completions", "embeddings", "rerank")
     assert settings.models[0].api_key == "sk-openai"
 
 
@@ -502,7 +502,7 @@ def test_unmapped_call_types_and_sections():
         {
             "litellm_settings": {
                 "cache": True,
-                "cache_params": {"type": "local", "supported_call_types": ["aresponses", "rerank"]},
+                "cache_params": {"type": "local", "supported_call_types": ["acreate_batch", "afile_content"]},
                 "callbacks": ["otel"],
                 "drop_params": True,
             },
@@ -512,7 +512,7 @@ def test_unmapped_call_types_and_sections():
         }
     )
     assert c.config["cache"]["call_types"] == []
-    assert warned(c, f"{CP}.supported_call_types", "aresponses", "rerank")
+    assert warned(c, f"{CP}.supported_call_types", "acreate_batch", "afile_content")
     assert warned(c, f"{CP}.supported_call_types", "empty")
     for key in (
         "litellm_settings.callbacks",
@@ -652,3 +652,30 @@ def test_cli_prints_config_and_warnings(tmp_path):
     broken.write_text("- not a mapping\n")
     failed = run_cli("import-litellm", str(broken))
     assert failed.returncode == 2 and failed.stderr
+
+
+def test_new_call_types_and_litellm_settings_caching_groups_are_mapped():
+    c = convert(
+        {
+            "litellm_settings": {
+                "cache": True,
+                "cache_params": {
+                    "type": "local",
+                    "supported_call_types": [
+                        "aresponses",
+                        "arerank",
+                        "anthropic_messages",
+                        "aimage_generation",
+                        "aspeech",
+                        "amoderation",
+                    ],
+                },
+                "caching_groups": [["gpt-4o", "gpt-4o-2024-08-06"]],
+            },
+            "router_settings": {"caching_groups": [["claude-a", "claude-b"], ["gpt-4o", "x"]]},
+        }
+    )
+    assert c.config["cache"]["call_types"] == ["responses", "messages", "images", "speech", "rerank", "moderations"]
+    assert c.config["cache"]["caching_groups"] == [["gpt-4o", "gpt-4o-2024-08-06"], ["claude-a", "claude-b"], ["x"]]
+    assert not warned(c, "litellm_settings.caching_groups", "not mapped")
+    assert warned(c, "router_settings.caching_groups[1]", "gpt-4o", "already in group 0")

@@ -280,3 +280,18 @@ async def test_leader_disconnect_does_not_stop_followers(serve, fake):
     assert followed.endswith(b"data: [DONE]\n\n")
     assert fake.chat_calls() == 1
     assert fake.stats()["disconnects"] == 0
+
+
+async def test_identical_requests_in_flight_say_coalesced(serve, fake):
+    proxy = serve()
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "coalesce me"}]}
+    async with httpx.AsyncClient(base_url=proxy.root, headers=AUTH, timeout=30) as http:
+        responses = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body, headers={"x-fake-delay-ms": "300"}) for _ in range(20))
+        )
+        statuses = sorted(r.headers["x-cache-status"] for r in responses)
+        assert statuses == ["coalesced"] * 19 + ["miss"] and fake.chat_calls() == 1
+        stats = (await http.get("/cache/stats", headers={"authorization": "Bearer admin-secret"})).json()
+    assert stats["requests"]["coalesced"] == 19 and stats["requests"]["miss"] == 1
+    metrics = httpx.get(proxy.root + "/metrics").text
+    assert metric_value(metrics, "llmcache_requests_total", cache_status="coalesced") == 19

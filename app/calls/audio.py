@@ -3,58 +3,21 @@ the form's exact fields and each file's bytes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from app.answers import is_text_answer
-from app.asgi import OFFLOAD_BYTES, Send, offload
-from app.calls.base import Handler
-from app.errors import bad_request
-from app.multipart import CONTROL_FIELD, Form, build_form, form_of
+from app.calls.forms import FormHandler
+from app.multipart import Form
 from app.types import CallType
 
-if TYPE_CHECKING:
-    from app.pipeline import Pipeline
-    from app.request import Request
 
-
-def _body_control(form: Form) -> Any:
-    control_parts = [p for p in form.parts if p.name == CONTROL_FIELD]
-    if not control_parts:
-        return None
-    try:
-        return orjson.loads(bytes(control_parts[-1].data))
-    except orjson.JSONDecodeError:
-        raise bad_request("the 'cache' form field must hold a JSON object", "invalid_cache_control") from None
-
-
-class Audio(Handler):
+class Audio(FormHandler):
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return is_text_answer(content_type, document)
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        body = request.body
-        parse = (form_of, body, request.head.content_type or b"", pipeline.max_form_parts)
-        form = parse[0](*parse[1:]) if len(body) < OFFLOAD_BYTES else await offload(*parse)
-        params = form.params()
-        model = params.get("model")
-        call = pipeline.begin(self, request, model, _body_control(form))
-        rename = pipeline.upstream_model(model)
-        upstream_parts = form.without(CONTROL_FIELD)
-        if rename is not None:
-            for part in upstream_parts:
-                if part.name == "model" and part.filename is None:
-                    part.data = bytearray(rename.encode())
-        call.body = body
-        if len(upstream_parts) != len(form.parts) or rename is not None:
-            call.body, call.body_type = build_form(upstream_parts)
-        # A streamed transcription is a different event format; it is forwarded, not cached.
-        call.stream = (form.text("stream") or "").strip().lower() == "true"
-        if not call.stream and pipeline.cacheable(call):
-            small = len(body) < OFFLOAD_BYTES
-            call.key = pipeline.key_for(call, params) if small else await offload(pipeline.key_for, call, params)
-        await pipeline.serve(call, request.receive, send)
+    def streamed(self, form: Form) -> bool:
+        # A streamed transcription is a different event format: relayed, not cached.
+        return (form.text("stream") or "").strip().lower() == "true"
 
 
 class Transcriptions(Audio):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from app.asgi import OFFLOAD_BYTES, offload
 from app.codec import Entry, new_entry
 from app.control import CacheControl
-from app.errors import bad_request
+from app.errors import ProxyError, bad_request
 from app.exact_json import parse_object
 from app.request import Head
 from app.types import CacheKey, CacheStatus, CallType, Headers
@@ -64,6 +64,19 @@ class Handler(ABC):
     paths: ClassVar[tuple[str, ...]]  # with the /v1 prefix; each is served without it too
     # Whether `stream: true` asks for an event stream (`assemble` and `replay` then apply).
     streams: ClassVar[bool] = False
+    # Whether every answer is relayed to the client as it arrives and stored as the bytes
+    # it was (audio): `complete` judges it by its content type, `assemble` an SSE one.
+    relays: ClassVar[bool] = False
+    # Request headers that change the answer: keyed with the body (e.g. `anthropic-version`).
+    key_headers: ClassVar[frozenset[bytes]] = frozenset()
+
+    def credential(self, api_key: str) -> tuple[bytes, bytes]:
+        """The header a route's configured `api_key` is sent in, for this API."""
+        return (b"authorization", b"Bearer " + api_key.encode())
+
+    def error_body(self, error: ProxyError) -> bytes:
+        """An error llmcache answers itself, in this API's error shape (OpenAI's by default)."""
+        return error.body()
 
     @abstractmethod
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
@@ -117,3 +130,27 @@ async def open_json(pipeline: Pipeline, handler: Handler, request: Request) -> t
     options = payload.get("stream_options")
     call.include_usage = call.stream and isinstance(options, dict) and options.get("include_usage") is True
     return call, payload
+
+
+class JsonHandler(Handler):
+    """A call type whose requests are JSON objects: parsed exactly, keyed over every
+    parameter but the transport ones, served through the pipeline."""
+
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        call, payload = await open_json(pipeline, self, request)
+        self.prepare(call, payload)
+        if pipeline.cacheable(call) and self.keyable(payload):
+            small = len(request.body) < OFFLOAD_BYTES  # the usual case: no thread, no coroutine
+            call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
+            self.keyed(pipeline, call, payload)
+        await pipeline.serve(call, request.receive, send)
+
+    def prepare(self, call: Call, payload: dict[str, Any]) -> None:
+        """Anything the call needs from the payload besides its key (none by default)."""
+
+    def keyable(self, payload: dict[str, Any]) -> bool:
+        """False for a request that must not be cached (it depends on changing state)."""
+        return True
+
+    def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
+        """After the key: what else a cacheable call of this type does (none by default)."""

@@ -1,5 +1,5 @@
 """Chat completions and legacy text completions: JSON in, a JSON answer or an SSE stream of
-chunks out, either way on a hit (`app/streaming.py` assembles and replays the chunks).
+chunks out, either way on a hit (`app/streaming/openai_chat.py` assembles and replays the chunks).
 The only call types the semantic cache matches."""
 
 from __future__ import annotations
@@ -7,43 +7,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from app import streaming
 from app.answers import has_items
-from app.asgi import OFFLOAD_BYTES, Send, offload
-from app.calls.base import Call, Handler, open_json
+from app.calls.base import Call, JsonHandler
+from app.streaming import openai_chat
 from app.types import CallType
 
 if TYPE_CHECKING:
     from app.pipeline import Pipeline
-    from app.request import Request
 
 
-class Completions(Handler):
+class Completions(JsonHandler):
     streams = True
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
-        call, payload = await open_json(pipeline, self, request)
-        if pipeline.cacheable(call):
-            small = len(request.body) < OFFLOAD_BYTES
-            call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
-            semantic = pipeline.semantic
-            if semantic is not None:
-                call.asked = semantic.ask(
-                    call.call_type,
-                    pipeline.routing.group_of(call.model),
-                    payload,
-                    pipeline.scope_of(call),
-                    pipeline.namespace_of(call),
-                    call.head.query,
-                )
-        await pipeline.serve(call, request.receive, send)
+    def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
+        semantic = pipeline.semantic
+        if semantic is not None:  # the only call types matched semantically
+            call.asked = semantic.ask(
+                call.call_type,
+                pipeline.routing.group_of(call.model),
+                pipeline.keyed(call, payload),
+                pipeline.scope_of(call),
+                pipeline.namespace_of(call),
+                call.head.query,
+            )
 
     def assemble(self, raw: bytes) -> dict[str, Any] | None:
-        events, finished = streaming.parse_events(raw)
-        return streaming.assemble(events, finished)
+        events, finished = openai_chat.parse_events(raw)
+        return openai_chat.assemble(events, finished)
 
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
-        return streaming.replay(answer, call.include_usage)
+        return openai_chat.replay(answer, call.include_usage)
 
 
 class ChatCompletions(Completions):

@@ -8,6 +8,12 @@ from app.calls.audio import Transcriptions, Translations
 from app.calls.base import Handler
 from app.calls.completions import ChatCompletions, TextCompletions
 from app.calls.embeddings import Embeddings
+from app.calls.images import Images
+from app.calls.messages import Messages
+from app.calls.moderations import Moderations
+from app.calls.rerank import Rerank
+from app.calls.responses import Responses
+from app.calls.speech import Speech
 from app.types import CallType
 
 HANDLERS: tuple[Handler, ...] = (
@@ -16,6 +22,12 @@ HANDLERS: tuple[Handler, ...] = (
     Embeddings(),
     Transcriptions(),
     Translations(),
+    Responses(),
+    Messages(),
+    Images(),
+    Speech(),
+    Rerank(),
+    Moderations(),
 )
 
 BY_CALL_TYPE: dict[CallType, Handler] = {handler.call_type: handler for handler in HANDLERS}

@@ -21,10 +21,11 @@ litellm_settings.cache / cache_params → cache
     type). mode → cache.mode. supported_call_types → cache.call_types: completion /
     acompletion → chat_completions, text_completion / atext_completion → completions,
     embedding / aembedding → embeddings, transcription / atranscription →
-    transcriptions; others (rerank, responses, ...) are not cached by llmcache (warned).
+    transcriptions, responses, messages, images, speech, rerank, moderations; others are
+    not cached by llmcache (warned).
     Every other key is named in a warning, saying which cache type it belongs to.
 
-router_settings.caching_groups → cache.caching_groups
+litellm_settings.caching_groups and router_settings.caching_groups → cache.caching_groups
     Each group is a list of model names; a model listed in two groups stays in the first.
 """
 
@@ -69,7 +70,13 @@ class CacheMixin(TiersMixin, SemanticMixin):
                 cache,
                 from_env=enabled is True and raw is None,
             )
-        groups = self.caching_groups(router_settings.get("caching_groups"))
+        # LiteLLM reads caching groups in either place; both map to ours, in that order.
+        groups = self.caching_groups(
+            [
+                *self.group_list(litellm_settings, "litellm_settings"),
+                *self.group_list(router_settings, "router_settings"),
+            ]
+        )
         if groups:
             cache["caching_groups"] = groups
         return _ordered(cache, ("mode", "ttl_s", "namespace", "call_types", "caching_groups", "tiers", "semantic"))
@@ -200,37 +207,43 @@ class CacheMixin(TiersMixin, SemanticMixin):
                 dropped.append(str(name))
         if dropped:
             self.warn(
-                f"{where}: {', '.join(dropped)} not mapped (llmcache caches chat completions, "
-                "completions, embeddings and transcriptions; other routes are forwarded uncached)"
+                f"{where}: {', '.join(dropped)} not mapped (llmcache caches "
+                f"{', '.join(OUR_CALL_TYPE_ORDER)}; other routes are forwarded uncached)"
             )
         if not ours:
             self.warn(f"{where}: nothing llmcache caches is listed; call_types is empty, so nothing is cached")
         return [t for t in OUR_CALL_TYPE_ORDER if t in ours]
 
-    def caching_groups(self, value: Any) -> list[list[str]]:
-        where = "router_settings.caching_groups"
+    @staticmethod
+    def group_list(section: dict[str, Any], name: str) -> list[tuple[str, Any]]:
+        """(where, group) for each caching group listed in `section`."""
+        value = section.get("caching_groups")
         if value is None:
             return []
+        where = f"{name}.caching_groups"
         if not isinstance(value, list):
             raise LiteLLMImportError(f"{where} must be a list of model-name lists, not {kind_of(value)}")
+        return [(f"{where}[{i}]", group) for i, group in enumerate(value)]
+
+    def caching_groups(self, listed: list[tuple[str, Any]]) -> list[list[str]]:
         seen: dict[str, int] = {}
         groups: list[list[str]] = []
-        for i, group in enumerate(value):
+        for where, group in listed:
             if isinstance(group, str):
                 group = [group]
             if not isinstance(group, (list, tuple)) or not all(isinstance(m, str) for m in group):
-                raise LiteLLMImportError(f"{where}[{i}] must be a list of model names")
+                raise LiteLLMImportError(f"{where} must be a list of model names")
             members: list[str] = []
             for model in group:
                 if model in seen:
                     self.warn(
-                        f"{where}[{i}]: {model!r} is already in group {seen[model]}; kept there only "
+                        f"{where}: {model!r} is already in group {seen[model]}; kept there only "
                         "(llmcache groups must not overlap)"
                     )
                 elif model not in members:
                     members.append(model)
             if not members:
-                self.warn(f"{where}[{i}]: empty group dropped")
+                self.warn(f"{where}: empty group dropped")
                 continue
             for model in members:
                 seen[model] = len(groups)

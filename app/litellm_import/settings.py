@@ -24,7 +24,7 @@ class SettingsMixin(ConverterBase):
     ) -> None:
         """Map or warn about every key that is not the model list or the cache."""
         for key, value in litellm_settings.items():
-            if key in ("cache", "cache_params"):
+            if key in ("cache", "cache_params", "caching_groups"):  # the cache's (cache.py)
                 continue
             if key == "request_timeout":
                 timeout = self.number(self.secret(value, f"litellm_settings.{key}"), f"litellm_settings.{key}")

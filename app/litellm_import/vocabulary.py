@@ -58,8 +58,33 @@ CALL_TYPES = {
     "aembedding": "embeddings",
     "transcription": "transcriptions",
     "atranscription": "transcriptions",
+    "responses": "responses",
+    "aresponses": "responses",
+    "anthropic_messages": "messages",
+    "image_generation": "images",
+    "aimage_generation": "images",
+    "image_edit": "images",
+    "aimage_edit": "images",
+    "speech": "speech",
+    "aspeech": "speech",
+    "rerank": "rerank",
+    "arerank": "rerank",
+    "moderation": "moderations",
+    "amoderation": "moderations",
 }
-OUR_CALL_TYPE_ORDER = ("chat_completions", "completions", "embeddings", "transcriptions")
+OUR_CALL_TYPE_ORDER = (
+    "chat_completions",
+    "completions",
+    "embeddings",
+    "transcriptions",
+    "translations",
+    "responses",
+    "messages",
+    "images",
+    "speech",
+    "rerank",
+    "moderations",
+)
 
 # Every keyword of LiteLLM's Cache.__init__ (plus the Redis client kwargs we map), so that
 # a key meant for another cache type is told apart from an unknown key.

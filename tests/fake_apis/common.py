@@ -12,6 +12,7 @@ CREATED = 1_700_000_000
 FILLER = " — this is a deterministic reply."
 TOOL_ARG_FRAGMENT = 8
 JSON = b"application/json"
+SSE = b"text/event-stream; charset=utf-8"
 
 # Process-wide on purpose: ids must never repeat, not even across reset() or two
 # FakeUpstream instances, otherwise a stale cached answer could pass for a fresh one.
@@ -40,11 +41,14 @@ class Full(NamedTuple):
 
 
 class Stream(NamedTuple):
-    """A pre-rendered SSE answer. The last event is the one that completes the stream
-    (``data: [DONE]``, ``response.completed``, ``message_stop``, or the error event of
+    """A pre-rendered answer sent piece by piece with chunked transfer encoding: SSE
+    events, or (speech) chunks of audio with their own content type. The last piece is
+    the one that completes the answer (``data: [DONE]``, ``response.completed``,
+    ``message_stop``, ``speech.audio.done``, the last audio bytes, or the error event of
     ``x-fake-bad: sse-error``), so a cut never sends it."""
 
     events: list[bytes]
+    content_type: bytes = SSE
 
 
 class Truncated(NamedTuple):
@@ -124,6 +128,22 @@ def require_model(body: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
     return model
+
+
+def form_int(fields: dict[str, Any], name: str, low: int, high: int, default: int) -> int:
+    """An integer parameter of a JSON body or a form (where it arrives as a string)."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        message = f"Invalid '{name}': expected an integer in [{low}, {high}]"
+        raise ApiError(400, message, param=name, code="invalid_value")
+    return value
 
 
 def int_param(body: dict[str, Any], name: str, low: int, high: int, default: int | None) -> int | None:

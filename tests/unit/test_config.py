@@ -55,7 +55,7 @@ def test_env_reference_expansion(tmp_path, monkeypatch):
         ("cache: {tiers: [{type: s3}]}\n", "cache.tiers.0.bucket"),
         ("cache: {tiers: [{type: redis, prot: 1}]}\n", "cache.tiers.0.prot"),
         ("cache: {mode: sometimes}\n", "cache.mode"),
-        ("cache: {call_types: [images]}\n", "cache.call_types"),
+        ("cache: {call_types: [pictures]}\n", "cache.call_types"),
         ("cache: {ttl_s: -1}\n", "cache.ttl_s"),
         ("cache: {tiers: [{type: local}, {type: local}]}\n", "unique"),
         ("- a list\n", "mapping"),

@@ -179,7 +179,7 @@ def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
     return out
 
 
-def _fixed_pieces(text: str, size: int) -> list[str]:
+def fixed_pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
@@ -237,12 +237,12 @@ def _chat_choice_deltas(choice: dict[str, Any]) -> Iterator[dict[str, Any]]:
         head["function"] = {"name": function.get("name"), "arguments": ""}
         yield delta({"tool_calls": [head]})
         arguments = function.get("arguments") or ""
-        for fragment in _fixed_pieces(arguments, ARGUMENT_PIECE_CHARS) if arguments else ():
+        for fragment in fixed_pieces(arguments, ARGUMENT_PIECE_CHARS) if arguments else ():
             yield delta({"tool_calls": [{"index": position, "function": {"arguments": fragment}}]})
     legacy = message.get("function_call")
     if legacy:
         yield delta({"function_call": {"name": legacy.get("name"), "arguments": ""}})
-        for fragment in _fixed_pieces(legacy.get("arguments") or "", ARGUMENT_PIECE_CHARS):
+        for fragment in fixed_pieces(legacy.get("arguments") or "", ARGUMENT_PIECE_CHARS):
             yield delta({"function_call": {"arguments": fragment}})
     yield delta({}, finish=choice.get("finish_reason"))
 
