@@ -228,3 +228,20 @@ def test_a_cut_or_failed_message_stream_stores_nothing(serve: Any, fake: Any, ba
         stream.get_final_message()
     again = client.messages.with_raw_response.create(**request)
     assert again.headers["x-cache-status"] == "miss" and fake.calls("messages") == 2
+
+
+def test_messages_streamed_miss_then_streamed_hit_with_thinking(serve: Any, fake: Any) -> None:
+    client = claude(serve())
+    request = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": "Think"}],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": CLAUDE_TOOLS,
+    }
+    with client.messages.stream(**request) as stream:
+        miss = stream.get_final_message()
+    with client.messages.stream(**request) as stream:
+        hit = stream.get_final_message()
+    assert blocks(hit) == blocks(miss) and hit.id == miss.id and hit.stop_reason == miss.stop_reason
+    assert [b["type"] for b in blocks(hit)][0] == "thinking" and fake.calls("messages") == 1
