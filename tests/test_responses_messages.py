@@ -244,4 +244,4 @@ def test_messages_streamed_miss_then_streamed_hit_with_thinking(serve: Any, fake
     with client.messages.stream(**request) as stream:
         hit = stream.get_final_message()
     assert blocks(hit) == blocks(miss) and hit.id == miss.id and hit.stop_reason == miss.stop_reason
-    assert [b["type"] for b in blocks(hit)][0] == "thinking" and fake.calls("messages") == 1
+    assert blocks(hit)[0]["type"] == "thinking" and fake.calls("messages") == 1
