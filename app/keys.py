@@ -82,7 +82,7 @@ def cache_key(
         canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
     else:
         canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS and k != "model"}
-    material = dumps([call_type, group, scope, namespace, query, headers or [], canonical], orjson.OPT_SORT_KEYS)
+    material = dumps([call_type, group, scope, namespace, query, headers or (), canonical], orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(material).hexdigest()
     return f"{namespace}/{digest}" if namespace else digest
 
