@@ -22,11 +22,12 @@ def has_items(document: dict[str, Any] | None, field: str, member: str, kinds: t
     if document is None or "error" in document:
         return False
     items = document.get(field)
-    return (
-        isinstance(items, list)
-        and bool(items)
-        and all(isinstance(item, dict) and isinstance(item.get(member), kinds) for item in items)
-    )
+    if not isinstance(items, list) or not items:
+        return False
+    for item in items:  # a loop, not all(...): no generator on every upstream answer
+        if not isinstance(item, dict) or not isinstance(item.get(member), kinds):
+            return False
+    return True
 
 
 def is_text_answer(content_type: str, document: dict[str, Any] | None) -> bool:

@@ -138,8 +138,10 @@ class Metrics:
             ("call_type", "kind"),
             registry=r,
         )
-        # labels() takes a lock and builds a tuple; children are memoized per label set.
+        # labels() takes a lock and builds a tuple; children are memoized per label set,
+        # and the two a request or a tier operation records, per kind of either.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._pairs: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         # Values recorded on the request path collect here and reach prometheus-client (a
         # lock and a value object per increment; with several workers, a write to a
         # shared file too) in bulk. One process flushes each second and at every scrape.
@@ -221,7 +223,7 @@ class Metrics:
 
     def saw_model(self, model: str) -> None:
         """`model` was answered: from now on it is a label value of its own (bounded)."""
-        if len(self._models) < MAX_MODELS:
+        if model not in self._models and len(self._models) < MAX_MODELS:
             self._models.add(model[:MAX_MODEL_LABEL])
 
     def _model_label(self, model: str, status: str) -> str:
@@ -236,8 +238,15 @@ class Metrics:
 
     def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
         model = self._model_label(model, status)
-        self._count(self._child(self.requests, call_type, model, status))
-        self._observe(self._child(self.request_duration, call_type, status), seconds)
+        # The children one kind of request touches, found once: every request records two.
+        pair = self._pairs.get((call_type, model, status))
+        if pair is None:
+            pair = self._pairs[(call_type, model, status)] = (
+                self._child(self.requests, call_type, model, status),
+                self._child(self.request_duration, call_type, status),
+            )
+        self._count(pair[0])
+        self._observe(pair[1], seconds)
         if tokens_saved:
             self._count(self._child(self.tokens_saved, model), tokens_saved)
 
@@ -248,8 +257,14 @@ class Metrics:
         self._child(self.upstream_errors, call_type, kind).inc()
 
     def tier(self, tier: str, op: str, result: str, seconds: float) -> None:
-        self._count(self._child(self.tier_operations, tier, op, result))
-        self._observe(self._child(self.tier_duration, tier, op), seconds)
+        pair = self._pairs.get((tier, op, result, None))
+        if pair is None:
+            pair = self._pairs[(tier, op, result, None)] = (
+                self._child(self.tier_operations, tier, op, result),
+                self._child(self.tier_duration, tier, op),
+            )
+        self._count(pair[0])
+        self._observe(pair[1], seconds)
 
     def write_dropped(self, tier: str, entries: int) -> None:
         self._child(self.writes_dropped, tier).inc(entries)
