@@ -45,10 +45,10 @@ from app.litellm_import.vocabulary import (
     KNOWN_TYPES,
     LITELLM_CACHE_KEYS,
     OUR_CALL_TYPE_ORDER,
+    REDIS_PARAMS,
     REDIS_TYPES,
 )
-
-NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from app.types import valid_namespace
 
 
 class CacheMixin(TiersMixin, SemanticMixin):
@@ -182,10 +182,10 @@ class CacheMixin(TiersMixin, SemanticMixin):
         if isinstance(value, str) and value.startswith("${"):
             return value
         text = str(value)
-        if NAMESPACE.match(text):
+        if valid_namespace(text):
             return text
         cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:128]
-        if cleaned and NAMESPACE.match(cleaned):
+        if cleaned and valid_namespace(cleaned):
             self.warn(f"{where}: {text!r} has characters llmcache does not allow; became {cleaned!r}")
             return cleaned
         self.warn(f"{where}: {text!r} cannot be an llmcache namespace; not mapped")
@@ -259,24 +259,7 @@ def _why_cache_key(key: str, kind: str) -> str:
     """Why a known cache_params key was not mapped for this cache type."""
     if kind not in KNOWN_TYPES:
         return f"not mapped (cache type {kind!r} has no llmcache equivalent)"
-    if (
-        key
-        in (
-            "host",
-            "port",
-            "password",
-            "username",
-            "db",
-            "ssl",
-            "url",
-            "redis_url",
-            "redis_startup_nodes",
-            "max_connections",
-            "socket_timeout",
-            "redis_flush_size",
-        )
-        and kind not in REDIS_TYPES
-    ):
+    if (key in REDIS_PARAMS or key == "redis_flush_size") and kind not in REDIS_TYPES:
         return f"Redis setting, not used by type {kind!r} (LiteLLM ignores it too)"
     if key == "redis_flush_size":
         return "not mapped (llmcache writes to Redis through its own bounded write queue)"

@@ -20,26 +20,12 @@ from typing import Any
 from app.config import kind_of
 from app.litellm_import.base import ConverterBase
 from app.litellm_import.result import LiteLLMImportError
-from app.litellm_import.vocabulary import CP
+from app.litellm_import.vocabulary import CP, REDIS_PARAMS
 
 
 class TiersMixin(ConverterBase):
     def redis_tier(self, params: dict[str, Any], used: set[str], *, from_env: bool) -> dict[str, Any]:
-        used.update(
-            {
-                "host",
-                "port",
-                "password",
-                "username",
-                "db",
-                "ssl",
-                "url",
-                "redis_url",
-                "redis_startup_nodes",
-                "max_connections",
-                "socket_timeout",
-            }
-        )
+        used.update(REDIS_PARAMS)
         tier: dict[str, Any] = {"type": "redis"}
         url = params.get("url") or params.get("redis_url")
         nodes = params.get("redis_startup_nodes")

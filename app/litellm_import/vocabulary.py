@@ -149,3 +149,20 @@ LITELLM_EMBEDDING_DEFAULT = "text-embedding-ada-002"
 
 ENV_PREFIX = "os.environ/"  # LiteLLM's spelling of a value read from the environment
 CP = "litellm_settings.cache_params"  # where the cache settings are, for warnings
+
+# cache_params keys the redis tier reads (and, with redis_flush_size, that only Redis types take).
+REDIS_PARAMS = frozenset(
+    (
+        "host",
+        "port",
+        "password",
+        "username",
+        "db",
+        "ssl",
+        "url",
+        "redis_url",
+        "redis_startup_nodes",
+        "max_connections",
+        "socket_timeout",
+    )
+)
