@@ -19,7 +19,7 @@ from app.codec import Entry
 from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
 from app.tiers.guarded import Failed, GuardedTier, TierHealth
-from app.tiers.writes import WriteBuffer
+from app.tiers.writes import Held, WriteBuffer
 from app.types import CacheKey
 
 log = logging.getLogger("llmcache.tiers")
@@ -148,25 +148,34 @@ class Chain:
 
     async def _write_one(
         self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None
-    ) -> None:
+    ) -> bool:
+        """Whether the tier took the write."""
         if len(items) == 1:
             key, data = items[0]
-            await guarded.call("set", guarded.tier.set, key, data, ttl)
+            result = await guarded.call("set", guarded.tier.set, key, data, ttl)
         else:
-            await guarded.call("set_many", guarded.tier.set_many, items, ttl)
+            result = await guarded.call("set_many", guarded.tier.set_many, items, ttl)
+        return not isinstance(result, Failed)
 
     async def _write_held(self, guarded: GuardedTier[Any], buffer: WriteBuffer) -> None:
         """One of a tier's writers: batch after batch, one tier call per TTL in a batch."""
         while True:
             batch = await buffer.take()
+            failed: list[tuple[CacheKey, Held]] = []
             try:
-                by_ttl: dict[float | None, list[tuple[CacheKey, bytes]]] = {}
+                by_ttl: dict[float | None, list[tuple[CacheKey, Held]]] = {}
                 for key, held in batch:
-                    by_ttl.setdefault(held.ttl_s, []).append((key, held.data))
-                for ttl, items in by_ttl.items():
-                    await self._write_one(guarded, items, ttl)
+                    by_ttl.setdefault(held.ttl_s, []).append((key, held))
+                for ttl, group in by_ttl.items():
+                    if not await self._write_one(guarded, [(key, held.data) for key, held in group], ttl):
+                        failed += group
             finally:
+                # Failed writes are held again before the batch counts as written, so a
+                # drain never sees an idle buffer in between.
+                given_up = buffer.retry(failed) if failed else 0
                 buffer.written([key for key, _ in batch])
+                if given_up:
+                    guarded.metrics.write_dropped(guarded.name, given_up)
 
     # --- invalidation -----------------------------------------------------------------
 

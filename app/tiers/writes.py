@@ -22,6 +22,9 @@ from app.tiers.base import key_namespace
 from app.types import CacheKey
 
 BATCH = 256  # for a tier that writes a batch natively (a transaction, a pipeline)
+# A write the tier failed (a timeout under load, a passing error) goes back for another
+# try, this many in all; then it is dropped and counted like a write that found no room.
+ATTEMPTS = 3
 CONCURRENT_BATCH = 8  # for one whose set_many is single writes at once, under one timeout
 
 
@@ -29,6 +32,7 @@ CONCURRENT_BATCH = 8  # for one whose set_many is single writes at once, under o
 class Held:
     data: bytes
     ttl_s: float | None
+    attempts: int = 0
 
 
 class WriteBuffer:
@@ -85,6 +89,24 @@ class WriteBuffer:
             self._writing.pop(key, None)
         if not self._held and not self._writing:
             self._idle.set()
+
+    def retry(self, failed: list[tuple[CacheKey, Held]]) -> int:
+        """Hold failed writes again (after any newer write of the same key, which wins);
+        the number given up after ATTEMPTS tries."""
+        given_up = 0
+        for key, held in failed:
+            self._writing.pop(key, None)
+            if key in self._held:
+                continue  # a newer write of the key is already waiting
+            if held.attempts + 1 >= ATTEMPTS:
+                given_up += 1
+                continue
+            self._held[key] = Held(held.data, held.ttl_s, held.attempts + 1)
+            self._bytes += len(held.data)
+        if self._held:
+            self._idle.clear()
+            self._ready.set()
+        return given_up
 
     def discard(self, key: CacheKey) -> None:
         """A delete: a held write of the key must not land after it."""

@@ -17,7 +17,8 @@ from app.metrics import Metrics
 from app.tiers.chain import Chain
 from app.tiers.guarded import GuardedTier
 from app.tiers.local import LocalTier
-from tests.unit.stubs import StubTier, guard, operations, sample
+from app.tiers.writes import ATTEMPTS
+from tests.unit.stubs import StubFailure, StubTier, guard, operations, sample
 
 ENTRY = new_entry(b'{"answer": 42}', "application/json", 600, tokens=7)
 
@@ -246,7 +247,27 @@ async def test_a_failing_remote_write_does_not_fail_the_request(make_chain: Call
     await chain.set("k", ENTRY)
     await asyncio.wait_for(chain.drain(), 5)
     assert await chain.get("k") == ENTRY  # from the in-process tier
+    # Tried ATTEMPTS times in all, then given up and counted as dropped.
+    assert operations(chain.metrics, "remote", "set", "error") == ATTEMPTS  # type: ignore[attr-defined]
+    assert sample(chain.metrics, "llmcache_tier_writes_dropped_total", tier="remote") == 1  # type: ignore[attr-defined]
+
+
+async def test_a_held_write_the_tier_fails_once_is_tried_again(make_chain: Callable[..., Chain]) -> None:
+    class FailsOnce(StubTier):
+        async def set(self, key: str, value: bytes, ttl_s: float | None) -> None:
+            if not self.calls["set"]:
+                self.calls["set"] += 1
+                raise StubFailure("a passing failure")
+            await super().set(key, value, ttl_s)
+
+    remote = FailsOnce("remote")
+    chain = make_chain(remote, timeout_s=1)
+    chain.start()
+    await chain.set("k", ENTRY)
+    await asyncio.wait_for(chain.drain(), 5)
+    assert remote.data["k"] == stored()  # landed on the second try
     assert operations(chain.metrics, "remote", "set", "error") == 1  # type: ignore[attr-defined]
+    assert sample(chain.metrics, "llmcache_tier_writes_dropped_total", tier="remote") == 0  # type: ignore[attr-defined]
 
 
 # --- invalidation --------------------------------------------------------------------------

@@ -66,3 +66,30 @@ async def test_deletes_and_flushes_reach_held_writes() -> None:
     buffer.clear(None)
     assert len(buffer) == 0
     await asyncio.wait_for(buffer.idle(), 1)
+
+
+async def test_a_failed_write_is_held_again_up_to_its_attempts() -> None:
+    from app.tiers.writes import ATTEMPTS
+
+    buffer = WriteBuffer(100, 1 << 20)
+    buffer.put([("a", b"1"), ("b", b"2")], None)
+    batch = await buffer.take()
+    for _ in range(ATTEMPTS - 1):
+        assert buffer.retry(batch) == 0  # held again for another try
+        buffer.written([key for key, _ in batch])
+        assert buffer.get("a") == b"1" and len(buffer) == 2
+        batch = await buffer.take()
+    assert buffer.retry(batch) == 2  # the last try: given up, counted by the caller
+    buffer.written([key for key, _ in batch])
+    assert len(buffer) == 0
+    await asyncio.wait_for(buffer.idle(), 1)
+
+
+async def test_a_newer_write_wins_over_a_retried_one() -> None:
+    buffer = WriteBuffer(100, 1 << 20)
+    buffer.put([("a", b"old")], None)
+    batch = await buffer.take()
+    buffer.put([("a", b"new")], None)
+    assert buffer.retry(batch) == 0
+    buffer.written([key for key, _ in batch])
+    assert [held.data for _, held in await buffer.take()] == [b"new"]
