@@ -103,7 +103,8 @@ async def test_failing_tier_is_a_counted_miss(asgi, fake, tmp_path):
     assert second.headers["x-cache-status"] == "miss"
     metrics = (await client.get("/metrics")).text
     assert 'llmcache_tier_operations_total{op="get",result="timeout",tier="disk"}' in metrics
-    assert 'llmcache_tier_operations_total{op="set",result="timeout",tier="disk"}' in metrics
+    # The write, off the request path, is not held to the reads' timeout: it lands.
+    assert 'llmcache_tier_operations_total{op="set",result="ok",tier="disk"}' in metrics
 
 
 async def test_corrupt_entry_is_a_miss(asgi, fake):

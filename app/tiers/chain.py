@@ -147,14 +147,14 @@ class Chain:
             await asyncio.gather(*pending)
 
     async def _write_one(
-        self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None
+        self, guarded: GuardedTier[Any], items: list[tuple[CacheKey, bytes]], ttl: float | None, held: bool = False
     ) -> bool:
-        """Whether the tier took the write."""
+        """Whether the tier took the write; `held`: a write from the buffer, off the request path."""
         if len(items) == 1:
             key, data = items[0]
-            result = await guarded.call("set", guarded.tier.set, key, data, ttl)
+            result = await guarded.call("set", guarded.tier.set, key, data, ttl, background=held)
         else:
-            result = await guarded.call("set_many", guarded.tier.set_many, items, ttl)
+            result = await guarded.call("set_many", guarded.tier.set_many, items, ttl, background=held)
         return not isinstance(result, Failed)
 
     async def _write_held(self, guarded: GuardedTier[Any], buffer: WriteBuffer) -> None:
@@ -167,7 +167,7 @@ class Chain:
                 for key, held in batch:
                     by_ttl.setdefault(held.ttl_s, []).append((key, held))
                 for ttl, group in by_ttl.items():
-                    if not await self._write_one(guarded, [(key, held.data) for key, held in group], ttl):
+                    if not await self._write_one(guarded, [(key, held.data) for key, held in group], ttl, held=True):
                         failed += group
             finally:
                 # Failed writes are held again before the batch counts as written, so a

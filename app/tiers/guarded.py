@@ -22,6 +22,10 @@ T = TypeVar("T")
 AnyTier = TypeVar("AnyTier", bound=Tier)
 # An admin delete or flush may scan a large store, but must not hang on a dead one.
 ADMIN_TIMEOUT_S = 300.0
+# A held write has no client waiting on it: a tier's timeout (set for the reads a request
+# waits on) would only abandon a write that is slow under load, and its thread would go
+# on writing while the retry queues behind it.
+BACKGROUND_WRITE_TIMEOUT_S = 30.0
 WRITE_OPS = frozenset(("set", "set_many"))
 
 
@@ -121,7 +125,9 @@ class GuardedTier(Generic[AnyTier]):
         )
         return self.buffer
 
-    async def call(self, op: str, action: Callable[..., Awaitable[T]], *args: Any, guarded: bool = True) -> T | Failed:
+    async def call(
+        self, op: str, action: Callable[..., Awaitable[T]], *args: Any, guarded: bool = True, background: bool = False
+    ) -> T | Failed:
         """`action(*args)`, one tier operation; any failure is logged, counted and
         returned as FAILED.
 
@@ -136,6 +142,8 @@ class GuardedTier(Generic[AnyTier]):
             return FAILED
         started = time.perf_counter()
         limit = self.settings.timeout_s if guarded else ADMIN_TIMEOUT_S
+        if background and limit is not None:
+            limit = max(limit, BACKGROUND_WRITE_TIMEOUT_S)
         try:
             if limit is not None and not tier.in_process:
                 async with asyncio.timeout(limit):
