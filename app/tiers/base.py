@@ -37,6 +37,8 @@ class Tier(ABC):
     in_process: ClassVar[bool] = False
     # Whether `ping` writes: a ping that succeeds then proves writes work again.
     ping_writes: ClassVar[bool] = False
+    # Whether writes run in a thread, which a timeout abandons but does not stop.
+    writes_in_thread: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name

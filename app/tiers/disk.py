@@ -33,6 +33,7 @@ _PROBE_FILE = ".llmcache-write-probe"
 class DiskTier(Tier):
     type = "disk"
     ping_writes = True
+    writes_in_thread = True
 
     def __init__(self, name: str, path: str, max_bytes: int) -> None:
         super().__init__(name)

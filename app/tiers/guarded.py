@@ -22,9 +22,9 @@ T = TypeVar("T")
 AnyTier = TypeVar("AnyTier", bound=Tier)
 # An admin delete or flush may scan a large store, but must not hang on a dead one.
 ADMIN_TIMEOUT_S = 300.0
-# A held write has no client waiting on it: a tier's timeout (set for the reads a request
-# waits on) would only abandon a write that is slow under load, and its thread would go
-# on writing while the retry queues behind it.
+# A held write has no client waiting on it. On a tier that writes in a thread (disk), its
+# timeout (set for the reads a request waits on) cannot stop a write that is slow under
+# load: it would only abandon it, while the thread goes on and the retry queues behind it.
 BACKGROUND_WRITE_TIMEOUT_S = 30.0
 WRITE_OPS = frozenset(("set", "set_many"))
 
@@ -142,7 +142,7 @@ class GuardedTier(Generic[AnyTier]):
             return FAILED
         started = time.perf_counter()
         limit = self.settings.timeout_s if guarded else ADMIN_TIMEOUT_S
-        if background and limit is not None:
+        if background and limit is not None and tier.writes_in_thread:
             limit = max(limit, BACKGROUND_WRITE_TIMEOUT_S)
         try:
             if limit is not None and not tier.in_process:
