@@ -197,6 +197,8 @@ class SemanticSettings(Strict):
     redis: RedisVectorSettings = RedisVectorSettings()
     # Refuse matches whose texts differ in numbers, negation, entities, direction, ...
     guard: bool = True
+    # Questions the guard cannot read (not English): match only the same wording, or never.
+    other_languages: Literal["same_wording", "refuse"] = "same_wording"
     candidates: int = Field(5, ge=1, le=100)
     timeout_s: float = Field(1.0, gt=0)
 

@@ -138,6 +138,19 @@ class Metrics:
             ("call_type", "kind"),
             registry=r,
         )
+        self.semantic_lookups = Counter(
+            "llmcache_semantic_lookups",
+            "Semantic lookups after an exact miss, by result: hit, vetoed (every candidate "
+            "above the threshold refused by the guard), miss, error.",
+            ("result",),
+            registry=r,
+        )
+        self.semantic_vetoes = Counter(
+            "llmcache_semantic_vetoes",
+            "Semantic candidates above the threshold that the guard refused, by rule.",
+            ("rule",),
+            registry=r,
+        )
         # labels() takes a lock and builds a tuple; children are memoized per label set,
         # and the two a request or a tier operation records, per kind of either.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -265,6 +278,18 @@ class Metrics:
             )
         self._count(pair[0])
         self._observe(pair[1], seconds)
+
+    def declare_semantic(self, results: Iterable[str], rules: Iterable[str]) -> None:
+        """Every semantic result and veto rule is a series from the start, at 0."""
+        for result in results:
+            self._child(self.semantic_lookups, result)
+        for rule in rules:
+            self._child(self.semantic_vetoes, rule)
+
+    def semantic_lookup(self, result: str, vetoes: Iterable[str] = ()) -> None:
+        self._count(self._child(self.semantic_lookups, result))
+        for rule in vetoes:
+            self._count(self._child(self.semantic_vetoes, rule))
 
     def write_dropped(self, tier: str, entries: int) -> None:
         self._child(self.writes_dropped, tier).inc(entries)

@@ -40,7 +40,7 @@ class Runtime:
             from app.semantic.factory import build_semantic
 
             self.semantic = build_semantic(
-                settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s
+                settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s, self.metrics
             )
         self.pipeline = Pipeline(settings, self.chain, self.upstream, self.metrics, self.semantic)
         self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)

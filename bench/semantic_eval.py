@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.semantic.guard import compatible_signatures, mismatch_signatures, signature
+from app.semantic.guard import mismatch
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data" / "semantic_pairs.jsonl"

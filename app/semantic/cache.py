@@ -20,9 +20,10 @@ import numpy as np
 
 from app.codec import Entry
 from app.config import SemanticSettings
+from app.metrics import Metrics
 from app.keys import cache_key
 from app.semantic.context import Question, question_of
-from app.semantic.guard import compatible
+from app.semantic.guard import Guard, RuleName, default_rules
 from app.semantic.index import Candidate, Vector, VectorIndex
 from app.tiers.chain import Chain
 from app.tiers.guarded import probe
@@ -30,6 +31,12 @@ from app.tiers.guarded import probe
 log = logging.getLogger("llmcache.semantic")
 
 SEMANTIC_CALL_TYPES = frozenset(("chat_completions", "completions"))
+# Where the guard cannot read the language, the same wording must also be this similar.
+OTHER_LANGUAGE_FLOOR = 0.9
+# Texts up to this long are checked on the event loop (tens of microseconds, and the
+# analysis is cached); longer ones in a worker thread.
+INLINE_GUARD_CHARS = 1000
+LOOKUP_RESULTS = ("hit", "vetoed", "miss", "error")
 # embed(text, caller's Authorization header) → one L2-normalised vector
 Embed = Callable[[str, str | None], Awaitable[np.ndarray]]
 
@@ -51,11 +58,18 @@ class Match:
 
 
 class SemanticCache:
-    def __init__(self, settings: SemanticSettings, embed: Embed, index: VectorIndex, chain: Chain) -> None:
+    def __init__(
+        self, settings: SemanticSettings, embed: Embed, index: VectorIndex, chain: Chain, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.embed = embed
         self.index = index
         self.chain = chain
+        self.metrics = metrics
+        floor = None if settings.other_languages == "refuse" else OTHER_LANGUAGE_FLOOR
+        self.guard = Guard(default_rules(floor)) if settings.guard else None
+        if metrics is not None:
+            metrics.declare_semantic(LOOKUP_RESULTS, RuleName)
         self._opened = False
         self._opening = asyncio.Lock()
 
@@ -84,15 +98,28 @@ class SemanticCache:
     async def lookup(
         self, asked: Asked, authorization: str | None, threshold: float | None, max_age_s: float | None
     ) -> Match | None:
+        vetoes: list[RuleName] = []
         try:
             async with asyncio.timeout(self.settings.timeout_s + self.settings.embedding.timeout_s):
-                return await self._lookup(asked, authorization, threshold, max_age_s)
+                match = await self._lookup(asked, authorization, threshold, max_age_s, vetoes)
         except Exception as exc:  # the semantic path can only ever turn into a miss
             log.warning("semantic lookup failed: %r", exc)
+            self._count("error", vetoes)
             return None
+        self._count("hit" if match else "vetoed" if vetoes else "miss", vetoes)
+        return match
+
+    def _count(self, result: str, vetoes: list[RuleName]) -> None:
+        if self.metrics is not None:
+            self.metrics.semantic_lookup(result, vetoes)
 
     async def _lookup(
-        self, asked: Asked, authorization: str | None, threshold: float | None, max_age_s: float | None
+        self,
+        asked: Asked,
+        authorization: str | None,
+        threshold: float | None,
+        max_age_s: float | None,
+        vetoes: list[RuleName],
     ) -> Match | None:
         asked.embedding = await self.embed(asked.question.text, authorization)
         if not self._opened:
@@ -100,12 +127,23 @@ class SemanticCache:
         floor = self.settings.threshold if threshold is None else threshold
         candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
         for candidate in candidates:
-            if self.settings.guard and not compatible(asked.question.text, candidate.text):
+            rule = await self._veto(asked.question.text, candidate)
+            if rule is not None:
+                vetoes.append(rule)
+                log.debug("semantic candidate %s (similarity %.3f) vetoed: %s", candidate.key, candidate.similarity, rule)
                 continue
             entry = await self.chain.get(candidate.key, max_age_s)
             if entry is not None:
                 return Match(entry, candidate)
         return None
+
+    async def _veto(self, text: str, candidate: Candidate) -> RuleName | None:
+        if self.guard is None:
+            return None
+        if len(text) + len(candidate.text) <= INLINE_GUARD_CHARS:
+            return self.guard.veto(text, candidate.text, candidate.similarity)
+        # Long texts cost milliseconds (analysed up to 2 * WINDOW_CHARS each): off the loop.
+        return await asyncio.to_thread(self.guard.veto, text, candidate.text, candidate.similarity)
 
     async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:
         if asked.embedding is None:

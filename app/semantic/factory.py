@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.config import SemanticSettings
+from app.metrics import Metrics
 from app.routing import Routing
 from app.semantic.cache import Embed, SemanticCache
 from app.semantic.index import VectorIndex
@@ -23,7 +24,12 @@ def build_index(settings: SemanticSettings) -> VectorIndex:
 
 
 def build_semantic(
-    settings: SemanticSettings, upstream: Upstream, routing: Routing, chain: Chain, ttl_s: float | None
+    settings: SemanticSettings,
+    upstream: Upstream,
+    routing: Routing,
+    chain: Chain,
+    ttl_s: float | None,
+    metrics: Metrics | None = None,
 ) -> SemanticCache:
     """Embedder and index; a missing local model fails here, at startup."""
     embed: Embed
@@ -41,4 +47,4 @@ def build_semantic(
 
         assert settings.embedding.model is not None
         embed = RemoteEmbedder(settings.embedding.model, upstream, routing, chain, ttl_s)
-    return SemanticCache(settings, embed, build_index(settings), chain)
+    return SemanticCache(settings, embed, build_index(settings), chain, metrics)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from app.semantic.guard import (
-    Signature,
-    compatible,
-    compatible_signatures,
-    mismatch,
-    signature,
-)
+from app.semantic.guard import Analysis, Guard, analyse, compatible, default_rules, mismatch
+
+GUARD = Guard(default_rules(0.97))
+
+
+def compatible_analyses(a: Analysis, b: Analysis) -> bool:
+    return GUARD.veto_analysed(a, b, 1.0) is None
 
 PAIRS = Path(__file__).resolve().parents[2] / "bench" / "data" / "semantic_pairs.jsonl"
 
@@ -53,7 +53,7 @@ REJECT = [
     ("negation", "Why does my code compile?", "Why doesn't my code compile?"),
     ("negation", "Why won't my car start?", "Why does my car start?"),
     ("negation", "Which foods contain gluten?", "Which foods are gluten-free?"),
-    ("negation", "Is it safe to fly while pregnant?", "Is it unsafe to fly while pregnant?"),
+    ("opposite", "Is it safe to fly while pregnant?", "Is it unsafe to fly while pregnant?"),
     ("number", "What's new in Python 3.8?", "What's new in Python 3.12?"),
     ("number", "How long does it take to run 5 km?", "How long does it take to run 50 km?"),
     ("number", "What are the top 3 programming languages?", "What are the top 10 programming languages?"),
@@ -142,20 +142,20 @@ def test_accepts_paraphrases(a: str, b: str) -> None:
     assert compatible(b, a)
 
 
-def test_signature_is_cached_hashable_and_reusable() -> None:
-    s1 = signature("Convert 100 USD to EUR.")
-    assert signature("Convert 100 USD to EUR.") is s1  # lru-cached
-    assert isinstance(s1, Signature)
+def test_analysis_is_cached_hashable_and_reusable() -> None:
+    s1 = analyse("Convert 100 USD to EUR.")
+    assert analyse("Convert 100 USD to EUR.") is s1  # lru-cached
+    assert isinstance(s1, Analysis)
     hash(s1)  # frozen: can be stored with a cache entry or used as a key
-    s2 = signature("Convert 100 EUR to USD.")
-    assert not compatible_signatures(s1, s2)
-    assert compatible_signatures(s1, signature("convert 100 us dollars to euros"))
+    s2 = analyse("Convert 100 EUR to USD.")
+    assert not compatible_analyses(s1, s2)
+    assert compatible_analyses(s1, analyse("convert 100 us dollars to euros"))
     assert "100" in s1.numbers and {"usd", "eur"} <= s1.units
 
 
 def test_empty_and_odd_input() -> None:
     for text in ["", "   ", "?!", "12345", "🙂🙂", "a" * 5000, "x\n\ny\n"]:
-        signature(text)
+        analyse(text)
     assert compatible("", "")
     assert compatible("?", "!")
 

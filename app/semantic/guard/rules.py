@@ -1,0 +1,204 @@
+"""The guard's rules: each one tells a near-miss from a paraphrase in one way.
+
+A rule compares the analyses of the asked and the cached question (and their cosine
+similarity) and says whether it vetoes the match. Rules only fire on an explicit
+conflict — one side says A, the other not-A — never on a feature one side merely leaves
+out, except where a paraphrase would not leave it out (a number, a name, a negation).
+English rules run only when both questions are English (language.py); for any other
+language the guard cannot read, `Unreadable` asks for a much stricter similarity.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import StrEnum
+
+from app.semantic.guard.analysis import Analysis, name_found, within_one_edit
+from app.semantic.guard.lexicon import ENGLISH as L
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Direction",
+    "Language",
+    "Name",
+    "Negation",
+    "Number",
+    "Opposite",
+    "QuestionKind",
+    "Rule",
+    "RuleName",
+    "Unit",
+    "Unreadable",
+]
+
+
+class RuleName(StrEnum):
+    LANGUAGE = "language"
+    UNREADABLE = "unreadable"
+    NUMBER = "number"
+    NEGATION = "negation"
+    UNIT = "unit"
+    NAME = "name"
+    OPPOSITE = "opposite"
+    DIRECTION = "direction"
+    QUESTION = "question"
+    SUBSTITUTION = "substitution"
+
+
+class Rule(ABC):
+    name: RuleName
+    english_only: bool = True
+
+    def applies(self, a: Analysis, b: Analysis) -> bool:
+        return not self.english_only or (a.english and b.english)
+
+    @abstractmethod
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        """True when `a` and `b` cannot be paraphrases of each other."""
+
+
+class Language(Rule):
+    """A question in another language needs an answer in that language."""
+
+    name = RuleName.LANGUAGE
+    english_only = False
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return a.language != b.language
+
+
+class Unreadable(Rule):
+    """Where the English rules cannot read a question, only the same wording may match.
+
+    The embedding ranks near-misses in other languages above their paraphrases (one
+    changed word or suffix is one subword among many), so no similarity threshold is
+    safe: the words must be the same, in the same order, up to case, accents and one
+    typo per word of five or more letters (scripts without spaces: exactly the same).
+    `threshold` None refuses every semantic match between such questions."""
+
+    name = RuleName.UNREADABLE
+    english_only = False
+
+    def __init__(self, threshold: float | None) -> None:
+        self.threshold = threshold
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if a.english and b.english:
+            return False
+        if self.threshold is None or similarity < self.threshold:
+            return True
+        return not same_wording(a.wording, b.wording)
+
+
+def same_wording(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x != y and not (min(len(x), len(y)) >= 5 and x.isascii() and y.isascii() and within_one_edit(x, y)):
+            return False
+    return True
+
+
+class Number(Rule):
+    """Each unambiguous number on one side must be on the other ("Python 3.8" vs "3.12")."""
+
+    name = RuleName.NUMBER
+    english_only = False  # digits read the same in every language
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return not a.numbers <= (b.numbers | b.soft_numbers) or not b.numbers <= (a.numbers | a.soft_numbers)
+
+
+class Negation(Rule):
+    """"is X safe" vs "is X not safe"; in other languages, by that language's cues."""
+
+    name = RuleName.NEGATION
+    english_only = False
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if a.english and b.english:
+            return a.negated != b.negated
+        return a.foreign_negations != b.foreign_negations
+
+
+class Unit(Rule):
+    """A unit or currency tied to a quantity must be on the other side ("5 km" vs "5 miles")."""
+
+    name = RuleName.UNIT
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return self._missing(a, b) or self._missing(b, a)
+
+    @staticmethod
+    def _missing(x: Analysis, y: Analysis) -> bool:
+        alternatives = L.unit_alternatives
+        for unit in x.units:
+            if alternatives.get(unit, frozenset((unit,))) & y.units_any:
+                continue
+            if not any(u in alternatives and unit in alternatives[u] for u in y.units_any):
+                return True
+        return False
+
+
+class Name(Rule):
+    """Every name on one side is on the other, up to a typo ("capital of France/Germany")."""
+
+    name = RuleName.NAME
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return any(not name_found(n, b) for n in a.names) or any(not name_found(n, a) for n in b.names)
+
+
+class Opposite(Rule):
+    """Both sides use a pair of opposites, on different sides (encrypt/decrypt, max/min)."""
+
+    name = RuleName.OPPOSITE
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if a.opposites == b.opposites:
+            return False
+        sides_a: dict[str, set[str]] = {}
+        sides_b: dict[str, set[str]] = {}
+        for group, side in a.opposites:
+            sides_a.setdefault(group, set()).add(side)
+        for group, side in b.opposites:
+            sides_b.setdefault(group, set()).add(side)
+        return any(sides_a[g] != sides_b[g] for g in sides_a.keys() & sides_b.keys())
+
+
+class Direction(Rule):
+    """"X to Y" vs "Y to X", "A faster than B" vs "B faster than A"."""
+
+    name = RuleName.DIRECTION
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if not (a.relations and b.relations):
+            return False
+        return any((cls, right, left) in b.relations for cls, left, right in a.relations)
+
+
+class QuestionKind(Rule):
+    """"who invented X" vs "when was X invented", "how old" vs "how tall"."""
+
+    name = RuleName.QUESTION
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return bool(a.wh and b.wh and not (a.wh & b.wh))
+
+
+def default_rules(unreadable_threshold: float | None) -> tuple[Rule, ...]:
+    """The rules in the order they are tried (cheapest and most certain first)."""
+    return (
+        Language(),
+        Number(),
+        Negation(),
+        Unreadable(unreadable_threshold),
+        Unit(),
+        Name(),
+        Opposite(),
+        Direction(),
+        QuestionKind(),
+    )
+
+
+DEFAULT_RULES = default_rules(0.97)
