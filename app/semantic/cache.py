@@ -20,8 +20,8 @@ import numpy as np
 
 from app.codec import Entry
 from app.config import SemanticSettings
-from app.metrics import Metrics
 from app.keys import cache_key
+from app.metrics import Metrics
 from app.semantic.context import Question, question_of
 from app.semantic.guard import Guard, RuleName, default_rules
 from app.semantic.index import Candidate, Vector, VectorIndex
@@ -130,7 +130,9 @@ class SemanticCache:
             rule = await self._veto(asked.question.text, candidate)
             if rule is not None:
                 vetoes.append(rule)
-                log.debug("semantic candidate %s (similarity %.3f) vetoed: %s", candidate.key, candidate.similarity, rule)
+                log.debug(
+                    "semantic candidate %s (similarity %.3f) vetoed: %s", candidate.key, candidate.similarity, rule
+                )
                 continue
             entry = await self.chain.get(candidate.key, max_age_s)
             if entry is not None:

@@ -19,6 +19,7 @@ GUARD = Guard(default_rules(0.97))
 def compatible_analyses(a: Analysis, b: Analysis) -> bool:
     return GUARD.veto_analysed(a, b, 1.0) is None
 
+
 PAIRS = Path(__file__).resolve().parents[2] / "bench" / "data" / "semantic_pairs.jsonl"
 
 

@@ -25,9 +25,10 @@ from app.semantic.guard.language import language_of
 from app.semantic.guard.lexicon import ENGLISH as L
 from app.semantic.guard.lexicon import LANGUAGES
 
-__all__ = ["WINDOW_CHARS", "Analysis", "analyse", "name_found", "stems", "within_one_edit"]
+__all__ = ["SUFFIX_PLUS", "WINDOW_CHARS", "Analysis", "analyse", "name_found", "stems", "within_one_edit"]
 
 WINDOW_CHARS = 1500
+SUFFIX_PLUS = "x+"  # "j7+", "18+": a name or a bound, not an operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class Analysis:
     language: str
     # Negation cues of the text's own language when it is not English.
     foreign_negations: frozenset[str]
+    # Arithmetic operators between operands ("2x + 6", "2^10") and suffix pluses ("j7+"), sorted.
+    operators: tuple[str, ...]
     # The words in order, lower case without accents: wording compared where the
     # English rules cannot read the language.
     wording: tuple[str, ...]
@@ -250,6 +253,7 @@ def analyse(text: str) -> Analysis:
     opposites: set[tuple[str, str]] = set()
     negated = False
     toks: list[str] = []  # canonical lower-case token stream for relations
+    content: list[str] = []
     at_start = True
     prev = ""
     num_run: list[str] = []
@@ -373,6 +377,8 @@ def analyse(text: str) -> Analysis:
 
         # relation terms use canonical units, so "kilometers to miles" == "km to mi"
         toks.append(unit if unit is not None and unit in units_any else word)
+        if low not in L.stop_words and word not in L.stop_words and low not in L.degree_words and len(low) > 1:
+            content.append(toks[-1])
         prev = low
         at_start = False
     flush_number_words()
@@ -392,7 +398,8 @@ def analyse(text: str) -> Analysis:
         language=language,
         foreign_negations=_foreign_negations(text, language),
         wording=_wording(text),
-        content=_content(toks),
+        operators=tuple(sorted(m.group(1) or SUFFIX_PLUS for m in _OPERATOR_RE.finditer(_window(text)))),
+        content=tuple(content),
         numbers=frozenset(numbers),
         soft_numbers=frozenset(soft),
         negated=negated,
@@ -475,10 +482,8 @@ def _window(text: str) -> str:
     return text[:WINDOW_CHARS] + "\n" + text[-WINDOW_CHARS:]
 
 
-def _content(toks: list[str]) -> tuple[str, ...]:
-    return tuple(
-        t for t in toks if t[0].isalpha() and t not in L.stop_words and t not in L.degree_words and len(t) > 1
-    )
+# An operator between a number or a one-letter variable and another; or a trailing "+".
+_OPERATOR_RE = re.compile(r"(?<=[\da-z)])\s*([-+*/^=<>×÷≤≥])\s*(?=\d|[a-z]\b|\()|(?<=\w)(\+)(?=\s|$|[?.,!;:)])")
 
 
 def _wording(text: str) -> tuple[str, ...]:

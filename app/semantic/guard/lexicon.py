@@ -122,6 +122,10 @@ class English:
     degree_words: frozenset[str]
     wh_words: dict[str, str]
     how_kinds: dict[str, str]
+    # (prefix, prefix) that make opposites of one stem: interior/exterior, upload/download
+    antonym_prefixes: tuple[tuple[str, str], ...]
+    # prefixes that negate a stem: install/uninstall, connect/disconnect, compress/decompress
+    negating_prefixes: tuple[str, ...]
 
 
 def _english(data: dict[str, Any]) -> English:
@@ -163,6 +167,8 @@ def _english(data: dict[str, Any]) -> English:
         degree_words=_words(data["degree_words"]),
         wh_words=dict(data["wh_words"]),
         how_kinds=dict(data["how_kinds"]),
+        antonym_prefixes=tuple((a, b) for a, b in data["antonym_prefixes"]),
+        negating_prefixes=tuple(data["negating_prefixes"].split()),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from enum import StrEnum
 
-from app.semantic.guard.analysis import Analysis, name_found, within_one_edit
+from app.semantic.guard.analysis import SUFFIX_PLUS, Analysis, name_found, stems, within_one_edit
 from app.semantic.guard.lexicon import ENGLISH as L
 
 __all__ = [
@@ -43,6 +43,7 @@ class RuleName(StrEnum):
     DIRECTION = "direction"
     QUESTION = "question"
     SUBSTITUTION = "substitution"
+    EXPRESSION = "expression"
 
 
 class Rule(ABC):
@@ -110,7 +111,7 @@ class Number(Rule):
 
 
 class Negation(Rule):
-    """"is X safe" vs "is X not safe"; in other languages, by that language's cues."""
+    """ "is X safe" vs "is X not safe"; in other languages, by that language's cues."""
 
     name = RuleName.NEGATION
     english_only = False
@@ -149,12 +150,31 @@ class Name(Rule):
         return any(not name_found(n, b) for n in a.names) or any(not name_found(n, a) for n in b.names)
 
 
+class Expression(Rule):
+    """Both sides write an expression, with other operators ("2x + 6" vs "2x - 6", "j7" vs "j7+")."""
+
+    name = RuleName.EXPRESSION
+    english_only = False
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if a.operators == b.operators:
+            return False
+        # "2^10" vs "2 to the power of 10" is one expression written two ways; a "+" after a
+        # name is never spelled out.
+        return bool(a.operators and b.operators) or SUFFIX_PLUS in a.operators or SUFFIX_PLUS in b.operators
+
+
 class Opposite(Rule):
-    """Both sides use a pair of opposites, on different sides (encrypt/decrypt, max/min)."""
+    """Both sides use a pair of opposites, on different sides (encrypt/decrypt, max/min):
+    from the opposite-pair lexicon, or a word the other side has with an opposite or
+    negating prefix (interior/exterior, upload/download, install/uninstall)."""
 
     name = RuleName.OPPOSITE
 
     def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        only_a, only_b, _ = unmatched(a.content, b.content)
+        if any(prefixed_opposites(u, v) for u in only_a for v in only_b):
+            return True
         if a.opposites == b.opposites:
             return False
         sides_a: dict[str, set[str]] = {}
@@ -167,7 +187,7 @@ class Opposite(Rule):
 
 
 class Direction(Rule):
-    """"X to Y" vs "Y to X", "A faster than B" vs "B faster than A"."""
+    """ "X to Y" vs "Y to X", "A faster than B" vs "B faster than A"."""
 
     name = RuleName.DIRECTION
 
@@ -178,7 +198,7 @@ class Direction(Rule):
 
 
 class QuestionKind(Rule):
-    """"who invented X" vs "when was X invented", "how old" vs "how tall"."""
+    """ "who invented X" vs "when was X invented", "how old" vs "how tall"."""
 
     name = RuleName.QUESTION
 
@@ -186,7 +206,61 @@ class QuestionKind(Rule):
         return bool(a.wh and b.wh and not (a.wh & b.wh))
 
 
-def default_rules(unreadable_threshold: float | None) -> tuple[Rule, ...]:
+def _related(u: str, v: str) -> bool:
+    """The same word up to inflection or a typo ("sorted"/"sorting", "recieve"/"receive")."""
+    if u == v:
+        return True
+    if set(stems(u)) & set(stems(v)):
+        return True
+    return min(len(u), len(v)) >= 5 and within_one_edit(u, v)
+
+
+def prefixed_opposites(u: str, v: str) -> bool:
+    """u and v are one stem under opposite prefixes, or one is the other negated."""
+    if len(u) > len(v):
+        u, v = v, u
+    for prefix in L.negating_prefixes:
+        if v == prefix + u and len(u) >= 4:
+            return True
+    for p, q in L.antonym_prefixes:
+        for x, y in ((p, q), (q, p)):
+            if u.startswith(x) and v.startswith(y) and u[len(x) :] == v[len(y) :] and len(u) - len(x) >= 3:
+                return True
+    return False
+
+
+def unmatched(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[list[str], list[str], int]:
+    """Content words of each side with no counterpart on the other, and how many matched."""
+    only_a = [u for u in a if not any(_related(u, v) for v in b)]
+    only_b = [v for v in b if not any(_related(u, v) for u in a)]
+    return only_a, only_b, len(a) - len(only_a)
+
+
+class Substitution(Rule):
+    """One thing swapped for another in the same sentence: apple/banana, France/Germany.
+
+    When the two questions share their other content words and each side has a word
+    the other lacks (a substitution, not an added detail), the embedding's similarity
+    reflects only the swapped words: a synonym keeps it near 1 ("fix"/"repair" my bike:
+    0.96), another thing of the same kind does not ("boiling"/"freezing" point: 0.73,
+    cats/dogs: 0.80). Such pairs need `threshold`, higher than the cache's own."""
+
+    name = RuleName.SUBSTITUTION
+
+    def __init__(self, threshold: float, max_swapped: int = 2) -> None:
+        self.threshold = threshold
+        self.max_swapped = max_swapped
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        if similarity >= self.threshold:
+            return False
+        only_a, only_b, shared = unmatched(a.content, b.content)
+        if not only_a or not only_b:
+            return False
+        return shared >= 1 and len(only_a) <= self.max_swapped and len(only_b) <= self.max_swapped
+
+
+def default_rules(unreadable_threshold: float | None, substitution_threshold: float = 0.93) -> tuple[Rule, ...]:
     """The rules in the order they are tried (cheapest and most certain first)."""
     return (
         Language(),
@@ -198,7 +272,9 @@ def default_rules(unreadable_threshold: float | None) -> tuple[Rule, ...]:
         Opposite(),
         Direction(),
         QuestionKind(),
+        Expression(),
+        Substitution(substitution_threshold),
     )
 
 
-DEFAULT_RULES = default_rules(0.97)
+DEFAULT_RULES = default_rules(0.9)
