@@ -3,6 +3,7 @@
 # copies only that virtualenv onto a clean python:3.11-slim (no compilers, no pip cache).
 #
 #   docker build -t llmcache:0.1.0 .
+#   docker build --build-arg LOCAL_EMBEDDER=1 -t llmcache:0.1.0-local .   # + extra [local]
 #   docker run -p 8080:8080 -v "$PWD/config.yaml:/etc/llmcache/config.yaml:ro" \
 #     -e LLMCACHE_UPSTREAM__API_KEY="$OPENAI_API_KEY" llmcache:0.1.0
 #
@@ -29,9 +30,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first (their own layer, rebuilt only when pyproject.toml changes).
+# 1 adds the extra [local]: the in-process embedder (onnxruntime and a 23 MB int8 model, no torch).
+ARG LOCAL_EMBEDDER=0
+
+# Dependencies first (their own layer, rebuilt only when pyproject.toml or LOCAL_EMBEDDER changes).
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN case "$LOCAL_EMBEDDER" in 0|1) ;; *) echo "LOCAL_EMBEDDER must be 0 or 1" >&2; exit 1 ;; esac \
+    && python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + (p['optional-dependencies']['local'] if sys.argv[1] == '1' else [])))" "$LOCAL_EMBEDDER" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
@@ -39,7 +44,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY app ./app
 RUN pip install --no-deps . \
-    && llmcache --help > /dev/null
+    && llmcache --help > /dev/null \
+    && if [ "$LOCAL_EMBEDDER" = 1 ]; then python -c "from app.semantic.embedder import LocalEmbedder; LocalEmbedder()"; fi
 
 # --------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

