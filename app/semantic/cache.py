@@ -24,6 +24,7 @@ from app.keys import cache_key
 from app.metrics import Metrics
 from app.semantic.context import Question, question_of
 from app.semantic.guard import Guard, RuleName, default_rules
+from app.semantic.guard.rules import EmbedMany
 from app.semantic.index import Candidate, Vector, VectorIndex
 from app.tiers.chain import Chain
 from app.tiers.guarded import probe
@@ -33,9 +34,9 @@ log = logging.getLogger("llmcache.semantic")
 SEMANTIC_CALL_TYPES = frozenset(("chat_completions", "completions"))
 # Where the guard cannot read the language, the same wording must also be this similar.
 OTHER_LANGUAGE_FLOOR = 0.9
-# Texts up to this long are checked on the event loop (tens of microseconds, and the
-# analysis is cached); longer ones in a worker thread.
-INLINE_GUARD_CHARS = 1000
+# A word swapped in an otherwise shared question needs this similarity (chosen on the
+# dev split: docs/benchmarks.md, "Semantic accuracy").
+SUBSTITUTION_THRESHOLD = 0.93
 LOOKUP_RESULTS = ("hit", "vetoed", "miss", "error")
 # embed(text, caller's Authorization header) → one L2-normalised vector
 Embed = Callable[[str, str | None], Awaitable[np.ndarray]]
@@ -59,7 +60,13 @@ class Match:
 
 class SemanticCache:
     def __init__(
-        self, settings: SemanticSettings, embed: Embed, index: VectorIndex, chain: Chain, metrics: Metrics | None = None
+        self,
+        settings: SemanticSettings,
+        embed: Embed,
+        index: VectorIndex,
+        chain: Chain,
+        metrics: Metrics | None = None,
+        embed_in_thread: EmbedMany | None = None,
     ) -> None:
         self.settings = settings
         self.embed = embed
@@ -67,7 +74,8 @@ class SemanticCache:
         self.chain = chain
         self.metrics = metrics
         floor = None if settings.other_languages == "refuse" else OTHER_LANGUAGE_FLOOR
-        self.guard = Guard(default_rules(floor)) if settings.guard else None
+        rules = default_rules(floor, SUBSTITUTION_THRESHOLD, embed_in_thread)
+        self.guard = Guard(rules) if settings.guard else None
         if metrics is not None:
             metrics.declare_semantic(LOOKUP_RESULTS, RuleName)
         self._opened = False
@@ -142,9 +150,8 @@ class SemanticCache:
     async def _veto(self, text: str, candidate: Candidate) -> RuleName | None:
         if self.guard is None:
             return None
-        if len(text) + len(candidate.text) <= INLINE_GUARD_CHARS:
-            return self.guard.veto(text, candidate.text, candidate.similarity)
-        # Long texts cost milliseconds (analysed up to 2 * WINDOW_CHARS each): off the loop.
+        # Off the loop: a long text costs milliseconds to analyse (two windows of
+        # WINDOW_CHARS), and a swap between sentences embeds them.
         return await asyncio.to_thread(self.guard.veto, text, candidate.text, candidate.similarity)
 
     async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:

@@ -8,6 +8,7 @@ from app.config import SemanticSettings
 from app.metrics import Metrics
 from app.routing import Routing
 from app.semantic.cache import Embed, SemanticCache
+from app.semantic.guard.rules import EmbedMany
 from app.semantic.index import VectorIndex
 from app.tiers.chain import Chain
 from app.upstream import Upstream
@@ -33,6 +34,9 @@ def build_semantic(
 ) -> SemanticCache:
     """Embedder and index; a missing local model fails here, at startup."""
     embed: Embed
+    # The guard embeds the sentences around a swapped word; only an in-process model
+    # does that without a paid call per candidate.
+    embed_in_thread: EmbedMany | None = None
     if settings.embedding.local is not None:
         from app.semantic.embedder import LocalEmbedder
 
@@ -42,9 +46,11 @@ def build_semantic(
             vectors = await local.embed([text])
             vector: np.ndarray = vectors[0]
             return vector
+
+        embed_in_thread = local.embed_many
     else:
         from app.semantic.remote_embedder import RemoteEmbedder
 
         assert settings.embedding.model is not None
         embed = RemoteEmbedder(settings.embedding.model, upstream, routing, chain, ttl_s)
-    return SemanticCache(settings, embed, build_index(settings), chain, metrics)
+    return SemanticCache(settings, embed, build_index(settings), chain, metrics, embed_in_thread)

@@ -20,7 +20,7 @@ def compatible_analyses(a: Analysis, b: Analysis) -> bool:
     return GUARD.veto_analysed(a, b, 1.0) is None
 
 
-PAIRS = Path(__file__).resolve().parents[2] / "bench" / "data" / "semantic_pairs.jsonl"
+PAIRS = Path(__file__).resolve().parents[2] / "bench" / "data" / "semantic" / "legacy_dev.jsonl"
 
 
 # --------------------------------------------------------------------------- rejections

@@ -39,6 +39,8 @@ class Analysis:
     language: str
     # Negation cues of the text's own language when it is not English.
     foreign_negations: frozenset[str]
+    # Bounds on numbers, by direction: "ge" (at least, or more), "le", "gt", "lt".
+    bounds: frozenset[str]
     # Arithmetic operators between operands ("2x + 6", "2^10") and suffix pluses ("j7+"), sorted.
     operators: tuple[str, ...]
     # The words in order, lower case without accents: wording compared where the
@@ -46,6 +48,9 @@ class Analysis:
     wording: tuple[str, ...]
     # Content words (not stop words, numbers or punctuation), canonical, in order.
     content: tuple[str, ...]
+    # For each content word, the index of its sentence in `sentences`.
+    content_sentences: tuple[int, ...]
+    sentences: tuple[str, ...]
     # Numbers written unambiguously ("3", "three", "3rd", "v3.12") must appear on both sides.
     numbers: frozenset[str]
     # Numbers that paraphrases often drop or add ("one", "a first step", "half"): they
@@ -86,7 +91,42 @@ _META_NEGATION = re.compile(
 
 _HOW_RE = re.compile(r"\bhow\s+(old|tall|high|far|big|large|heavy|long)\b", re.I)
 _WHEN_RE = re.compile(r"\b(?:what|which)\s+(?:year|date|time|day|month|century|decade)\b", re.I)
-_HOW_COME_RE = re.compile(r"\bhow\s+come\b", re.I)
+_HOW_COME_RE = re.compile(r"\bhow\s+come\b|\b(?:what|which)\s+(?:causes?|caused|makes?|made)\b|\breasons?\b", re.I)
+# A bound on a number: "7 or more", "at least 7", "over 18" (grouped by direction).
+_NUMBER_AHEAD = r"(?=[$€£]?\d|(?:one|two|three|four|five|six|seven|eight|nine|ten|twenty|fifty|a\s+hundred)\b)"
+_BOUND_RE = re.compile(
+    r"\b(at\s+least|no\s+less\s+than|minimum\s+of|at\s+most|up\s+to|no\s+more\s+than|maximum\s+of|more\s+than"
+    r"|greater\s+than|over|above|less\s+than|fewer\s+than|under|below)\s+"
+    + _NUMBER_AHEAD
+    + r"|(?<=\d)\s*(or\s+(?:more|higher|above|less|fewer|lower|below))\b",
+    re.I,
+)
+_BOUND_SIDES = {
+    "or more": "ge",
+    "or higher": "ge",
+    "or above": "ge",
+    "at least": "ge",
+    "no less than": "ge",
+    "minimum": "ge",
+    "minimum of": "ge",
+    "or less": "le",
+    "or fewer": "le",
+    "or lower": "le",
+    "or below": "le",
+    "at most": "le",
+    "up to": "le",
+    "no more than": "le",
+    "maximum": "le",
+    "maximum of": "le",
+    "more than": "gt",
+    "greater than": "gt",
+    "over": "gt",
+    "above": "gt",
+    "less than": "lt",
+    "fewer than": "lt",
+    "under": "lt",
+    "below": "lt",
+}
 
 _TOKEN_RE = re.compile(
     r"[^\W\d_](?:\w|'(?=\w))*(?:\.[^\W_]\w*)*(?:\+\+|#)?"  # words, identifiers (os.path.join), c++, c#
@@ -254,6 +294,8 @@ def analyse(text: str) -> Analysis:
     negated = False
     toks: list[str] = []  # canonical lower-case token stream for relations
     content: list[str] = []
+    content_sentences: list[int] = []
+    sentence = 0
     at_start = True
     prev = ""
     num_run: list[str] = []
@@ -285,6 +327,8 @@ def analyse(text: str) -> Analysis:
             flush_number_words()
             if tok in ".!?;:\n":
                 at_start = True
+                if tok in ".!?\n" and prev not in (".", "!", "?", "\n"):
+                    sentence += 1
             toks.append(tok)
             prev = tok
             continue
@@ -379,6 +423,7 @@ def analyse(text: str) -> Analysis:
         toks.append(unit if unit is not None and unit in units_any else word)
         if low not in L.stop_words and word not in L.stop_words and low not in L.degree_words and len(low) > 1:
             content.append(toks[-1])
+            content_sentences.append(sentence)
         prev = low
         at_start = False
     flush_number_words()
@@ -398,8 +443,14 @@ def analyse(text: str) -> Analysis:
         language=language,
         foreign_negations=_foreign_negations(text, language),
         wording=_wording(text),
+        bounds=frozenset(
+            _BOUND_SIDES[" ".join((m.group(1) or m.group(2)).lower().split())]
+            for m in _BOUND_RE.finditer(_window(text))
+        ),
         operators=tuple(sorted(m.group(1) or SUFFIX_PLUS for m in _OPERATOR_RE.finditer(_window(text)))),
         content=tuple(content),
+        content_sentences=tuple(content_sentences),
+        sentences=tuple(_SENTENCE_RE.split(_window(text).strip())),
         numbers=frozenset(numbers),
         soft_numbers=frozenset(soft),
         negated=negated,
@@ -481,6 +532,9 @@ def _window(text: str) -> str:
         return text
     return text[:WINDOW_CHARS] + "\n" + text[-WINDOW_CHARS:]
 
+
+# Where the token loop counts a new sentence: after . ! ? or a line break.
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # An operator between a number or a one-letter variable and another; or a trailing "+".
 _OPERATOR_RE = re.compile(r"(?<=[\da-z)])\s*([-+*/^=<>×÷≤≥])\s*(?=\d|[a-z]\b|\()|(?<=\w)(\+)(?=\s|$|[?.,!;:)])")

@@ -11,7 +11,11 @@ language the guard cannot read, `Unreadable` asks for a much stricter similarity
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from difflib import SequenceMatcher
 from enum import StrEnum
+
+import numpy as np
 
 from app.semantic.guard.analysis import SUFFIX_PLUS, Analysis, name_found, stems, within_one_edit
 from app.semantic.guard.lexicon import ENGLISH as L
@@ -32,6 +36,10 @@ __all__ = [
 ]
 
 
+# Texts -> their L2-normalised embeddings, one row each (called from a worker thread).
+EmbedMany = Callable[[list[str]], np.ndarray]
+
+
 class RuleName(StrEnum):
     LANGUAGE = "language"
     UNREADABLE = "unreadable"
@@ -44,6 +52,7 @@ class RuleName(StrEnum):
     QUESTION = "question"
     SUBSTITUTION = "substitution"
     EXPRESSION = "expression"
+    BOUND = "bound"
 
 
 class Rule(ABC):
@@ -194,16 +203,34 @@ class Direction(Rule):
     def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
         if not (a.relations and b.relations):
             return False
-        return any((cls, right, left) in b.relations for cls, left, right in a.relations)
+        # a relation both sides state in the same order too (a text comparing both ways)
+        # is not reversed
+        return any(
+            (cls, right, left) in b.relations
+            and (cls, left, right) not in b.relations
+            and (cls, right, left) not in a.relations
+            for cls, left, right in a.relations
+        )
 
 
 class QuestionKind(Rule):
-    """ "who invented X" vs "when was X invented", "how old" vs "how tall"."""
+    """ "who invented X" vs "when was X invented", "how old" vs "how tall". A kind asked on
+    one side only is no conflict: "where can I see my IP" asks what "how do I find my IP" asks."""
 
     name = RuleName.QUESTION
 
     def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
         return bool(a.wh and b.wh and not (a.wh & b.wh))
+
+
+class Bound(Rule):
+    """A bound on a number on one side only, or another: "a sum of 7" vs "7 or more",
+    "under $500" vs "over $500"."""
+
+    name = RuleName.BOUND
+
+    def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
+        return a.bounds != b.bounds
 
 
 def _related(u: str, v: str) -> bool:
@@ -237,30 +264,66 @@ def unmatched(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[list[str], list[s
 
 
 class Substitution(Rule):
-    """One thing swapped for another in the same sentence: apple/banana, France/Germany.
+    """One thing swapped for another in an otherwise shared question: apple/banana,
+    France/Germany, "at the bottom"/"at the top" in a long prompt.
 
-    When the two questions share their other content words and each side has a word
-    the other lacks (a substitution, not an added detail), the embedding's similarity
-    reflects only the swapped words: a synonym keeps it near 1 ("fix"/"repair" my bike:
-    0.96), another thing of the same kind does not ("boiling"/"freezing" point: 0.73,
-    cats/dogs: 0.80). Such pairs need `threshold`, higher than the cache's own."""
+    Where a few content words of one question stand in place of others (a replacement
+    in the aligned word sequences, or a word on each side without counterpart), the
+    similarity of the embedding reflects only the swapped words: a synonym keeps it near
+    1 ("fix"/"repair" my bike: 0.96), another thing of the same kind does not
+    ("boiling"/"freezing" point: 0.73, cats/dogs: 0.80). Such pairs need `threshold`.
+    In a text of several sentences the whole text's similarity hardly moves with one
+    word, so the sentences holding the swap are compared on their own (`embed`); with
+    no embedder at hand, a swap in a multi-sentence text is vetoed."""
 
     name = RuleName.SUBSTITUTION
 
-    def __init__(self, threshold: float, max_swapped: int = 2) -> None:
+    def __init__(self, threshold: float, embed: EmbedMany | None = None, max_swapped: int = 2) -> None:
         self.threshold = threshold
+        self.embed = embed
         self.max_swapped = max_swapped
 
     def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
-        if similarity >= self.threshold:
+        swaps = self._swaps(a, b)
+        if not swaps:
             return False
+        if len(a.sentences) <= 1 and len(b.sentences) <= 1:
+            return similarity < self.threshold
+        if self.embed is None:
+            return True
+        pairs = sorted({(_sentence(a, i), _sentence(b, j)) for i, j in swaps})
+        vectors = self.embed([text for pair in pairs for text in pair])
+        return any(float(vectors[2 * k] @ vectors[2 * k + 1]) < self.threshold for k in range(len(pairs)))
+
+    def _swaps(self, a: Analysis, b: Analysis) -> list[tuple[int, int]]:
+        """(content index in a, content index in b) of each place where words were swapped."""
         only_a, only_b, shared = unmatched(a.content, b.content)
-        if not only_a or not only_b:
-            return False
-        return shared >= 1 and len(only_a) <= self.max_swapped and len(only_b) <= self.max_swapped
+        if shared == 0:
+            return []
+        swaps: list[tuple[int, int]] = []
+        # In one sentence, a rewording replaces words too: only a word on each side
+        # without counterpart is a swap there. In several sentences, a replacement among
+        # aligned sentences is, even when the words reappear elsewhere (bottom/top).
+        single = len(a.sentences) <= 1 and len(b.sentences) <= 1
+        matcher = SequenceMatcher(None, a.content, b.content, autojunk=False)
+        for op, i1, i2, j1, j2 in [] if single else matcher.get_opcodes():
+            if op != "replace" or i2 - i1 > self.max_swapped or j2 - j1 > self.max_swapped:
+                continue
+            if not all(any(_related(u, v) for v in b.content[j1:j2]) for u in a.content[i1:i2]):
+                swaps.append((i1, j1))
+        if not swaps and only_a and only_b and len(only_a) <= self.max_swapped and len(only_b) <= self.max_swapped:
+            swaps.append((a.content.index(only_a[0]), b.content.index(only_b[0])))
+        return swaps
 
 
-def default_rules(unreadable_threshold: float | None, substitution_threshold: float = 0.93) -> tuple[Rule, ...]:
+def _sentence(x: Analysis, content_index: int) -> str:
+    index = x.content_sentences[content_index]
+    return x.sentences[index] if index < len(x.sentences) else " ".join(x.sentences)
+
+
+def default_rules(
+    unreadable_threshold: float | None, substitution_threshold: float = 0.93, embed: EmbedMany | None = None
+) -> tuple[Rule, ...]:
     """The rules in the order they are tried (cheapest and most certain first)."""
     return (
         Language(),
@@ -273,7 +336,8 @@ def default_rules(unreadable_threshold: float | None, substitution_threshold: fl
         Direction(),
         QuestionKind(),
         Expression(),
-        Substitution(substitution_threshold),
+        Bound(),
+        Substitution(substitution_threshold, embed),
     )
 
 
