@@ -118,6 +118,11 @@ def test_near_miss_is_refused_by_the_guard(semantic_proxy, fake):
         {"x-cache-similarity-threshold": "0.5"},
     )
     assert number.headers["x-cache-status"] == "miss"
+    metrics = httpx.get(semantic_proxy.root + "/metrics").text
+    assert 'llmcache_semantic_vetoes_total{rule="direction"} 1.0' in metrics
+    assert 'llmcache_semantic_vetoes_total{rule="number"} 2.0' in metrics  # both stored questions
+    assert 'llmcache_semantic_vetoes_total{rule="substitution"} 0.0' in metrics  # every rule, from the start
+    assert 'llmcache_semantic_lookups_total{result="vetoed"} 2.0' in metrics
 
 
 def test_per_request_threshold(semantic_proxy, fake):
