@@ -139,6 +139,7 @@ _UNIT_SUFFIX_RE = re.compile(
     r"(\d)(km|kg|mg|g|ml|l|lbs?|oz|cm|mm|m|ft|mi|gb|mb|kb|tb|mbps|gbps|kwh|kw|h|hrs?|mins?|s|secs?|k|pm|am|st|nd|rd|th)\b",
     re.I,
 )
+_NAME_NUMBER_RE = re.compile(r"\b([A-Za-z]{3,})(\d+)\b")
 _QUOTED_RE = re.compile(r"\"([^\"]{1,80})\"|(?<!\w)'([^']{1,80})'(?!\w)|`([^`]{1,80})`")
 
 
@@ -258,6 +259,7 @@ def analyse(text: str) -> Analysis:
             t = alias.regex.sub(alias.replacement, t)
             low_t = t.lower()
     t = _UNIT_SUFFIX_RE.sub(r"\1 \2", t)  # "5km" -> "5 km", "3rd" -> "3 rd", "10k" -> "10 k"
+    t = _NAME_NUMBER_RE.sub(r"\1 \2", t)  # "HERO12" -> "HERO 12", "python3" -> "python 3"
 
     # ---- numbers written with digits
     numbers: set[str] = set()
@@ -406,7 +408,7 @@ def analyse(text: str) -> Analysis:
                     is_name = True  # capitalised mid-sentence: a proper noun
             elif trust_case and any(c.isupper() for c in tok[1:]):
                 is_name = True  # iPhone, eBay
-        if is_name and word not in L.not_names:
+        if is_name and word not in L.not_names and unit is None:  # "MB" is a unit, not a name
             names.add(word)
 
         # opposites
