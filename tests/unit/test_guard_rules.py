@@ -15,6 +15,7 @@ from app.semantic.guard import analyse
 from app.semantic.guard.analysis import WINDOW_CHARS
 from app.semantic.guard.language import language_of
 from app.semantic.guard.rules import (
+    Bound,
     Direction,
     Expression,
     Language,
@@ -100,8 +101,13 @@ CASES: list[tuple[Rule, list[tuple[str, str]], list[tuple[str, str]]]] = [
         [
             ("Who invented the telephone?", "When was the telephone invented?"),
             ("How old is the Eiffel Tower?", "How tall is the Eiffel Tower?"),
+            ("What is the Great Barrier Reef?", "Where is the Great Barrier Reef?"),
         ],
-        [("When did the Berlin Wall fall?", "In what year did the Berlin Wall fall?")],
+        [
+            ("When did the Berlin Wall fall?", "In what year did the Berlin Wall fall?"),
+            ("How do I find my IP address?", "Where can I see my IP address?"),
+            ("When baking bread, why does the dough rise?", "Why does bread dough rise when baking?"),
+        ],
     ),
     (
         Expression(),
@@ -113,6 +119,14 @@ CASES: list[tuple[Rule, list[tuple[str, str]], list[tuple[str, str]]]] = [
             ("What is 2^10?", "What is 2 to the power of 10?"),
             ("Is the carry-on allowed?", "Is carry-on luggage allowed?"),
         ],
+    ),
+    (
+        Bound(),
+        [
+            ("Probability of a sum of 7 with two dice?", "Probability of a sum of 7 or more with two dice?"),
+            ("Laptops under $500", "Laptops over $500"),
+        ],
+        [("A laptop under $500?", "A laptop for less than 500 dollars?"), ("at least 3 eggs", "3 or more eggs")],
     ),
 ]
 

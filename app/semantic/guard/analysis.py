@@ -70,6 +70,8 @@ class Analysis:
     opposites: frozenset[tuple[str, str]]
     # Ordered relations (class, left, right): "usd to eur" -> ("dir", "usd", "eur").
     relations: frozenset[tuple[str, str, str]]
+    # The question word the text opens with (what, where, how, ...), or "".
+    lead: str
     # Question kind: who/when/where/why, and "how old/tall/far/big/heavy/long".
     wh: frozenset[str]
     # The words in order, lower case: an acronym on the other side may be spelled out here.
@@ -139,6 +141,7 @@ _UNIT_SUFFIX_RE = re.compile(
     r"(\d)(km|kg|mg|g|ml|l|lbs?|oz|cm|mm|m|ft|mi|gb|mb|kb|tb|mbps|gbps|kwh|kw|h|hrs?|mins?|s|secs?|k|pm|am|st|nd|rd|th)\b",
     re.I,
 )
+_LEADS = frozenset("what what's whats which who whom whose where when why how".split())
 _NAME_NUMBER_RE = re.compile(r"\b([A-Za-z]{3,})(\d+)\b")
 _QUOTED_RE = re.compile(r"\"([^\"]{1,80})\"|(?<!\w)'([^']{1,80})'(?!\w)|`([^`]{1,80})`")
 
@@ -445,6 +448,7 @@ def analyse(text: str) -> Analysis:
         language=language,
         foreign_negations=_foreign_negations(text, language),
         wording=_wording(text),
+        lead=next((w for w in lowered[:3] if w in _LEADS), ""),
         bounds=frozenset(
             _BOUND_SIDES[" ".join((m.group(1) or m.group(2)).lower().split())]
             for m in _BOUND_RE.finditer(_window(text))

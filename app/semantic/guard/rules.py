@@ -219,8 +219,18 @@ class QuestionKind(Rule):
 
     name = RuleName.QUESTION
 
+    SPECIFIC = frozenset(("where", "when", "who", "whom", "whose", "why"))
+
     def vetoes(self, a: Analysis, b: Analysis, similarity: float) -> bool:
-        return bool(a.wh and b.wh and not (a.wh & b.wh))
+        if a.wh and b.wh and not (a.wh & b.wh):
+            return True
+        # "what is X" vs "where is X": the same words asked with another question word
+        # (how/what/which swap freely in paraphrases; where/when/who/why do not)
+        if a.lead == b.lead or not ({a.lead, b.lead} & self.SPECIFIC):
+            return False
+        if a.lead in b.words or b.lead in a.words:
+            return False  # "When baking, why does dough rise?" = "Why does dough rise when baking?"
+        return set(a.content) == set(b.content)
 
 
 class Bound(Rule):
