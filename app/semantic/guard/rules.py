@@ -82,8 +82,8 @@ class Unreadable(Rule):
 
     The embedding ranks near-misses in other languages above their paraphrases (one
     changed word or suffix is one subword among many), so no similarity threshold is
-    safe: the words must be the same, in the same order, up to case, accents and one
-    typo per word of five or more letters (scripts without spaces: exactly the same).
+    safe: the words must be the same, in the same order, up to case, accents and
+    punctuation.
     `threshold` None refuses every semantic match between such questions."""
 
     name = RuleName.UNREADABLE
@@ -101,12 +101,9 @@ class Unreadable(Rule):
 
 
 def same_wording(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        if x != y and not (min(len(x), len(y)) >= 5 and x.isascii() and y.isascii() and within_one_edit(x, y)):
-            return False
-    return True
+    # No typo tolerance: in a language the rules cannot read, one letter may be grammar
+    # (Turkish "gönderiyor" / "göndermiyor": sends / does not send).
+    return a == b
 
 
 class Number(Rule):
