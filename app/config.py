@@ -172,10 +172,14 @@ class EmbeddingSettings(Strict):
 
 
 class QdrantSettings(Strict):
-    url: str | None = None  # null: embedded (in-process) Qdrant
+    url: str | None = None  # null: embedded, in-process (app/semantic/matrix.py)
     api_key: str | None = None
     collection: str = "llmcache"
     path: str | None = None  # embedded mode: persist here (null: in memory)
+    # Embedded mode: beyond this many vectors the oldest is evicted. Each costs its
+    # dimensions × 4 bytes and ~1 kB more (100k × 384 dimensions: about 250 MB, up to
+    # 1.5 times that while a context's matrix is being grown).
+    max_entries: int = Field(200_000, ge=1)
 
 
 class RedisVectorSettings(Strict):

@@ -1,7 +1,7 @@
 """Semantic cache through the real proxy: paraphrases hit, near-misses and other contexts never do.
 
-Runs against embedded Qdrant (qdrant-client local mode) and real RediSearch, with the
-in-process all-MiniLM-L6-v2 embedder.
+Runs against the embedded index (`type: qdrant` without a url: app/semantic/matrix.py) and
+real RediSearch, with the in-process all-MiniLM-L6-v2 embedder.
 """
 
 from __future__ import annotations

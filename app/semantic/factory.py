@@ -15,6 +15,11 @@ from app.upstream import Upstream
 
 
 def build_index(settings: SemanticSettings) -> VectorIndex:
+    if settings.type == "qdrant" and settings.qdrant.url is None:
+        from app.semantic.matrix import MatrixIndex
+
+        qdrant = settings.qdrant
+        return MatrixIndex(qdrant.path, qdrant.collection, qdrant.max_entries)
     if settings.type == "qdrant":
         from app.semantic.qdrant import QdrantIndex
 

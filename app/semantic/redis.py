@@ -1,7 +1,15 @@
 """RediSearch vectors: an HNSW index over hashes, the context fingerprint as a TAG.
 
 The KNN query carries the fingerprint filter itself (`(@fp:{...})=>[KNN ...]`), so the
-nearest neighbours are taken among this context's entries only.
+nearest neighbours are taken among this context's entries only: RediSearch scores a
+small context's entries one by one (exact), and walks the graph for a large one.
+
+The graph walk keeps EF_RUNTIME candidates. Among 100k random vectors in one context
+(the hardest case for a graph), RediSearch's default, 10, found the stored vector first
+for only 51 % of near-duplicates at cosine 0.9 (35 % at 0.8), in 0.35 ms; 100 found
+98 % (96 %) in 1.0-1.2 ms; 200 found all, in 1.7-1.9 ms, which with the embedding
+leaves too little of a 10 ms lookup. Real questions are far easier for the graph than
+random vectors. Set in the query, it applies to indexes made by earlier versions too.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from app.semantic.index import Candidate, Vector, VectorIndex, similarity_of_cos
 from app.tiers.redis import delete_matching, ttl_ms
 
 NO_NAMESPACE = "none"
+EF_RUNTIME = 100
 
 
 class RedisIndex(VectorIndex):
@@ -63,7 +72,7 @@ class RedisIndex(VectorIndex):
         )
 
     async def search(self, embedding: np.ndarray, fingerprint: str, limit: int, threshold: float) -> list[Candidate]:
-        query = f"(@fp:{{{fingerprint}}})=>[KNN {limit} @vec $v AS dist]"
+        query = f"(@fp:{{{fingerprint}}})=>[KNN {limit} @vec $v EF_RUNTIME {EF_RUNTIME} AS dist]"
         reply = await self._command(
             "FT.SEARCH",
             self.index,
@@ -87,6 +96,8 @@ class RedisIndex(VectorIndex):
         )
         candidates = []
         for index in range(2, len(reply), 2):  # [total, id1, fields1, id2, fields2, ...]
+            if reply[index] is None:
+                continue  # the hash expired after the index found it
             fields = dict(zip(reply[index][::2], reply[index][1::2]))
             similarity = similarity_of_cosine(1.0 - float(fields[b"dist"]))
             if similarity >= threshold:
