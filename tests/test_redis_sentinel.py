@@ -4,6 +4,7 @@ the cache, the fleet's invalidations and its single flight work again on the new
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -13,12 +14,15 @@ import httpx
 import pytest
 import redis
 
+from app.config import RedisTierSettings, SentinelNode
+from app.tiers.redis import RedisTier
 from tests import servers
 from tests.conftest import API_KEY, metric_value, wait_for
 
 pytestmark = pytest.mark.redis
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
+NO_STORE = {"x-cache-no-store": "1"}
 CLIENTS = 10
 REPEATED = 20  # distinct repeated questions in the mix: hits once stored
 AFTER_FAILOVER = 1000  # requests answered after the promotion (a few seconds of traffic)
@@ -109,28 +113,29 @@ def test_a_sentinel_failover_fails_no_request(serve, fake):
 
             with httpx.Client(headers=AUTH, timeout=10) as http:
                 asked: list[str] = []
+                hits: list[httpx.Response] = []
 
-                def written_to_new_master() -> bool:
+                def served_from_new_master() -> bool:
+                    # A miss in a is written to the new master, and b, which never saw the
+                    # question, is served it from there (once its breaker lets it try again).
                     asked.append(f"after {uuid.uuid4().hex}")
                     key = http.post(a.base_url + "/chat/completions", json=body(asked[-1])).headers["x-cache-key"]
                     a.drain()
-                    return new_master.exists(prefix + key) == 1
+                    if new_master.exists(prefix + key) != 1:
+                        return False
+                    calls = fake.chat_calls()
+                    hits.append(http.post(b.base_url + "/chat/completions", json=body(asked[-1])))
+                    return hits[-1].headers["x-cache-status"] == "hit" and fake.chat_calls() == calls
 
-                # A miss in a is written to the new master, and b, which never saw the
-                # question, is served it from there.
-                assert wait_for(written_to_new_master, 5), "writes did not reach the new master within 5 s"
-                calls = fake.chat_calls()
-                hit = http.post(b.base_url + "/chat/completions", json=body(asked[-1]))
-                assert hit.headers["x-cache-status"] == "hit"
-                assert fake.chat_calls() == calls
+                assert wait_for(served_from_new_master, 5), "no hit from the new master within 5 s"
+                hit = hits[-1]
 
                 # A delete in a reaches b's local tier through the new master's channel.
                 with a.admin() as admin:
                     assert admin.delete(f"/cache/keys/{hit.headers['x-cache-key']}").json() == {"deleted": 1}
 
                 def b_misses() -> bool:
-                    no_store = {"x-cache-no-store": "1"}
-                    response = http.post(b.base_url + "/chat/completions", json=body(asked[-1]), headers=no_store)
+                    response = http.post(b.base_url + "/chat/completions", json=body(asked[-1]), headers=NO_STORE)
                     return response.headers["x-cache-status"] == "miss"
 
                 assert wait_for(b_misses, 1.0), "b still served the deleted entry after 1 s"
@@ -140,15 +145,34 @@ def test_a_sentinel_failover_fails_no_request(serve, fake):
             calls = fake.chat_calls()
             slow = {"x-fake-delay-ms": "400"}
 
-            def ask(proxy_root: str) -> httpx.Response:
-                return httpx.post(
-                    proxy_root + "/chat/completions", json=body("hot"), headers={**AUTH, **slow}, timeout=10
-                )
+            async def burst() -> list[httpx.Response]:
+                async with httpx.AsyncClient(headers={**AUTH, **slow}, timeout=10) as http:
+                    hot = body("hot")
+                    return await asyncio.gather(
+                        *(http.post((a, b)[i % 2].base_url + "/chat/completions", json=hot) for i in range(20))
+                    )
 
-            with ThreadPoolExecutor(20) as pool:
-                responses = list(pool.map(ask, [(a, b)[i % 2].base_url for i in range(20)]))
+            responses = asyncio.run(burst())
             assert [r.status_code for r in responses] == [200] * 20
             assert fake.chat_calls() - calls == 1
         finally:
             old_master.close()
             new_master.close()
+
+
+def clients_of(port: int) -> int:
+    """redis-py's connections open to a server."""
+    return str(servers._redis_cmd(port, "CLIENT", "LIST")).count("lib-name=redis-py ")
+
+
+async def test_new_connections_share_one_question_to_sentinel():
+    with servers.redis_sentinel() as group:  # its own: no other client's connections counted
+        (host, port), name = group.sentinels[0], group.service_name
+        settings = RedisTierSettings(type="redis", sentinels=(SentinelNode(host=host, port=port),), service_name=name)
+        tier = RedisTier("redis", settings)
+        try:
+            assert await asyncio.gather(*(tier.get(f"k{i}") for i in range(20))) == [None] * 20
+            # One connection to the Sentinel for twenty new connections to the master.
+            assert (clients_of(port), clients_of(group.master.port)) == (1, 20)
+        finally:
+            await tier.close()
