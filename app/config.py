@@ -95,6 +95,11 @@ class RedisNode(Strict):
     port: int = Field(6379, ge=1, le=65535)
 
 
+class SentinelNode(Strict):
+    host: str
+    port: int = Field(26379, ge=1, le=65535)
+
+
 class RedisTierSettings(TierBase):
     type: Literal["redis"]
     url: str | None = None
@@ -105,12 +110,27 @@ class RedisTierSettings(TierBase):
     db: int = Field(0, ge=0)
     ssl: bool = False
     startup_nodes: tuple[RedisNode, ...] = ()  # non-empty: Redis Cluster
+    # Non-empty: the master of `service_name`, as these Sentinels name it now (failovers followed).
+    sentinels: tuple[SentinelNode, ...] = ()
+    service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
     prefix: str = "llmcache:"
     max_connections: int = Field(64, ge=1)
     timeout_s: float | None = Field(0.1, gt=0)
     compress_min_bytes: int | None = Field(4096, ge=0)
     # Cross-process single flight: how long a lock for one upstream call may live.
     lock_ttl_s: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> RedisTierSettings:
+        if self.sentinels and self.startup_nodes:
+            raise ValueError("set sentinels (Sentinel) or startup_nodes (Redis Cluster), not both")
+        if self.sentinels and self.url:
+            raise ValueError("set sentinels or url, not both: Sentinel names the master's address")
+        if bool(self.sentinels) != bool(self.service_name):
+            raise ValueError("sentinels and service_name go together: the Sentinels and the master they name")
+        return self
 
 
 class ObjectTierBase(TierBase):
@@ -299,7 +319,7 @@ class Settings(BaseSettings):
 
 # Settings whose whole value is a secret; any other string is shown with the secret parts
 # of a URL (password, query string: SAS tokens, signatures) masked.
-SECRET_KEYS = frozenset(("password", "secret_access_key", "connection_string", "api_key", "token"))
+SECRET_KEYS = frozenset(("password", "sentinel_password", "secret_access_key", "connection_string", "api_key", "token"))
 MASK = "***"
 
 

@@ -54,6 +54,13 @@ def test_env_reference_expansion(tmp_path, monkeypatch):
         ("cache: {tiers: [{type: memcached}]}\n", "memcached"),
         ("cache: {tiers: [{type: s3}]}\n", "cache.tiers.0.bucket"),
         ("cache: {tiers: [{type: redis, prot: 1}]}\n", "cache.tiers.0.prot"),
+        ("cache: {tiers: [{type: redis, sentinels: [{host: s}]}]}\n", "service_name"),
+        ("cache: {tiers: [{type: redis, service_name: m}]}\n", "service_name"),
+        ("cache: {tiers: [{type: redis, service_name: m, sentinels: [{host: s}], url: 'redis://r'}]}\n", "url"),
+        (
+            "cache: {tiers: [{type: redis, service_name: m, sentinels: [{host: s}], startup_nodes: [{host: c}]}]}\n",
+            "startup_nodes",
+        ),
         ("cache: {mode: sometimes}\n", "cache.mode"),
         ("cache: {call_types: [pictures]}\n", "cache.call_types"),
         ("cache: {ttl_s: -1}\n", "cache.ttl_s"),
@@ -80,3 +87,10 @@ def test_unreadable_config_is_a_config_error(tmp_path):
         load_settings(binary)
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path)  # a directory
+
+
+def test_sentinel_tier(tmp_path):
+    text = "cache: {tiers: [{type: redis, service_name: mymaster, sentinels: [{host: s1}, {host: s2, port: 5000}]}]}\n"
+    tier = load_settings(write(tmp_path, text)).cache.tiers[0]
+    assert [(n.host, n.port) for n in tier.sentinels] == [("s1", 26379), ("s2", 5000)]
+    assert tier.service_name == "mymaster"
