@@ -121,3 +121,12 @@ def test_bad_encryption_key_names_the_key_never_its_value(tmp_path, encryption, 
     assert named in str(raised.value)
     for secret in ("c2VjcmV0LXZhbHVl", "short secret value!"):
         assert secret not in str(raised.value)
+
+
+def test_check_config_shows_encryption_without_keys(tmp_path, monkeypatch):
+    from app.cli import describe
+
+    text = f"cache:\n  encryption: {{keys: ['{GOOD_KEY}', '{OLD_KEY}']}}\n"
+    shown = describe(load_settings(write(tmp_path, text)))
+    assert "encryption: AES-256-GCM, 2 keys (the first for new writes)" in shown
+    assert GOOD_KEY not in shown and OLD_KEY not in shown
