@@ -14,13 +14,23 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from app.encryption import parse_key
 from app.types import MAX_TTL_S, CallType, valid_namespace
 
 
@@ -230,6 +240,32 @@ class SemanticSettings(Strict):
         return LOCAL_MODEL_THRESHOLDS.get(local, UPSTREAM_MODEL_THRESHOLD)
 
 
+def _valid_key(secret: SecretStr) -> SecretStr:
+    parse_key(secret.get_secret_value())  # the error names the key's place, never its value
+    return secret
+
+
+EncryptionKey = Annotated[SecretStr, AfterValidator(_valid_key)]
+
+
+class EncryptionSettings(Strict):
+    """AES-256-GCM at rest. `key`: one key; `keys`: a rotation, the first seals new
+    entries and every one opens. SecretStr: a key never appears in a repr or a log."""
+
+    key: EncryptionKey | None = None
+    keys: tuple[EncryptionKey, ...] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> EncryptionSettings:
+        if (self.key is None) == (not self.keys):
+            raise ValueError("set either key (one key) or keys (a list, the first used for new writes)")
+        return self
+
+    def secrets(self) -> list[bytes]:
+        chosen = [self.key] if self.key is not None else list(self.keys)
+        return [parse_key(k.get_secret_value()) for k in chosen]
+
+
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
@@ -244,6 +280,7 @@ class CacheSettings(Strict):
         DiskTierSettings(type="disk"),
     )
     semantic: SemanticSettings | None = None
+    encryption: EncryptionSettings | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -319,7 +356,9 @@ class Settings(BaseSettings):
 
 # Settings whose whole value is a secret; any other string is shown with the secret parts
 # of a URL (password, query string: SAS tokens, signatures) masked.
-SECRET_KEYS = frozenset(("password", "sentinel_password", "secret_access_key", "connection_string", "api_key", "token"))
+SECRET_KEYS = frozenset(
+    ("password", "sentinel_password", "secret_access_key", "connection_string", "api_key", "token", "key", "keys")
+)
 MASK = "***"
 
 
