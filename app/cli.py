@@ -76,6 +76,10 @@ def describe(settings: Settings) -> str:
         details = {k: v for k, v in tier.model_dump().items() if k not in ("type", "name") and v is not None}
         shown = ", ".join(f"{k}={redact(k, v)}" for k, v in details.items())
         lines.append(f"  {number}. {tier_name(tier)} ({tier.type}): {shown}")
+    encryption = settings.cache.encryption
+    if encryption is not None:
+        count = len(encryption.secrets())
+        lines.append(f"encryption: AES-256-GCM, {count} key{'s' if count > 1 else ''} (the first for new writes)")
     return "\n".join(lines)
 
 

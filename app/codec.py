@@ -2,6 +2,14 @@
 
 Layout: a fixed struct header, the content type, then the body (zlib-compressed when the
 flag says so). A fixed header keeps decoding on the hit path to one `unpack_from`.
+
+With a `Cipher` the body is sealed (compressed first: ciphertext does not compress). The
+header and content type stay readable — expiry, size and token count are what TTL and
+stats need, and they say nothing of the answer — but they are authenticated together
+with the cache key, so an edited expiry or a body copied under another key does not open.
+An entry is read with the same `cipher` it was written with: a plaintext entry where a
+cipher is given (or the reverse) is refused, so encryption cannot be bypassed by writing
+plaintext into a shared store.
 """
 
 from __future__ import annotations
@@ -12,9 +20,12 @@ import time
 import zlib
 from dataclasses import dataclass
 
+from app.encryption import Cipher, DecryptError
+
 _MAGIC = 0x4C43  # "LC"
 _VERSION = 1
 _FLAG_ZLIB = 1
+_FLAG_SEALED = 2
 # magic, version, flags, created_at, expires_at (NaN = never), tokens, content-type length
 _HEADER = struct.Struct("<HBBddIH")
 
@@ -46,20 +57,26 @@ class CodecError(ValueError):
     """Stored bytes are not an entry of this format (corrupt or foreign)."""
 
 
-def encode(entry: Entry, compress_min_bytes: int | None = None) -> bytes:
+def encode(entry: Entry, compress_min_bytes: int | None = None, cipher: Cipher | None = None, key: str = "") -> bytes:
+    """`key`: the cache key the entry is stored under (bound to it when sealed)."""
     body = entry.body
     flags = 0
     if compress_min_bytes is not None and len(body) >= compress_min_bytes:
         packed = zlib.compress(body, 6)
         if len(packed) < len(body):
             body, flags = packed, _FLAG_ZLIB
+    if cipher is not None:
+        flags |= _FLAG_SEALED
     ctype = entry.content_type.encode()
     expires = math.nan if entry.expires_at is None else entry.expires_at
     header = _HEADER.pack(_MAGIC, _VERSION, flags, entry.created_at, expires, min(entry.tokens, 0xFFFFFFFF), len(ctype))
+    if cipher is not None:
+        body = cipher.seal(body, b"".join((header, ctype, key.encode())))
     return b"".join((header, ctype, body))
 
 
-def decode(data: bytes) -> Entry:
+def decode(data: bytes, cipher: Cipher | None = None, key: str = "") -> Entry:
+    """Raises CodecError (not an entry) or DecryptError (does not open with `cipher`)."""
     try:
         magic, version, flags, created, expires, tokens, ctype_len = _HEADER.unpack_from(data)
     except struct.error as exc:
@@ -68,6 +85,12 @@ def decode(data: bytes) -> Entry:
         raise CodecError("not an llmcache entry")
     start = _HEADER.size + ctype_len
     body = data[start:]
+    if flags & _FLAG_SEALED:
+        if cipher is None:
+            raise DecryptError("unknown_key")  # encrypted, and encryption is off here
+        body = cipher.open(body, data[:start] + key.encode())
+    elif cipher is not None:
+        raise DecryptError("unencrypted")
     if flags & _FLAG_ZLIB:
         try:
             body = zlib.decompress(body)

@@ -14,13 +14,23 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from app.encryption import parse_key
 from app.types import MAX_TTL_S, CallType, valid_namespace
 
 
@@ -95,6 +105,11 @@ class RedisNode(Strict):
     port: int = Field(6379, ge=1, le=65535)
 
 
+class SentinelNode(Strict):
+    host: str
+    port: int = Field(26379, ge=1, le=65535)
+
+
 class RedisTierSettings(TierBase):
     type: Literal["redis"]
     url: str | None = None
@@ -105,12 +120,27 @@ class RedisTierSettings(TierBase):
     db: int = Field(0, ge=0)
     ssl: bool = False
     startup_nodes: tuple[RedisNode, ...] = ()  # non-empty: Redis Cluster
+    # Non-empty: the master of `service_name`, as these Sentinels name it now (failovers followed).
+    sentinels: tuple[SentinelNode, ...] = ()
+    service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
     prefix: str = "llmcache:"
     max_connections: int = Field(64, ge=1)
     timeout_s: float | None = Field(0.1, gt=0)
     compress_min_bytes: int | None = Field(4096, ge=0)
     # Cross-process single flight: how long a lock for one upstream call may live.
     lock_ttl_s: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> RedisTierSettings:
+        if self.sentinels and self.startup_nodes:
+            raise ValueError("set sentinels (Sentinel) or startup_nodes (Redis Cluster), not both")
+        if self.sentinels and self.url:
+            raise ValueError("set sentinels or url, not both: Sentinel names the master's address")
+        if bool(self.sentinels) != bool(self.service_name):
+            raise ValueError("sentinels and service_name go together: the Sentinels and the master they name")
+        return self
 
 
 class ObjectTierBase(TierBase):
@@ -214,6 +244,32 @@ class SemanticSettings(Strict):
         return LOCAL_MODEL_THRESHOLDS.get(local, UPSTREAM_MODEL_THRESHOLD)
 
 
+def _valid_key(secret: SecretStr) -> SecretStr:
+    parse_key(secret.get_secret_value())  # the error names the key's place, never its value
+    return secret
+
+
+EncryptionKey = Annotated[SecretStr, AfterValidator(_valid_key)]
+
+
+class EncryptionSettings(Strict):
+    """AES-256-GCM at rest. `key`: one key; `keys`: a rotation, the first seals new
+    entries and every one opens. SecretStr: a key never appears in a repr or a log."""
+
+    key: EncryptionKey | None = None
+    keys: tuple[EncryptionKey, ...] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> EncryptionSettings:
+        if (self.key is None) == (not self.keys):
+            raise ValueError("set either key (one key) or keys (a list, the first used for new writes)")
+        return self
+
+    def secrets(self) -> list[bytes]:
+        chosen = [self.key] if self.key is not None else list(self.keys)
+        return [parse_key(k.get_secret_value()) for k in chosen]
+
+
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
@@ -228,6 +284,7 @@ class CacheSettings(Strict):
         DiskTierSettings(type="disk"),
     )
     semantic: SemanticSettings | None = None
+    encryption: EncryptionSettings | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -303,7 +360,9 @@ class Settings(BaseSettings):
 
 # Settings whose whole value is a secret; any other string is shown with the secret parts
 # of a URL (password, query string: SAS tokens, signatures) masked.
-SECRET_KEYS = frozenset(("password", "secret_access_key", "connection_string", "api_key", "token"))
+SECRET_KEYS = frozenset(
+    ("password", "sentinel_password", "secret_access_key", "connection_string", "api_key", "token", "key", "keys")
+)
 MASK = "***"
 
 

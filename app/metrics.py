@@ -151,6 +151,13 @@ class Metrics:
             ("rule",),
             registry=r,
         )
+        self.decrypt_failures = Counter(
+            "llmcache_decrypt_failures",
+            "Stored values that did not decrypt (served as misses), by tier and reason: "
+            "unknown_key, invalid (tampered or bound to another key), unencrypted.",
+            ("tier", "reason"),
+            registry=r,
+        )
         # labels() takes a lock and builds a tuple; children are memoized per label set,
         # and the two a request or a tier operation records, per kind of either.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -293,6 +300,9 @@ class Metrics:
 
     def write_dropped(self, tier: str, entries: int) -> None:
         self._child(self.writes_dropped, tier).inc(entries)
+
+    def decrypt_failed(self, tier: str, reason: str) -> None:
+        self._count(self._child(self.decrypt_failures, tier, reason))
 
     def breaker(self, tier: str, opened: bool) -> None:
         self._child(self.breaker_open, tier).set(1 if opened else 0)

@@ -10,6 +10,7 @@ import httpx
 
 from app.background import Background
 from app.config import Settings, redact_url, tier_name
+from app.encryption import Cipher
 from app.metrics import Metrics
 from app.passthrough import Passthrough
 from app.pipeline import Pipeline
@@ -24,7 +25,9 @@ log = logging.getLogger("llmcache")
 
 def build_chain(settings: Settings, metrics: Metrics, background: Background) -> Chain:
     tiers: list[GuardedTier[Any]] = [GuardedTier(build_tier(t), t, metrics) for t in settings.cache.tiers]
-    return Chain(tiers, background)
+    encryption = settings.cache.encryption
+    cipher = None if encryption is None else Cipher(encryption.secrets())
+    return Chain(tiers, background, cipher)
 
 
 class Runtime:
@@ -50,6 +53,10 @@ class Runtime:
         self.metrics.start()
         names = ", ".join(tier_name(t) for t in self.settings.cache.tiers)
         log.info("llmcache ready: tiers [%s], upstream %s", names, redact_url(self.settings.upstream.base_url))
+        if self.chain.cipher is not None:
+            log.info(
+                "encryption at rest: AES-256-GCM, %d key(s), the first for new writes", self.chain.cipher.key_count
+            )
 
     async def close(self) -> None:
         await self.chain.close()

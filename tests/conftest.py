@@ -265,6 +265,13 @@ def redis_cluster() -> Iterator[servers.ClusterInfo]:
         yield info
 
 
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[servers.SentinelInfo]:
+    """A real master, its replica and a Sentinel watching them (failover tests start their own)."""
+    with servers.redis_sentinel() as info:
+        yield info
+
+
 # One emulator per object store for the whole run, shared by the contract suite and the
 # object-tier tests.
 @pytest.fixture(scope="session")

@@ -62,6 +62,7 @@ __all__ = [
     "GCSInfo",
     "RedisInfo",
     "S3Info",
+    "SentinelInfo",
     "ServerStartError",
     "ServerUnavailable",
     "UnmarkedServerUse",
@@ -70,6 +71,7 @@ __all__ = [
     "free_port",
     "moto_s3",
     "redis_cluster",
+    "redis_sentinel",
     "redis_server",
     "require_marker",
 ]
@@ -666,6 +668,94 @@ def redis_cluster(nodes: int = 3, *, workdir: Path | None = None) -> Iterator[Cl
         finally:
             for p in procs:
                 p.stop()
+
+
+@dataclass
+class SentinelInfo:
+    """A master, its replicas and one Sentinel watching them as ``service_name``."""
+
+    service_name: str
+    sentinels: list[tuple[str, int]]
+    master: RedisInfo
+    replicas: list[RedisInfo]
+
+    def master_port(self) -> int | None:
+        """The master's port as the first Sentinel names it to clients now.
+
+        SENTINEL MASTER, which clients read, turns to the promoted replica only once the
+        failover has ended (+switch-master); GET-MASTER-ADDR-BY-NAME turns earlier."""
+        reply = _redis_cmd(self.sentinels[0][1], "SENTINEL", "MASTER", self.service_name)
+        fields = dict(zip(reply[::2], reply[1::2])) if isinstance(reply, list) else {}
+        return int(fields["port"]) if "port" in fields else None
+
+
+def _sentinel_conf(port: int, workdir: Path, service_name: str, master_port: int) -> str:
+    # Fast failover for tests: down after 0.5 s of silence, a quorum of one Sentinel.
+    return "\n".join(
+        [
+            f"port {port}",
+            f"bind {HOST}",
+            "protected-mode no",
+            "daemonize no",
+            f"dir {workdir}",
+            'logfile ""',
+            f"sentinel monitor {service_name} {HOST} {master_port} 1",
+            f"sentinel down-after-milliseconds {service_name} 500",
+            f"sentinel failover-timeout {service_name} 2000",
+            f"sentinel parallel-syncs {service_name} 1",
+            "",
+        ]
+    )
+
+
+def _replica_synced(port: int) -> bool:
+    return "master_link_status:up" in str(_redis_cmd(port, "INFO", "replication"))
+
+
+def _sentinel_sees(port: int, service_name: str, replicas: list[int]) -> bool:
+    reply = _redis_cmd(port, "SENTINEL", "REPLICAS", service_name)
+    seen = set()
+    for fields in reply if isinstance(reply, list) else []:
+        info = dict(zip(fields[::2], fields[1::2]))
+        if info.get("flags") == "slave" and info.get("master-link-status") == "ok":
+            seen.add(int(info["port"]))
+    return seen >= set(replicas)
+
+
+@contextlib.contextmanager
+def redis_sentinel(replicas: int = 1, *, service_name: str = "mymaster") -> Iterator[SentinelInfo]:
+    """Run a master, ``replicas`` replicas of it and one Sentinel (quorum 1, master down
+    after 0.5 s), returning once the replicas are in sync and the Sentinel knows them."""
+    require_marker("redis", "Redis Sentinel")
+    server, _cli, _lib = _redis_stack_paths()
+    env = _redis_env()
+    with contextlib.ExitStack() as stack:
+        # The master sends its first full sync at once rather than waiting 5 s for more replicas.
+        master = stack.enter_context(redis_server(extra_args=["--repl-diskless-sync-delay", "0"]))
+        copies = [
+            stack.enter_context(redis_server(extra_args=["--replicaof", HOST, str(master.port)]))
+            for _ in range(replicas)
+        ]
+        for replica in copies:
+            replica._proc.wait_ready(
+                functools.partial(_replica_synced, replica.port), hint=" The replica never synced."
+            )
+        wd = stack.enter_context(_workdir("redis-sentinel", None))
+
+        def make(port: int) -> _Process:
+            conf = wd / f"sentinel-{port}.conf"  # Sentinel rewrites its own file
+            conf.write_text(_sentinel_conf(port, wd, service_name, master.port))
+            return _Process(
+                f"redis-sentinel:{port}", [str(server), str(conf), "--sentinel"], wd / "sentinel.log", env=env, cwd=wd
+            )
+
+        proc, port = _start_on_free_port(make, _redis_pong, hint=_LIBSSL_HINT)
+        stack.callback(proc.stop)
+        proc.wait_ready(
+            functools.partial(_sentinel_sees, port, service_name, [r.port for r in copies]),
+            hint=" The Sentinel never saw every replica in sync.",
+        )
+        yield SentinelInfo(service_name, [(HOST, port)], master, copies)
 
 
 # ---------------------------------------------------------------------------

@@ -1143,6 +1143,8 @@ SECRETS = {
     "azure": "azure-account-key-secret-7",
     "qdrant": "qdrant-api-key-secret-8",
     "redis user url": "redis-user-url-secret-9",
+    "sentinel password": "sentinel-password-secret-10",
+    "sentinel master password": "sentinel-master-password-secret-11",
 }
 
 
@@ -1168,6 +1170,14 @@ def test_check_config_never_prints_a_secret(tmp_path: Path) -> None:
                             "name": "redis-password",
                             "host": "host",
                             "password": SECRETS["redis password"],
+                        },
+                        {
+                            "type": "redis",
+                            "name": "redis-sentinel",
+                            "sentinels": [{"host": "sentinel-0"}],
+                            "service_name": "mymaster",
+                            "password": SECRETS["sentinel master password"],
+                            "sentinel_password": SECRETS["sentinel password"],
                         },
                         {
                             "type": "s3",

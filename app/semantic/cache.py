@@ -6,6 +6,10 @@ negation, entities, direction) → the first candidate whose exact entry still e
 remember: after the upstream answered and the exact entry is stored, its vector.
 
 Every failure on this path (embedding, vector store) is a plain miss.
+
+With encryption at rest the question text the guard reads is stored sealed (bound to its
+entry's key) and opened per candidate; the vector itself cannot be encrypted and still
+searched, and stays as it is.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from app.codec import Entry
 from app.config import SemanticSettings
+from app.encryption import DecryptError
 from app.keys import cache_key
 from app.metrics import Metrics
 from app.semantic.context import Question, question_of
@@ -38,6 +43,9 @@ OTHER_LANGUAGE_FLOOR = 0.9
 # dev split: docs/benchmarks.md, "Semantic accuracy").
 SUBSTITUTION_THRESHOLD = 0.93
 LOOKUP_RESULTS = ("hit", "vetoed", "miss", "error")
+# Associated data of a sealed question: binds it to its entry's key, and keeps it apart
+# from any entry body sealed under the same key.
+QUESTION_CONTEXT = b"llmcache semantic question\0"
 # embed(text, caller's Authorization header) → one L2-normalised vector
 Embed = Callable[[str, str | None], Awaitable[np.ndarray]]
 
@@ -134,7 +142,10 @@ class SemanticCache:
             await self._open(len(asked.embedding))
         floor = self.settings.threshold if threshold is None else threshold
         candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
-        for candidate in candidates:
+        for sealed in candidates:
+            candidate = self._unsealed(sealed)
+            if candidate is None:
+                continue
             rule = await self._veto(asked.question.text, candidate)
             if rule is not None:
                 vetoes.append(rule)
@@ -147,6 +158,19 @@ class SemanticCache:
                 return Match(entry, candidate)
         return None
 
+    def _unsealed(self, candidate: Candidate) -> Candidate | None:
+        cipher = self.chain.cipher
+        if cipher is None:
+            return candidate
+        try:
+            text = cipher.open_text(candidate.text, QUESTION_CONTEXT + candidate.key.encode())
+        except DecryptError as exc:
+            log.debug("semantic candidate %s does not decrypt (%s)", candidate.key, exc.reason)
+            if self.metrics is not None:
+                self.metrics.decrypt_failed("semantic", exc.reason)
+            return None
+        return replace(candidate, text=text)
+
     async def _veto(self, text: str, candidate: Candidate) -> RuleName | None:
         if self.guard is None:
             return None
@@ -157,7 +181,10 @@ class SemanticCache:
     async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:
         if asked.embedding is None:
             return  # the embedding failed at lookup; nothing to index
-        vector = Vector(key, asked.question.text, asked.fingerprint, asked.namespace, asked.embedding, ttl_s)
+        text = asked.question.text
+        if self.chain.cipher is not None:
+            text = self.chain.cipher.seal_text(text, QUESTION_CONTEXT + key.encode())
+        vector = Vector(key, text, asked.fingerprint, asked.namespace, asked.embedding, ttl_s)
         try:
             await self.index.add(vector)
         except Exception as exc:

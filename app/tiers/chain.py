@@ -1,6 +1,7 @@
 """Tiers in order: read until the first hit, promote hits forward, write through.
 
-The codec and expiry apply here, once for every tier; each tier call goes through its
+The codec, encryption and expiry apply here, once for every tier (in-process tiers hold
+plaintext: memory is not at rest, and a local hit then costs no decryption); each tier call goes through its
 `GuardedTier` (timeout, breaker, metrics: a failing tier is a counted miss, never a failed
 request). Writes to remote tiers wait in their write buffers (`writes.py`), which reads
 consult first; invalidations reach every process through the `Fleet`.
@@ -16,6 +17,7 @@ from typing import Any
 from app import codec
 from app.background import Background
 from app.codec import Entry
+from app.encryption import Cipher, DecryptError
 from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
 from app.tiers.guarded import Failed, GuardedTier, TierHealth
@@ -23,25 +25,45 @@ from app.tiers.writes import Held, WriteBuffer
 from app.types import CacheKey
 
 log = logging.getLogger("llmcache.tiers")
+# A wrong key turns every read into a failure: one warning per tier and reason this
+# often, the metric counts them all.
+DECRYPT_WARNING_INTERVAL_S = 60.0
 
 
 class Chain:
-    def __init__(self, tiers: list[GuardedTier[Any]], background: Background) -> None:
+    def __init__(self, tiers: list[GuardedTier[Any]], background: Background, cipher: Cipher | None = None) -> None:
         self.tiers = tiers
         self.background = background
+        self.cipher = cipher
+        self._warned: dict[tuple[str, str], float] = {}
         shared = next((t for t in tiers if isinstance(t.tier, SharedTier)), None)
         self.fleet = Fleet(shared, [t.tier for t in tiers if t.tier.in_process])
         self._writers: list[asyncio.Task[None]] = []
 
     # --- reads ------------------------------------------------------------------------
 
+    def _cipher(self, guarded: GuardedTier[Any]) -> Cipher | None:
+        return None if guarded.tier.in_process else self.cipher
+
     def _decode(self, guarded: GuardedTier[Any], key: CacheKey, raw: bytes) -> Entry | None:
         try:
-            return codec.decode(raw)
+            return codec.decode(raw, self._cipher(guarded), key)
+        except DecryptError as exc:
+            # Not deleted: during a rollout another process may hold the key that opens it,
+            # and the next miss overwrites it anyway.
+            self._decrypt_failed(guarded, key, exc.reason)
+            return None
         except codec.CodecError as exc:
             log.warning("tier %s holds an unreadable entry for %s: %s", guarded.name, key, exc)
             self.background.spawn(guarded.call("delete", guarded.tier.delete, key))
             return None
+
+    def _decrypt_failed(self, guarded: GuardedTier[Any], key: CacheKey, reason: str) -> None:
+        guarded.metrics.decrypt_failed(guarded.name, reason)
+        now = time.monotonic()
+        if now - self._warned.get((guarded.name, reason), -DECRYPT_WARNING_INTERVAL_S) >= DECRYPT_WARNING_INTERVAL_S:
+            self._warned[(guarded.name, reason)] = now
+            log.warning("tier %s: entry %s does not decrypt (%s), served as a miss", guarded.name, key, reason)
 
     def _held(self, guarded: GuardedTier[Any], key: CacheKey) -> bytes | None:
         """A write of `key` still waiting for the tier: what the tier is about to hold."""
@@ -128,8 +150,9 @@ class Chain:
         pending = []
         for guarded in tiers:
             compress = guarded.settings.compress_min_bytes
+            cipher = self._cipher(guarded)
             for ttl, group in by_ttl.items():
-                items = [(key, codec.encode(entry, compress)) for key, entry in group]
+                items = [(key, codec.encode(entry, compress, cipher, key)) for key, entry in group]
                 if guarded.tier.in_process:
                     await self._write_one(guarded, items, ttl)
                 elif durable or guarded.buffer is None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from app.config import RedisTierSettings
 from app.tiers.base import CacheKey, SharedTier, TierStats
+from app.tiers.redis_connection import RedisConnector
 
 log = logging.getLogger("llmcache.tiers.redis")
 
@@ -44,45 +42,9 @@ class RedisTier(SharedTier):
         self.prefix = settings.prefix
         self.channel = f"{settings.prefix}{CHANNEL_SUFFIX}"
         self._lock_prefix = f"{settings.prefix}lock:"
-        self.cluster = bool(settings.startup_nodes)
         self.lock_ttl_s = settings.lock_ttl_s
-        self.client: Redis | RedisCluster = self._connect()
-
-    def _common(self, socket_timeout: float | None = None) -> dict[str, Any]:
-        s = self.settings
-        # Failures surface at once; the chain's timeout and circuit breaker decide what
-        # a failure means, so the client's own retries would only add latency. For the
-        # same reason the command client has no socket timeout of its own: redis-py
-        # wraps every command in another timer task for it, while the chain's timeout
-        # already bounds each call.
-        return {
-            "username": s.username,
-            "password": s.password,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": 1.0,
-            "retry": Retry(NoBackoff(), 0),
-        }
-
-    def _connect(self) -> Redis | RedisCluster:
-        s = self.settings
-        if self.cluster:
-            nodes = [ClusterNode(n.host, n.port) for n in s.startup_nodes]
-            return RedisCluster(startup_nodes=nodes, ssl=s.ssl, max_connections=s.max_connections, **self._common())
-        if s.url:
-            pool = BlockingConnectionPool.from_url(
-                s.url, max_connections=s.max_connections, timeout=1.0, **self._common()
-            )
-        else:
-            pool = BlockingConnectionPool(
-                host=s.host,
-                port=s.port,
-                db=s.db,
-                max_connections=s.max_connections,
-                timeout=1.0,
-                **({"connection_class": _ssl_connection()} if s.ssl else {}),
-                **self._common(),
-            )
-        return Redis.from_pool(pool)  # the client owns the pool and closes it
+        self.connector = RedisConnector(settings)
+        self.client: Redis | RedisCluster = self.connector.client()
 
     def _name(self, key: CacheKey) -> str:
         return self.prefix + key
@@ -131,6 +93,7 @@ class RedisTier(SharedTier):
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.connector.close()
 
     # --- fleet coordination ---------------------------------------------------------------
 
@@ -149,18 +112,8 @@ class RedisTier(SharedTier):
         await self.client.publish(self.channel, message)
 
     async def listen(self) -> AsyncIterator[bytes]:
-        """Messages of the channel, until the connection fails (the caller reconnects).
-
-        Cluster PUBLISH reaches every node, so one node's subscription hears all.
-        """
-        s = self.settings
-        if self.cluster:
-            node = s.startup_nodes[secrets.randbelow(len(s.startup_nodes))]
-            conn = Redis(host=node.host, port=node.port, ssl=s.ssl, **self._common(LISTEN_TIMEOUT_S))
-        elif s.url:
-            conn = Redis.from_url(s.url, **self._common(LISTEN_TIMEOUT_S))
-        else:
-            conn = Redis(host=s.host, port=s.port, db=s.db, ssl=s.ssl, **self._common(LISTEN_TIMEOUT_S))
+        """Messages of the channel, until the connection fails (the caller reconnects)."""
+        conn = self.connector.subscriber(LISTEN_TIMEOUT_S)
         pubsub = conn.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)
@@ -193,9 +146,3 @@ async def delete_matching(client: Redis | RedisCluster, pattern: str, keep: byte
 def ttl_ms(ttl_s: float | None) -> int | None:
     """A TTL in Redis milliseconds, at least 1 (Redis refuses an expiry of 0)."""
     return None if ttl_s is None else max(1, int(ttl_s * 1000))
-
-
-def _ssl_connection() -> type:
-    from redis.asyncio.connection import SSLConnection
-
-    return SSLConnection

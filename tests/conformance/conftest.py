@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from app.config import AzureBlobTierSettings, GCSTierSettings, RedisNode, RedisTierSettings, S3TierSettings
+from app.config import (
+    AzureBlobTierSettings,
+    GCSTierSettings,
+    RedisNode,
+    RedisTierSettings,
+    S3TierSettings,
+    SentinelNode,
+)
 from app.tiers.azure_blob import AzureBlobTier
 from app.tiers.base import SharedTier, Tier
 from app.tiers.disk import DiskTier
@@ -54,6 +61,15 @@ async def redis_cluster_tier(request: pytest.FixtureRequest) -> Tier:
     return RedisTier("redis-cluster", settings)
 
 
+async def redis_sentinel_tier(request: pytest.FixtureRequest) -> Tier:
+    group = request.getfixturevalue("redis_sentinel")
+    sentinels = tuple(SentinelNode(host=h, port=p) for h, p in group.sentinels)
+    settings = RedisTierSettings(
+        type="redis", sentinels=sentinels, service_name=group.service_name, prefix=_prefix(request)
+    )
+    return RedisTier("redis-sentinel", settings)
+
+
 async def s3_tier(request: pytest.FixtureRequest) -> Tier:
     store: ObjectStore = request.getfixturevalue("s3_store")
     return S3Tier("s3", S3TierSettings.model_validate(store.tier_config(unique_path())))
@@ -85,6 +101,7 @@ TIER_KINDS: dict[str, TierKind] = {
     "disk": TierKind(disk_tier, DiskTier),
     "redis": TierKind(redis_tier, RedisTier, pytest.mark.redis),
     "redis-cluster": TierKind(redis_cluster_tier, RedisTier, pytest.mark.redis),
+    "redis-sentinel": TierKind(redis_sentinel_tier, RedisTier, pytest.mark.redis),
     "s3": TierKind(s3_tier, S3Tier, pytest.mark.object_store),
     "gcs": TierKind(gcs_tier, GCSTier, pytest.mark.object_store),
     "azure_blob": TierKind(azure_blob_tier, AzureBlobTier, pytest.mark.object_store),

@@ -54,6 +54,13 @@ def test_env_reference_expansion(tmp_path, monkeypatch):
         ("cache: {tiers: [{type: memcached}]}\n", "memcached"),
         ("cache: {tiers: [{type: s3}]}\n", "cache.tiers.0.bucket"),
         ("cache: {tiers: [{type: redis, prot: 1}]}\n", "cache.tiers.0.prot"),
+        ("cache: {tiers: [{type: redis, sentinels: [{host: s}]}]}\n", "service_name"),
+        ("cache: {tiers: [{type: redis, service_name: m}]}\n", "service_name"),
+        ("cache: {tiers: [{type: redis, service_name: m, sentinels: [{host: s}], url: 'redis://r'}]}\n", "url"),
+        (
+            "cache: {tiers: [{type: redis, service_name: m, sentinels: [{host: s}], startup_nodes: [{host: c}]}]}\n",
+            "startup_nodes",
+        ),
         ("cache: {mode: sometimes}\n", "cache.mode"),
         ("cache: {call_types: [pictures]}\n", "cache.call_types"),
         ("cache: {ttl_s: -1}\n", "cache.ttl_s"),
@@ -80,3 +87,60 @@ def test_unreadable_config_is_a_config_error(tmp_path):
         load_settings(binary)
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path)  # a directory
+
+
+def test_sentinel_tier(tmp_path):
+    text = "cache: {tiers: [{type: redis, service_name: mymaster, sentinels: [{host: s1}, {host: s2, port: 5000}]}]}\n"
+    tier = load_settings(write(tmp_path, text)).cache.tiers[0]
+    assert [(n.host, n.port) for n in tier.sentinels] == [("s1", 26379), ("s2", 5000)]
+    assert tier.service_name == "mymaster"
+
+
+GOOD_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes 0..31 as base64
+OLD_KEY = "1f" * 32
+
+
+def test_encryption_key_and_rotation_forms(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCACHE_KEY", GOOD_KEY)
+    monkeypatch.setenv("LLMCACHE_OLD_KEY", OLD_KEY)
+    one = load_settings(write(tmp_path, "cache: {encryption: {key: '${LLMCACHE_KEY}'}}\n"))
+    assert one.cache.encryption is not None and one.cache.encryption.secrets() == [bytes(range(32))]
+    rotation = load_settings(
+        write(tmp_path, "cache:\n  encryption: {keys: ['${LLMCACHE_KEY}', '${LLMCACHE_OLD_KEY}']}\n")
+    )
+    assert rotation.cache.encryption is not None
+    assert rotation.cache.encryption.secrets() == [bytes(range(32)), b"\x1f" * 32]
+    assert GOOD_KEY not in repr(rotation) and OLD_KEY not in repr(rotation)
+
+
+def test_encryption_key_from_env_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCACHE_CACHE__ENCRYPTION__KEY", GOOD_KEY)
+    settings = load_settings(None)
+    assert settings.cache.encryption is not None and settings.cache.encryption.secrets() == [bytes(range(32))]
+
+
+@pytest.mark.parametrize(
+    ("encryption", "named"),
+    [
+        ("{key: c2VjcmV0LXZhbHVl}", "cache.encryption.key: Value error, the key decodes to 12 bytes"),
+        (f"{{keys: [{GOOD_KEY}, short secret value!]}}", "cache.encryption.keys.1: Value error, the key is neither"),
+        (f"{{key: {GOOD_KEY}, keys: [{GOOD_KEY}]}}", "cache.encryption: Value error, set either key"),
+        ("{keys: []}", "cache.encryption: Value error, set either key"),
+        ("{key: ''}", "cache.encryption.key: Value error, the key is empty"),
+    ],
+)
+def test_bad_encryption_key_names_the_key_never_its_value(tmp_path, encryption, named):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, f"cache: {{encryption: {encryption}}}\n"))
+    assert named in str(raised.value)
+    for secret in ("c2VjcmV0LXZhbHVl", "short secret value!"):
+        assert secret not in str(raised.value)
+
+
+def test_check_config_shows_encryption_without_keys(tmp_path, monkeypatch):
+    from app.cli import describe
+
+    text = f"cache:\n  encryption: {{keys: ['{GOOD_KEY}', '{OLD_KEY}']}}\n"
+    shown = describe(load_settings(write(tmp_path, text)))
+    assert "encryption: AES-256-GCM, 2 keys (the first for new writes)" in shown
+    assert GOOD_KEY not in shown and OLD_KEY not in shown
