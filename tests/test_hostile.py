@@ -528,11 +528,21 @@ def test_disk_burst_of_64_clients_drops_nothing(
     assert "llmcache_tier_writes_dropped_total" in text
     assert metric_value(text, "llmcache_tier_writes_dropped_total") == 0
     proxy.drain()
-    # Read back one at a time: what is checked is that every entry landed, not how the
-    # disk reads under 64 readers (a read past the tier's timeout is a miss).
+    # What is checked is that every entry landed: counted by the tier itself, then read
+    # back one at a time. A read past the tier's timeout on a loaded machine is a miss
+    # (and an upstream call) without any entry lost, so such reads are told apart.
+    with proxy.admin() as admin:
+        stats = admin.get("/cache/stats").json()
+    assert stats["tiers"][0]["entries"] == clients * each, stats
     again = [status for worker in range(clients) for status in run(worker)]
-    assert again.count("hit") == clients * each, f"{again.count('hit')} of {clients * each} entries landed"
-    assert fake.chat_calls() == clients * each
+    with http(proxy) as client:
+        text = client.get("/metrics").text
+    failed_reads = sum(
+        metric_value(text, "llmcache_tier_operations_total", op="get", result=result) for result in ("timeout", "error")
+    )
+    missed = clients * each - again.count("hit")
+    assert missed <= failed_reads, f"{again.count('hit')} of {clients * each} read back, {failed_reads} reads failed"
+    assert fake.chat_calls() == clients * each + missed
 
 
 @pytest.mark.parametrize("tier", ["disk", "s3"])

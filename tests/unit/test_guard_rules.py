@@ -213,13 +213,23 @@ def test_language_of(text: str, language: str) -> None:
 
 
 def test_analysis_cost_is_bounded_by_its_windows() -> None:
-    """63 kB used to take 145 ms on the event loop; now two windows are analysed."""
-    long_text = "Please review this paragraph about caching proxies and their failure modes. " * 850
-    assert len(long_text) > 60_000
-    start = time.perf_counter()
+    """63 kB used to take 145 ms on the event loop; now two windows are analysed, so the
+    cost hardly grows with the text's length (compared with a text of 4 kB, on the same
+    machine in the same moment: no absolute time that a loaded CI box could miss)."""
+    unit = "Please review this paragraph about caching proxies and their failure modes. "
+    short, long_text = unit * 55, unit * 850
+    assert len(short) > 2 * WINDOW_CHARS and len(long_text) > 60_000
+
+    def cost(text: str) -> float:
+        best = float("inf")
+        for _ in range(5):  # the best of five: the least disturbed by other load
+            start = time.perf_counter()
+            analyse.__wrapped__(text + " Is it 42?")
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    assert cost(long_text) < 3 * cost(short)  # 15x the text, not 15x the time
     analysis = analyse(long_text + " Is it 42?")
-    took = time.perf_counter() - start
-    assert took < 0.05, took
     assert "42" in analysis.numbers  # the tail window is read
     middle_number = long_text[:30_000] + " version 7 " + long_text[30_000:]
     assert "7" in analyse(middle_number).numbers  # numbers count from the whole text
