@@ -50,6 +50,7 @@ class Pair:
     b: str
     same: bool
     kind: str
+    lang: str = "en"
 
     @property
     def near_miss(self) -> bool:
@@ -66,7 +67,7 @@ class Score:
 
 def load(name: str) -> list[Pair]:
     rows = [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    return [Pair(r["a"], r["b"], bool(r["same"]), str(r["kind"])) for r in rows]
+    return [Pair(r["a"], r["b"], bool(r["same"]), str(r["kind"]), str(r.get("lang", "en"))) for r in rows]
 
 
 class Embeddings:

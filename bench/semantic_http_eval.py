@@ -38,6 +38,7 @@ import httpx
 import yaml
 
 from bench.procs import HOST, Processes, Server, free_port
+from bench.semantic_eval import Pair
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data" / "semantic"
@@ -59,15 +60,6 @@ FLOORS: dict[str, tuple[float, float | None, float | None]] = {
 SERVED = ("semantic-hit", "hit")
 INDEX_DEADLINE_S = 3.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Pair:
-    a: str
-    b: str
-    same: bool
-    kind: str
-    lang: str
 
 
 @dataclass(frozen=True)
