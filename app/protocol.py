@@ -134,6 +134,9 @@ class _HeadWithBody:
         return getattr(self._transport, name)
 
 
+_base_on_header = HttpToolsProtocol.on_header
+
+
 class HttpProtocol(HttpToolsProtocol):
     max_header_bytes = DEFAULTS.max_header_bytes
     max_headers = DEFAULTS.max_headers
@@ -179,16 +182,17 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The bytes counted in data_received catch a head still arriving; this catches
-        # one that arrived whole in a single read.
-        self._header_count += 1
-        self._head_size += len(name) + len(value) + 4
-        if self._header_count > self.max_headers:
+        # one that arrived whole in a single read. (Called per header: the base method is
+        # called directly, without building a super() object each time.)
+        count = self._header_count = self._header_count + 1
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if count > self.max_headers:
             self._refusal = self._refusal or f"more than {self.max_headers} header fields"
             return
-        if self._head_size > self.max_header_bytes:
+        if size > self.max_header_bytes:
             self._refusal = self._refusal or f"more than {self.max_header_bytes} bytes"
             return
-        super().on_header(name, value)
+        _base_on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False

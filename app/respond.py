@@ -39,9 +39,10 @@ _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 PREBUILT_OVERHEAD = 200
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Prebuilt:
-    """An entry's answer to a hit, but for `age` (and the server's date and name)."""
+    """An entry's answer to a hit, but for `age` (and the server's date and name). The
+    head of the last `age` sent is kept: it changes once a second."""
 
     key: bytes
     content_type: bytes
@@ -52,6 +53,14 @@ class Prebuilt:
     expires_at: float | None
     tokens: int
     cost: int
+    age: int = -1
+    head_at_age: bytes = b""
+
+    def head_for(self, age: int) -> bytes:
+        if age != self.age:
+            self.head_at_age = self.head + str(age).encode() + self.tail
+            self.age = age
+        return self.head_at_age
 
 
 def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt | None:
@@ -64,7 +73,8 @@ def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt 
     head = b"x-cache-status: " + HIT + b"\r\nx-cache-key: " + key_bytes + b"\r\nage: "
     tail = b"\r\ncontent-type: " + content_type + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
     copied = len(body) if isinstance(body, bytes) else 0
-    cost = len(head) + len(tail) + len(key_bytes) + len(content_type) + copied + PREBUILT_OVERHEAD
+    # head and tail, and the two joined around an age (head_for)
+    cost = 2 * (len(head) + len(tail)) + len(key_bytes) + len(content_type) + copied + PREBUILT_OVERHEAD
     return Prebuilt(key_bytes, content_type, head, tail, body, entry.created_at, entry.expires_at, entry.tokens, cost)
 
 
@@ -97,12 +107,12 @@ class Responder:
 
     async def prebuilt(self, plan: Plan, hit: Prebuilt, send: Send, started: float, now: float) -> None:
         """A hit, answered as `entry` answers it, from what was built for its entry."""
-        age = str(int(max(0.0, now - hit.created_at))).encode()
-        if not write_whole(send, hit.head + age + hit.tail, hit.body):
+        age = int(max(0.0, now - hit.created_at))
+        if not write_whole(send, hit.head_for(age), hit.body):
             headers = [
                 (b"x-cache-status", HIT),
                 (b"x-cache-key", hit.key),
-                (b"age", age),
+                (b"age", str(age).encode()),
                 (b"content-type", hit.content_type),
             ]
             await send_response(send, 200, headers, bytes(hit.body))
