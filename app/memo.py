@@ -22,7 +22,8 @@ loop, and heads whose read headers are unusually large, are not remembered at al
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections import OrderedDict
+from typing import NamedTuple
 
 from app.asgi import OFFLOAD_BYTES
 from app.types import CacheKey, CallType
@@ -36,9 +37,9 @@ MAX_HEAD_BYTES = 2048
 MemoKey = tuple[str, bytes, tuple[tuple[bytes, bytes], ...], bytes]
 
 
-@dataclass(slots=True, frozen=True)
-class Plan:
-    """What a cacheable call's hit needs, as the slow path decided it."""
+class Plan(NamedTuple):
+    """What a cacheable call's hit needs, as the slow path decided it. (A tuple: made on
+    every first sight of a request, a miss's path, where a frozen dataclass costs more.)"""
 
     call_type: CallType
     model: str  # the metric label's source ("" when the body's model is not a string)
@@ -53,13 +54,15 @@ def memo_key(path: str, query: bytes, read: list[tuple[bytes, bytes]], body: byt
 
 
 def _head_bytes(key: MemoKey) -> int:
-    return len(key[0]) + len(key[1]) + sum(len(name) + len(value) for name, value in key[2])
+    return len(key[0]) + len(key[1]) + sum([len(name) + len(value) for name, value in key[2]])
 
 
 class Memo:
     def __init__(self, limit: int = MAX_PLANS) -> None:
         self.limit = limit
-        self._plans: dict[MemoKey, Plan] = {}
+        # First in, first out; an OrderedDict pops its oldest in O(1) (a dict's first key
+        # is found by skipping the slots its deletions left).
+        self._plans: OrderedDict[MemoKey, Plan] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -72,5 +75,5 @@ class Memo:
         if key in plans or _head_bytes(key) > MAX_HEAD_BYTES:
             return
         if len(plans) >= self.limit:
-            del plans[next(iter(plans))]
+            plans.popitem(last=False)
         plans[key] = plan

@@ -56,7 +56,8 @@ def config(path: Path, upstream: Server) -> Path:
         "      api_key: sk-bench\n"
         "litellm_settings:\n"
         "  cache: true\n"
-        "  cache_params: {type: local}\n"
+        # LiteLLM's in-memory entries expire after 10 minutes by default; a run is longer.
+        "  cache_params: {type: local, ttl: 86400}\n"
         "  telemetry: false\n"
         # No key, like llmcache in the hit row: LiteLLM refuses to start keyless unless told.
         "general_settings:\n"

@@ -118,6 +118,7 @@ def peer(rig: Rig, measure: Callable[[Server], Figures]) -> Figures:
     """`measure` against LiteLLM's proxy, refusing the figures if it called the upstream
     (a request its cache did not answer)."""
     assert rig.litellm is not None
+    checks.expect(rig.litellm, rig.hit_file.read_bytes(), None)  # stored again, should it have gone
     calls = checks.upstream_calls(rig.fake)
     figures = measure(rig.litellm)
     called = checks.upstream_calls(rig.fake) - calls
