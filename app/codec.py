@@ -98,3 +98,12 @@ def decode(data: bytes, cipher: Cipher | None = None, key: str = "") -> Entry:
             raise CodecError("corrupt compressed body") from exc
     ctype = data[_HEADER.size : start].decode()
     return Entry(body, ctype, created, None if math.isnan(expires) else expires, tokens)
+
+
+def body_view(data: bytes) -> memoryview | None:
+    """The body inside encoded `data`, without a copy; None when it is stored compressed.
+    (Only for `data` that `decode` accepts.)"""
+    flags, ctype_len = _HEADER.unpack_from(data)[2::4]
+    if flags & _FLAG_ZLIB:
+        return None
+    return memoryview(data)[_HEADER.size + ctype_len :]

@@ -5,6 +5,12 @@
 A handler (`app/calls/`) turns a request into a `Call`; everything after that is here,
 once. Raw ASGI on purpose: this is the hot path, and a framework's request objects,
 routing and middleware cost more than the whole cache lookup.
+
+In front of it all, the fast path: a request identical to one whose call the pipeline
+has looked up before (`app/memo.py`) goes straight to the local tier with what was
+decided then, and a hit there is answered from bytes built once per entry
+(`respond.Prebuilt`). Anything else — no plan, no local tier, not found there — takes
+the whole path, which finds exactly what the fast path would have.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from app.config import Settings
 from app.control import parse_control
 from app.errors import ProxyError, internal_error
 from app.exact_json import dumps
+from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
 from app.request import Request, read_head
-from app.respond import Responder
+from app.respond import Responder, prebuild
 from app.routing import Routing
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
@@ -113,6 +120,8 @@ class Pipeline:
                 ", ".join(changing),
             )
         self.respond = Responder(metrics)
+        # Plans are only worth keeping where a hit can be answered without I/O.
+        self.memo = Memo() if chain.front is not None else None
 
     # --- entry --------------------------------------------------------------------------
 
@@ -120,6 +129,12 @@ class Pipeline:
         try:
             head = read_head(scope)
             body = await read_body(receive, self.max_body, head.content_length)
+            memo = self.memo
+            if memo is not None:
+                key = head.memo_key = memo_key(scope["path"], scope.get("query_string", b""), head.read, body)
+                plan = None if key is None else memo.get(key)
+                if plan is not None and await self.fast(plan, send):
+                    return
             await handler.handle(self, Request(scope, receive, head, body), send)
         except ProxyError as error:
             await send_error(send, error, body=handler.error_body(error))
@@ -134,6 +149,16 @@ class Pipeline:
                 await send_error(send, failure, body=handler.error_body(failure))
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
+
+    async def fast(self, plan: Plan, send: Send) -> bool:
+        """Answer a remembered request from the local tier, if it holds the entry."""
+        started = time.perf_counter()
+        now = time.time()
+        hit = self.chain.peek(plan.key, plan.max_age_s, now, prebuild)
+        if hit is None:
+            return False
+        await self.respond.prebuilt(plan, hit, send, started, now)
+        return True
 
     # --- what a call is keyed and stored by ---------------------------------------------
 
@@ -190,6 +215,22 @@ class Pipeline:
         headers = request_headers(call.head.raw, credential, drop_controls=True, content_type=call.body_type)
         return url, headers
 
+    def plan_of(self, call: Call) -> Plan | None:
+        """What the fast path may remember of a call about to be looked up: a keyed call
+        whose hit is its entry as stored (not a refresh, not a stream replayed from an answer)."""
+        if call.key is None or call.control.no_cache or (call.stream and call.handler.streams):
+            return None
+        model = call.model if isinstance(call.model, str) else ""
+        return Plan(call.call_type, model, call.key, call.control.max_age_s)
+
+    def remember(self, call: Call) -> None:
+        """Keep the plan of a call about to be looked up, for the identical requests to come."""
+        memo_key = call.head.memo_key
+        if memo_key is not None and self.memo is not None:
+            plan = self.plan_of(call)
+            if plan is not None:
+                self.memo.remember(memo_key, plan)
+
     # --- serving ------------------------------------------------------------------------
 
     async def lookup(self, call: Call) -> Entry | None:
@@ -208,6 +249,7 @@ class Pipeline:
     async def serve(self, call: Call, receive: Receive, send: Send) -> None:
         """A call without a key is forwarded (bypass); one with a key is looked up, then
         joins an identical call in flight, or leads a new one."""
+        self.remember(call)
         if call.key is None:
             await self.forward(call, receive, send, CacheStatus.BYPASS, flight=None)
             return

@@ -18,9 +18,16 @@ only armed for a body that did not come with its head, so the usual request, hea
 body in one read, costs nothing extra (an asyncio timeout around every body read would
 cost about a tenth of a cache hit).
 
-This relies on uvicorn internals (the protocol's callbacks and `transport` use), so
-`fence()` checks them when serving starts; `protocol_class` falls back to uvicorn's stock
-protocol, loudly, if they have changed.
+A response the app has whole, as bytes (a cache hit: `app/respond.py`), can skip the
+ASGI messages altogether: `write_whole` writes its head and body to the connection in one
+call and completes uvicorn's request cycle as its `send` would have, instead of uvicorn
+assembling and checking the same head again on every hit. The app builds the head once
+per entry; uvicorn's default headers (`date`, `server`) are rendered once per change.
+
+This relies on uvicorn internals (the protocol's callbacks and `transport` use, and the
+request cycle's state), so `fence()` checks them when serving starts; `protocol_class`
+falls back to uvicorn's stock protocol, loudly, if they have changed, and `write_whole`
+declines (the app then sends the ASGI way) when the cycle is not the one it knows.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
+from app.asgi import Send
 from app.config import ServerSettings
 from app.errors import ProxyError, bad_request, body_timeout, headers_too_large
 
@@ -48,6 +56,20 @@ _USED = (
     "on_body",
     "on_message_complete",
     "send_400_response",
+)
+# The request cycle's state `write_whole` reads and sets, as uvicorn's own `send` does.
+_CYCLE_USED = (
+    "transport",
+    "flow",
+    "access_log",
+    "default_headers",
+    "keep_alive",
+    "disconnected",
+    "response_started",
+    "response_complete",
+    "waiting_for_100_continue",
+    "message_event",
+    "on_response",
 )
 
 
@@ -91,6 +113,10 @@ class _HeadWithBody:
             if not self._transport.is_closing():
                 self._transport.write(head)
 
+    def write_whole(self, data: bytes) -> None:
+        """A whole response: written as it is (no head is held before one)."""
+        self._transport.write(data)
+
     def close(self) -> None:
         self._release()
         self._transport.close()
@@ -106,6 +132,9 @@ class _HeadWithBody:
 
     def __getattr__(self, name: str) -> Any:  # get_extra_info, set_protocol, abort, ...
         return getattr(self._transport, name)
+
+
+_base_on_header = HttpToolsProtocol.on_header
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -153,16 +182,17 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The bytes counted in data_received catch a head still arriving; this catches
-        # one that arrived whole in a single read.
-        self._header_count += 1
-        self._head_size += len(name) + len(value) + 4
-        if self._header_count > self.max_headers:
+        # one that arrived whole in a single read. (Called per header: the base method is
+        # called directly, without building a super() object each time.)
+        count = self._header_count = self._header_count + 1
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if count > self.max_headers:
             self._refusal = self._refusal or f"more than {self.max_headers} header fields"
             return
-        if self._head_size > self.max_header_bytes:
+        if size > self.max_header_bytes:
             self._refusal = self._refusal or f"more than {self.max_header_bytes} bytes"
             return
-        super().on_header(name, value)
+        _base_on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -216,6 +246,82 @@ def fence(base: type = HttpToolsProtocol) -> str | None:
     """What of uvicorn's protocol this module overrides and no longer finds (None: all there)."""
     missing = [name for name in _USED if not callable(getattr(base, name, None))]
     return ", ".join(missing) or None
+
+
+def cycle_fence(cycle_class: type = RequestResponseCycle) -> str | None:
+    """What of uvicorn's request cycle `write_whole` uses and no longer finds (None: all there)."""
+    try:
+        cycle = cycle_class(
+            scope={},
+            transport=None,
+            flow=None,
+            logger=log,
+            access_logger=log,
+            access_log=False,
+            default_headers=[],
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=True,
+            on_response=lambda: None,
+        )
+    except TypeError as exc:
+        return f"its constructor ({exc})"
+    return ", ".join(name for name in _CYCLE_USED if not hasattr(cycle, name)) or None
+
+
+class _Defaults:
+    """uvicorn's default response headers (the list changes each second), rendered."""
+
+    __slots__ = ("headers", "lines")
+
+    def __init__(self) -> None:
+        self.headers: object = None
+        self.lines = b""
+
+    def render(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if headers is not self.headers:
+            self.lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            self.headers = headers
+        return self.lines
+
+
+_DEFAULTS = _Defaults()
+_WHOLE = cycle_fence() is None
+_OK = STATUS_LINE[200]
+_CLOSE = b"connection: close\r\n"
+
+
+def write_whole(send: Send, head: bytes, body: bytes | memoryview) -> bool:
+    """Answer 200 with `head` (header lines, each ending in CRLF; no content-length check
+    is made: the caller's head carries the body's) and `body`, straight to the connection,
+    when `send` is a fresh request cycle of this protocol; False sends nothing (the caller
+    then sends the ASGI way: another server, a response already started, a client that is
+    gone, a connection paused for writing, an access log to write)."""
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or not _WHOLE:
+        return False
+    transport = cycle.transport
+    if (
+        not isinstance(transport, _HeadWithBody)
+        or cycle.response_started
+        or cycle.disconnected
+        or cycle.flow.write_paused
+        or cycle.access_log
+    ):
+        return False
+    cycle.response_started = cycle.response_complete = True
+    cycle.waiting_for_100_continue = False
+    keep_alive = cycle.keep_alive
+    transport.write_whole(
+        b"".join(
+            (_OK, _DEFAULTS.render(cycle.default_headers), head, b"\r\n" if keep_alive else _CLOSE + b"\r\n", body)
+        )
+    )
+    cycle.message_event.set()
+    if not keep_alive:
+        transport.close()
+    cycle.on_response()
+    return True
 
 
 def protocol_class(server: ServerSettings = DEFAULTS, base: type = HttpToolsProtocol) -> type[asyncio.Protocol]:

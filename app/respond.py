@@ -1,11 +1,18 @@
 """Answering a call: from an entry, from a finished flight, or live from a streaming one,
 in the caller's mode (a stream is replayed from a stored answer, an answer is sent for a
-stream), and counting each answer once."""
+stream), and counting each answer once.
+
+A hit that a remembered plan finds in the local tier (`app/memo.py`) is answered from a
+`Prebuilt`: the response made once per entry and kept with it, so that only `age` is
+rendered per hit. Its bytes are those `entry` sends for the same hit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.asgi import JSON, Receive, Send, end_unfinished, send_error, send_response
@@ -15,12 +22,60 @@ from app.codec import Entry
 from app.errors import not_cached, upstream_broken
 from app.exact_json import dumps
 from app.metrics import Metrics
-from app.types import CacheStatus, Headers
+from app.protocol import write_whole
+from app.types import CacheKey, CacheStatus, Headers
+
+if TYPE_CHECKING:
+    from app.memo import Plan
 
 if TYPE_CHECKING:
     from app.semantic.cache import Match
 
 SSE = b"text/event-stream; charset=utf-8"
+HIT = CacheStatus.HIT.encode()
+# What the server refuses in a header value (uvicorn's own check, made when it sends one).
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# Bytes charged for a Prebuilt beyond its parts: the object and its fields.
+PREBUILT_OVERHEAD = 200
+
+
+@dataclass(slots=True)
+class Prebuilt:
+    """An entry's answer to a hit, but for `age` (and the server's date and name). The
+    head of the last `age` sent is kept: it changes once a second."""
+
+    key: bytes
+    content_type: bytes
+    head: bytes  # the header lines up to the value of `age`
+    tail: bytes  # the header lines after it
+    body: bytes | memoryview
+    created_at: float
+    expires_at: float | None
+    tokens: int
+    cost: int
+    age: int = -1
+    head_at_age: bytes = b""
+
+    def head_for(self, age: int) -> bytes:
+        if age != self.age:
+            self.head_at_age = self.head + str(age).encode() + self.tail
+            self.age = age
+        return self.head_at_age
+
+
+def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt | None:
+    """`body`: the entry's body, perhaps a view into its stored bytes (then not charged).
+    None for an entry the server would refuse to send as is (a bad content type)."""
+    content_type = entry.content_type.encode()
+    if _BAD_VALUE.search(content_type):
+        return None
+    key_bytes = key.encode()
+    head = b"x-cache-status: " + HIT + b"\r\nx-cache-key: " + key_bytes + b"\r\nage: "
+    tail = b"\r\ncontent-type: " + content_type + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
+    copied = len(body) if isinstance(body, bytes) else 0
+    # head and tail, and the two joined around an age (head_for)
+    cost = 2 * (len(head) + len(tail)) + len(key_bytes) + len(content_type) + copied + PREBUILT_OVERHEAD
+    return Prebuilt(key_bytes, content_type, head, tail, body, entry.created_at, entry.expires_at, entry.tokens, cost)
 
 
 class Responder:
@@ -49,6 +104,19 @@ class Responder:
             headers.append((b"content-type", entry.content_type.encode()))
             await send_response(send, 200, headers, entry.body)
         self.done(call, status, entry.tokens)
+
+    async def prebuilt(self, plan: Plan, hit: Prebuilt, send: Send, started: float, now: float) -> None:
+        """A hit, answered as `entry` answers it, from what was built for its entry."""
+        age = int(max(0.0, now - hit.created_at))
+        if not write_whole(send, hit.head_for(age), hit.body):
+            headers = [
+                (b"x-cache-status", HIT),
+                (b"x-cache-key", hit.key),
+                (b"age", str(age).encode()),
+                (b"content-type", hit.content_type),
+            ]
+            await send_response(send, 200, headers, bytes(hit.body))
+        self.metrics.request(plan.call_type, plan.model, CacheStatus.HIT, time.perf_counter() - started, hit.tokens)
 
     async def not_cached(self, call: Call, send: Send, headers: Headers) -> None:
         # The OpenAI and Anthropic SDKs retry a 504 unless told not to.

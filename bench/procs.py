@@ -124,7 +124,13 @@ class Processes:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def start(
-        self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None = None,
+        deadline_s: float = STARTUP_DEADLINE_S,
     ) -> Server:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
@@ -139,7 +145,7 @@ class Processes:
             )
         server = Server(name, port, process, log_path)
         self.servers.append(server)
-        wait_ready(server, ready_path)
+        wait_ready(server, ready_path, deadline_s)
         return server
 
     def stop(self, server: Server) -> None:

@@ -1,6 +1,6 @@
 """The measurement steps of one round. Each returns plain figures; run.py repeats the round.
 
-Rows: a bare app, b llmcache hits, c fake upstream direct, d llmcache misses (local
+Rows: a bare app, b llmcache hits, l LiteLLM's proxy hits, c fake upstream direct, d llmcache misses (local
 tier), dd llmcache misses (local+disk), e streamed-miss TTFB, f coalescing burst, g hits
 from a Redis-only proxy, h hit throughput of 2 workers against 1. A row may take
 several steps (a and b: under load, then unloaded; e: long, then short streams; h:
@@ -54,6 +54,7 @@ class Rig:
     proxy_redis: Server | None = None  # row g: tiers [redis] only
     redis: redisbench.RedisServer | None = None
     workers: dict[int, Server] = field(default_factory=dict)  # row h: worker count -> server
+    litellm: Server | None = None  # row l: LiteLLM's proxy, its local cache warm
 
     @property
     def wrk_pin(self) -> list[str]:
@@ -111,6 +112,19 @@ def hits(rig: Rig, measure: Callable[[], Figures]) -> Figures:
 def only_hits(proxy: Server, delta: dict[str, int]) -> None:
     if delta["miss"] or delta["bypass"] or delta["refresh"]:
         raise BenchError(f"hit row on {proxy.name} served non-hits: {delta}")
+
+
+def peer(rig: Rig, measure: Callable[[Server], Figures]) -> Figures:
+    """`measure` against LiteLLM's proxy, refusing the figures if it called the upstream
+    (a request its cache did not answer)."""
+    assert rig.litellm is not None
+    checks.expect(rig.litellm, rig.hit_file.read_bytes(), None)  # stored again, should it have gone
+    calls = checks.upstream_calls(rig.fake)
+    figures = measure(rig.litellm)
+    called = checks.upstream_calls(rig.fake) - calls
+    if called:
+        raise BenchError(f"hit row on {rig.litellm.name} made {called} upstream calls")
+    return figures
 
 
 def direct(rig: Rig) -> Figures:
@@ -341,8 +355,10 @@ Step = tuple[str, Callable[[Rig], Figures]]
 STEPS: tuple[Step, ...] = (
     ("a", lambda rig: loaded(rig, bare(rig))),
     ("b", lambda rig: hits(rig, lambda: loaded(rig, rig.proxy))),
+    ("l", lambda rig: peer(rig, lambda server: loaded(rig, server))),
     ("a", lambda rig: single(rig, bare(rig), "fixed.lua")[0]),
     ("b", lambda rig: hits(rig, lambda: single(rig, rig.proxy, "fixed.lua")[0])),
+    ("l", lambda rig: peer(rig, lambda server: single(rig, server, "fixed.lua")[0])),
     ("g", redis_hits),
     ("c", direct),
     ("d", lambda rig: misses(rig, rig.proxy)),

@@ -22,14 +22,14 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench import checks, redisbench, report, rows, streaming
+from bench import checks, litellm, redisbench, report, rows, streaming
 from bench.bodies import MARKER, chat_body, fill
 from bench.procs import REPO, BenchError, OtherLoad, Placement, Processes, Server, free_port
 from bench.wrk import ensure_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_ROWS = ("a", "b", "c", "d", "dd", "e", "f", "g", "h")
-WRK_ROWS = ("a", "b", "c", "d", "dd", "g")
+ALL_ROWS = ("a", "b", "l", "c", "d", "dd", "e", "f", "g", "h")
+WRK_ROWS = ("a", "b", "l", "c", "d", "dd", "g")
 WORKER_COUNTS = (1, 2)  # row h
 WORKER_WARMUP_DEADLINE_S = 30.0
 QUIET_PROBE_S = 0.5
@@ -151,6 +151,14 @@ def start_rig(
             raise BenchError(f"{proxy_redis.name} has tiers {found}, expected only redis")
     for count, server in workers.items():
         warm_workers(server, count, hit_file.read_bytes())
+    peer = None
+    if "l" in options.rows:
+        peer = litellm.start(procs, placement, fake, work)
+        calls = checks.upstream_calls(fake)
+        for _ in range(3):  # the first stores, the rest must be served from its cache
+            checks.expect(peer, hit_file.read_bytes(), None)
+        if checks.upstream_calls(fake) - calls != 1:
+            raise BenchError("the LiteLLM proxy did not answer the repeated request from its cache")
     bare = None
     if "a" in options.rows:
         response_file = work / "hit-response.json"
@@ -178,6 +186,7 @@ def start_rig(
         proxy_redis=proxy_redis,
         redis=redis_server,
         workers=workers,
+        litellm=peer,
     )
 
 
@@ -232,6 +241,7 @@ def warm_up(rig: rows.Rig, options: Options) -> None:
     targets = {
         "a": (rig.bare, "fixed.lua"),
         "b": (rig.proxy, "fixed.lua"),
+        "l": (rig.litellm, "fixed.lua"),
         "c": (rig.fake, "unique.lua"),
         "d": (rig.proxy, "unique.lua"),
         "dd": (rig.proxy_disk, "unique.lua"),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
 
 from app import codec
 from app.background import Background
@@ -21,6 +22,7 @@ from app.encryption import Cipher, DecryptError
 from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
 from app.tiers.guarded import Failed, GuardedTier, TierHealth
+from app.tiers.local import LocalTier
 from app.tiers.writes import Held, WriteBuffer
 from app.types import CacheKey
 
@@ -28,6 +30,23 @@ log = logging.getLogger("llmcache.tiers")
 # A wrong key turns every read into a failure: one warning per tier and reason this
 # often, the metric counts them all.
 DECRYPT_WARNING_INTERVAL_S = 60.0
+
+
+class Ready(Protocol):
+    """An entry made ready for its use once, kept with it in the front tier (`Chain.peek`)."""
+
+    @property
+    def created_at(self) -> float: ...
+
+    @property
+    def expires_at(self) -> float | None: ...
+
+    @property
+    def cost(self) -> int:
+        """Bytes of memory it holds beyond the entry's own."""
+
+
+R = TypeVar("R", bound=Ready)
 
 
 class Chain:
@@ -39,6 +58,10 @@ class Chain:
         shared = next((t for t in tiers if isinstance(t.tier, SharedTier)), None)
         self.fleet = Fleet(shared, [t.tier for t in tiers if t.tier.in_process])
         self._writers: list[asyncio.Task[None]] = []
+        front = tiers[0] if tiers else None
+        self.front: GuardedTier[LocalTier] | None = (
+            cast(GuardedTier[LocalTier], front) if front is not None and isinstance(front.tier, LocalTier) else None
+        )
 
     # --- reads ------------------------------------------------------------------------
 
@@ -95,6 +118,44 @@ class Chain:
                 await self._write(self.tiers[:index], {key: entry})
             return entry
         return None
+
+    def peek(
+        self,
+        key: CacheKey,
+        max_age_s: float | None,
+        now: float,
+        prepare: Callable[[CacheKey, Entry, bytes | memoryview], R | None],
+    ) -> R | None:
+        """`get`'s answer when the front tier is in-process and holds a live entry for `key`,
+        as `prepare` made it ready (once per entry: it is kept with the entry); else None,
+        and the caller reads the chain with `get`. No I/O, no coroutine."""
+        front = self.front
+        if front is None:
+            return None
+        started = time.perf_counter()
+        found = front.tier.peek(key)
+        if found is None:
+            return None
+        raw, attached = found
+        if attached is None:
+            try:
+                entry = codec.decode(raw)
+            except codec.CodecError:
+                return None  # `get` logs and removes it
+            view = codec.body_view(raw)
+            ready = prepare(key, entry, entry.body if view is None else view)
+            if ready is None:
+                return None
+            front.tier.attach(key, raw, ready, ready.cost)
+        else:
+            ready = cast(R, attached)
+        expires_at = ready.expires_at
+        if (expires_at is not None and now >= expires_at) or (
+            max_age_s is not None and now - ready.created_at > max_age_s
+        ):
+            return None
+        front.metrics.tier(front.name, "get", "hit", time.perf_counter() - started)
+        return ready
 
     async def get_many(self, keys: list[CacheKey], max_age_s: float | None = None) -> dict[CacheKey, Entry]:
         """Entries for the keys found; one batched read per tier for what is still missing."""

@@ -35,3 +35,36 @@ async def test_overwrite_keeps_byte_count_exact():
     await tier.set("k", b"x" * 100, None)
     await tier.set("k", b"x" * 10, None)
     assert (await tier.stats()).bytes == len("k") + 10 + ENTRY_OVERHEAD
+
+
+async def test_an_attachment_is_charged_and_goes_with_its_value():
+    tier = LocalTier("local", max_entries=10, max_bytes=10**6)
+    await tier.set("k", b"v" * 10, None)
+    value, attached = tier.peek("k")
+    assert attached is None
+    tier.attach("k", value, "ready", 500)
+    assert tier.peek("k") == (value, "ready")
+    assert (await tier.stats()).bytes == len("k") + 10 + ENTRY_OVERHEAD + 500
+    tier.attach("k", b"other", "stale", 7)  # not the value the key holds: ignored
+    assert tier.peek("k") == (value, "ready")
+    await tier.set("k", b"w" * 10, None)  # overwritten: the attachment goes
+    assert tier.peek("k") == (b"w" * 10, None)
+    assert (await tier.stats()).bytes == len("k") + 10 + ENTRY_OVERHEAD
+    value, _ = tier.peek("k")
+    tier.attach("k", value, "ready", 500)
+    await tier.delete("k")
+    assert (await tier.stats()).bytes == 0
+
+
+async def test_attachments_count_against_the_byte_bound():
+    cost = 1 + 100 + ENTRY_OVERHEAD
+    tier = LocalTier("local", max_entries=100, max_bytes=3 * cost)
+    for key in "abc":
+        await tier.set(key, b"x" * 100, None)
+    value, _ = tier.peek("a")
+    tier.attach("a", value, "ready", cost)  # a is the most recent now; b must go
+    assert tier.peek("b") is None
+    assert (await tier.stats()).bytes <= 3 * cost
+    value, _ = tier.peek("c")
+    tier.attach("c", value, "too big", 10 * cost)  # more than the whole tier: not kept
+    assert tier.peek("c") == (value, None)

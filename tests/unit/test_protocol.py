@@ -119,3 +119,22 @@ def test_the_fence_names_what_uvicorn_no_longer_has(caplog: Any) -> None:
     fallback = protocol_class(base=Changed)
     assert fallback is HttpToolsProtocol and not issubclass(fallback, HttpProtocol)
     assert "lacks on_header" in caplog.text
+
+
+def test_the_request_cycle_write_whole_relies_on_is_fenced():
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from app.protocol import cycle_fence
+
+    assert cycle_fence(RequestResponseCycle) is None
+
+    class Changed:
+        def __init__(self, **kwargs: object) -> None:
+            self.transport = kwargs["transport"]
+
+    assert "response_started" in (cycle_fence(Changed) or "")
+
+    class Renamed:
+        def __init__(self, scope: object) -> None: ...
+
+    assert "constructor" in (cycle_fence(Renamed) or "")
