@@ -23,7 +23,7 @@ from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
 from app.tiers.guarded import Failed, GuardedTier, TierHealth
 from app.tiers.local import LocalTier
-from app.tiers.writes import Held, WriteBuffer
+from app.tiers.writes import RETRY_DELAY_S, Held, WriteBuffer
 from app.types import CacheKey
 
 log = logging.getLogger("llmcache.tiers")
@@ -253,6 +253,8 @@ class Chain:
                 for ttl, group in by_ttl.items():
                     if not await self._write_one(guarded, [(key, held.data) for key, held in group], ttl, held=True):
                         failed += group
+                if failed:  # the batch's keys stay in flight meanwhile: a drain waits for them
+                    await asyncio.sleep(RETRY_DELAY_S * 2 ** min(held.attempts for _, held in failed))
             finally:
                 # Failed writes are held again before the batch counts as written, so a
                 # drain never sees an idle buffer in between.
