@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from app.config import LOCAL_MODEL_THRESHOLDS
-from app.semantic.cache import OTHER_LANGUAGE_FLOOR, SUBSTITUTION_THRESHOLD
 from app.semantic.embedder import LocalEmbedder
 from app.semantic.guard import Guard, default_rules
+from app.semantic.guard.rules import OTHER_LANGUAGE_FLOOR, SUBSTITUTION_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data" / "semantic"

@@ -29,7 +29,7 @@ from app.keys import cache_key
 from app.metrics import Metrics
 from app.semantic.context import Question, question_of
 from app.semantic.guard import Guard, RuleName, default_rules
-from app.semantic.guard.rules import EmbedMany
+from app.semantic.guard.rules import OTHER_LANGUAGE_FLOOR, SUBSTITUTION_THRESHOLD, EmbedMany
 from app.semantic.index import Candidate, Vector, VectorIndex
 from app.tiers.chain import Chain
 from app.tiers.guarded import probe
@@ -37,11 +37,6 @@ from app.tiers.guarded import probe
 log = logging.getLogger("llmcache.semantic")
 
 SEMANTIC_CALL_TYPES = frozenset(("chat_completions", "completions"))
-# Where the guard cannot read the language, the same wording must also be this similar.
-OTHER_LANGUAGE_FLOOR = 0.9
-# A word swapped in an otherwise shared question needs this similarity (chosen on the
-# dev split: docs/benchmarks.md, "Semantic accuracy").
-SUBSTITUTION_THRESHOLD = 0.93
 LOOKUP_RESULTS = ("hit", "vetoed", "miss", "error")
 # Associated data of a sealed question: binds it to its entry's key, and keeps it apart
 # from any entry body sealed under the same key.

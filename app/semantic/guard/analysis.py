@@ -236,7 +236,8 @@ def name_found(name: str, other: Analysis) -> bool:
 @lru_cache(maxsize=8192)
 def analyse(text: str) -> Analysis:
     """Extract the paraphrase-invariant features of one text (cached: texts repeat)."""
-    t = unicodedata.normalize("NFKC", _window(text))
+    window = _window(text)  # everything below reads this, but the middle's numbers
+    t = unicodedata.normalize("NFKC", window)
     t = t.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"').replace("—", ", ").replace("–", "-")
 
     # Quoted words are the subject of the question ("translate 'cat'"), so they are names.
@@ -443,20 +444,19 @@ def analyse(text: str) -> Analysis:
     relations = _relations(toks)
 
     lowered = [w.lower() for w in words]
-    language = language_of(text, lowered)
+    language = language_of(window, lowered)
     return Analysis(
         language=language,
-        foreign_negations=_foreign_negations(text, language),
-        wording=_wording(text),
+        foreign_negations=_foreign_negations(window, language),
+        wording=_wording(window),
         lead=next((w for w in lowered[:3] if w in _LEADS), ""),
         bounds=frozenset(
-            _BOUND_SIDES[" ".join((m.group(1) or m.group(2)).lower().split())]
-            for m in _BOUND_RE.finditer(_window(text))
+            _BOUND_SIDES[" ".join((m.group(1) or m.group(2)).lower().split())] for m in _BOUND_RE.finditer(window)
         ),
-        operators=tuple(sorted(m.group(1) or SUFFIX_PLUS for m in _OPERATOR_RE.finditer(_window(text)))),
+        operators=tuple(sorted(m.group(1) or SUFFIX_PLUS for m in _OPERATOR_RE.finditer(window))),
         content=tuple(content),
         content_sentences=tuple(content_sentences),
-        sentences=tuple(_SENTENCE_RE.split(_window(text).strip())),
+        sentences=tuple(_SENTENCE_RE.split(window.strip())),
         numbers=frozenset(numbers),
         soft_numbers=frozenset(soft),
         negated=negated,
@@ -546,21 +546,22 @@ _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 _OPERATOR_RE = re.compile(r"(?<=[\da-z)])\s*([-+*/^=<>×÷≤≥])\s*(?=\d|[a-z]\b|\()|(?<=\w)(\+)(?=\s|$|[?.,!;:)])")
 
 
-def _wording(text: str) -> tuple[str, ...]:
-    folded = unicodedata.normalize("NFKD", _window(text).lower())
+def _wording(window: str) -> tuple[str, ...]:
+    folded = unicodedata.normalize("NFKD", window.lower())
     return tuple(_FOREIGN_WORD_RE.findall("".join(c for c in folded if not unicodedata.combining(c))))
 
 
 _FOREIGN_WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]*)?")
 
 
-def _foreign_negations(text: str, language: str) -> frozenset[str]:
+def _foreign_negations(window: str, language: str) -> frozenset[str]:
     cues = LANGUAGES.negations.get(language)
     if not cues:
         return frozenset()
-    found = {w for w in _FOREIGN_WORD_RE.findall(text.lower()) if w in cues}
+    lower = window.lower()
+    found = {w for w in _FOREIGN_WORD_RE.findall(lower) if w in cues}
     if language in ("ja", "zh", "ar"):  # no spaces between words: look for the cue itself
-        found |= {cue for cue in cues if cue in text}
-    if language == "fr" and re.search(r"\bn'", text.lower()):
+        found |= {cue for cue in cues if cue in window}
+    if language == "fr" and re.search(r"\bn'", lower):
         found.add("ne")
     return frozenset(found)
