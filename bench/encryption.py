@@ -130,11 +130,11 @@ def redis_url(enabled: bool) -> Iterator[str | None]:
 
 def codec_costs(repeat: int = 200_000) -> tuple[float, float, float, float]:
     """µs to encode and to decode a 2 KB entry: plaintext, then sealed (minimum of 5)."""
-    from app.codec import decode, encode, new_entry
+    from app.codec import Usage, decode, encode, new_entry
     from app.encryption import Cipher, parse_key
 
     cipher = Cipher([parse_key(KEY)])
-    entry = new_entry(answer(), "application/json", 3600, 600)
+    entry = new_entry(answer(), "application/json", 3600, Usage(600))
     key = "0" * 64
     plain, sealed = encode(entry), encode(entry, None, cipher, key)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.asgi import OFFLOAD_BYTES, offload
-from app.codec import Entry, new_entry
+from app.codec import Entry, Usage, new_entry
 from app.control import CacheControl
 from app.errors import ProxyError, bad_request
 from app.exact_json import parse_object
@@ -98,7 +98,7 @@ class Handler(ABC):
     def entries(self, call: Call, outcome: Outcome, body: bytes, ttl_s: float | None) -> dict[CacheKey, Entry]:
         """What a whole answer stores: by default one entry under the call's key."""
         assert call.key is not None
-        return {call.key: new_entry(body, outcome.content_type, ttl_s, total_tokens(outcome.completion))}
+        return {call.key: new_entry(body, outcome.content_type, ttl_s, Usage(total_tokens(outcome.completion)))}
 
 
 def total_tokens(document: dict[str, Any] | None) -> int:

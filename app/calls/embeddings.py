@@ -19,7 +19,7 @@ from app.answers import has_items
 from app.asgi import JSON, OFFLOAD_BYTES, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
 from app.coalesce import Outcome
-from app.codec import Entry, new_entry
+from app.codec import Entry, Usage, new_entry
 from app.errors import ProxyError, upstream_broken
 from app.types import CacheKey, CacheStatus, CallType, Headers
 
@@ -183,7 +183,7 @@ class MissingItems(Embeddings):
         assert outcome.completion is not None
         vectors, model, total = vectors_of(outcome.completion)
         return {
-            key: new_entry(item_document(model, vector, tokens), "application/json", ttl_s, tokens)
+            key: new_entry(item_document(model, vector, tokens), "application/json", ttl_s, Usage(tokens, tokens))
             for key, vector, tokens in zip(self.item_keys, vectors, split_tokens(total, len(self.item_keys)))
         }
 

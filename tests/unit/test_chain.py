@@ -12,7 +12,7 @@ import pytest
 
 from app import codec
 from app.background import Background
-from app.codec import Entry, new_entry
+from app.codec import Entry, Usage, new_entry
 from app.metrics import Metrics
 from app.tiers.chain import Chain
 from app.tiers.guarded import GuardedTier
@@ -20,7 +20,7 @@ from app.tiers.local import LocalTier
 from app.tiers.writes import ATTEMPTS
 from tests.unit.stubs import StubFailure, StubTier, guard, operations, sample
 
-ENTRY = new_entry(b'{"answer": 42}', "application/json", 600, tokens=7)
+ENTRY = new_entry(b'{"answer": 42}', "application/json", 600, Usage(7))
 
 
 def stored(entry: Entry = ENTRY) -> bytes:

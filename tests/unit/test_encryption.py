@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.codec import Entry, decode, encode
+from app.codec import Entry, Usage, decode, encode
 from app.encryption import OVERHEAD, Cipher, DecryptError, parse_key
 
 keys = st.binary(min_size=32, max_size=32)
@@ -126,7 +126,7 @@ def test_bad_keys_are_named_without_their_value(written, complaint):
 
 # --- the codec's sealed entries -------------------------------------------------------
 
-ENTRY = Entry(b'{"answer": "forty-two"}', "application/json", 100.5, 200.25, 42)
+ENTRY = Entry(b'{"answer": "forty-two"}', "application/json", 100.5, 200.25, Usage(42), ("tag",))
 
 
 def test_sealed_entry_round_trips_and_hides_the_body():
