@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app import keys
+from app import keys, tracing
 from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from app.calls.base import Call, Handler
 from app.coalesce import Flight, Flights, Outcome, json_object
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from app.semantic.cache import SemanticCache
 
 log = logging.getLogger("llmcache.pipeline")
+# Where the flight a call waits for runs: here (single flight), or in another process.
+IN_PROCESS = {tracing.FLIGHT_SCOPE: "process"}
+IN_FLEET = {tracing.FLIGHT_SCOPE: "fleet"}
 # Parameters that change what the model answers: leaving one out of the key serves one
 # request's answer to another that asked something else.
 ANSWER_PARAMS = frozenset(
@@ -122,6 +125,7 @@ class Pipeline:
         self.respond = Responder(metrics)
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None
+        self.peek = tracing.traced_peek(chain)
 
     # --- entry --------------------------------------------------------------------------
 
@@ -154,7 +158,7 @@ class Pipeline:
         """Answer a remembered request from the local tier, if it holds the entry."""
         started = time.perf_counter()
         now = time.time()
-        hit = self.chain.peek(plan.key, plan.max_age_s, now, prebuild)
+        hit = self.peek(plan.key, plan.max_age_s, now, prebuild)
         if hit is None:
             return False
         await self.respond.prebuilt(plan, hit, send, started, now)
@@ -213,7 +217,7 @@ class Pipeline:
         url = upstream_url(route.base_url, call.path, call.head.query)
         credential = None if route.api_key is None else call.handler.credential(route.api_key)
         headers = request_headers(call.head.raw, credential, drop_controls=True, content_type=call.body_type)
-        return url, headers
+        return url, tracing.forwarded(headers)
 
     def plan_of(self, call: Call) -> Plan | None:
         """What the fast path may remember of a call about to be looked up: a keyed call
@@ -265,7 +269,8 @@ class Pipeline:
         if flight is not None:
             # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
-            await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+            with tracing.span(tracing.FLIGHT_WAIT, IN_PROCESS):
+                await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -280,7 +285,8 @@ class Pipeline:
         if lock is False:
             # Another process of the fleet is calling the upstream for this key.
             key = call.key
-            entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+            with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
             if entry is not None:
                 self.metrics.coalesced.inc()
                 self.settle(flight, entry)
@@ -303,14 +309,16 @@ class Pipeline:
         if flight is not None:
             self.metrics.coalesced.inc()
             try:
-                await flight.wait_finished()
+                with tracing.span(tracing.FLIGHT_WAIT, IN_PROCESS):
+                    await flight.wait_finished()
             finally:
                 flight.leave()
         else:
             flight = self.flights.lead(call.key, False, False)
             lock = await self.chain.fleet.acquire(call.key)
             if lock is False:
-                outcome = await self.chain.fleet.wait(call.key, cached)
+                with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                    outcome = await self.chain.fleet.wait(call.key, cached)
                 if outcome is not None:
                     self.metrics.coalesced.inc()
                     flight.finish(outcome)
@@ -359,7 +367,10 @@ class Pipeline:
         """
         started = time.perf_counter()
         try:
-            outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
+            with tracing.span(tracing.UPSTREAM, client=True) as traced:
+                outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
+                if traced is not None:
+                    traced.set_attribute(tracing.HTTP_STATUS, outcome.status)
         except ProxyError as error:
             self.metrics.upstream_error(call.call_type, error.code)
             flight.finish(error=error)
@@ -376,7 +387,8 @@ class Pipeline:
             self._count(call, outcome)
             flight.finish(outcome)
             if outcome.ok and outcome.complete and call.key is not None and self.storable(call):
-                await self._store(call, outcome, durable=lock is not None)
+                with tracing.span(tracing.STORE):
+                    await self._store(call, outcome, durable=lock is not None)
         finally:
             self.metrics.upstream(call.call_type, time.perf_counter() - started)
             self.flights.land(flight)
