@@ -3,6 +3,8 @@ process, in the tree the caller's `traceparent` starts, and continued by the ups
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import API_KEY, ServedProxy, wait_for
+from tests.conftest import API_KEY, ROOT, ServedProxy, run_cli, wait_for
 from tests.fake_upstream import FakeUpstream
 from tests.otlp_collector import Collector, Received
 
@@ -245,6 +247,20 @@ def test_enabled_without_the_otel_extra_is_a_config_error_naming_it(monkeypatch)
     with pytest.raises(ValueError, match=r"pip install 'llmcache\[otel\]'"):
         Settings(tracing={"enabled": True})
     assert Settings(tracing={"enabled": False}).tracing.enabled is False
+
+
+@pytest.mark.subprocess
+def test_check_config_without_the_extra_exits_naming_it(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("tracing: {enabled: true}\n")
+    hide = "import sys; sys.modules['opentelemetry.sdk'] = None; from app.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", hide, "check-config", str(config)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 2
+    assert "tracing" in done.stderr and "pip install 'llmcache[otel]'" in done.stderr
+    shown = run_cli("check-config", str(config))
+    assert shown.returncode == 0 and "tracing: on, service llmcache" in shown.stdout
 
 
 def test_tracing_is_switched_on_by_the_environment(monkeypatch):
