@@ -371,6 +371,8 @@ class Pipeline:
                 outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
                 if traced is not None:
                     traced.set_attribute(tracing.HTTP_STATUS, outcome.status)
+                    if not outcome.ok:
+                        tracing.failed(traced)
         except ProxyError as error:
             self.metrics.upstream_error(call.call_type, error.code)
             flight.finish(error=error)

@@ -199,12 +199,22 @@ def traced(handle: Handle) -> Handle:
 
 
 def _annotate(current: Span, start: Message) -> None:
-    current.set_attribute(HTTP_STATUS, start["status"])
+    status: int = start["status"]
+    current.set_attribute(HTTP_STATUS, status)
+    if status >= 500:  # a server span's error (a 4xx is the caller's, OpenTelemetry's HTTP conventions say)
+        failed(current)
     for name, value in start.get("headers", ()):
         if name == b"x-cache-status":
             current.set_attribute(CACHE_STATUS, value.decode("latin-1"))
         elif name == b"x-cache-key":
             current.set_attribute(CACHE_KEY, value.decode("latin-1"))
+
+
+def failed(current: Span) -> None:
+    """Mark a span as an error (one that ends without raising: an error status answered)."""
+    from opentelemetry.trace import StatusCode
+
+    current.set_status(StatusCode.ERROR)
 
 
 def traced_peek(chain: Chain) -> Peek:

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 TRACES_PATH = "/v1/traces"
 
@@ -37,6 +37,7 @@ class Received:
     kind: str  # SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL, ...
     attributes: dict[str, Any]
     service: str
+    status: str  # STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR
 
 
 def _value(value: AnyValue) -> Any:
@@ -101,6 +102,7 @@ class Collector:
                             Span.SpanKind.Name(span.kind),
                             {a.key: _value(a.value) for a in span.attributes},
                             str(resource.get("service.name", "")),
+                            Status.StatusCode.Name(span.status.code),
                         )
                     )
         with self._lock:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from app.config import Settings
@@ -159,6 +160,26 @@ def test_a_malformed_traceparent_starts_a_new_trace_and_never_travels_on(traced,
     assert served.parent_id == "" and served.trace_id != TRACE_ID
     upstream = only(collector.named("llmcache.upstream"))
     assert upstream_parents(fake) == [(served.trace_id, upstream.span_id)]
+
+
+def test_an_upstream_error_marks_the_upstream_and_request_spans(traced, collector, fake):
+    proxy = traced()
+    client = proxy.client(default_headers={"x-fake-status": "503"})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert wait_for(lambda: bool(collector.named("llmcache.request")) and bool(collector.named("llmcache.upstream")))
+    served = only(collector.named("llmcache.request"))
+    upstream = only(collector.children(served, "llmcache.upstream"))
+    assert (served.status, upstream.status) == ("STATUS_CODE_ERROR", "STATUS_CODE_ERROR")
+    assert upstream.attributes["http.response.status_code"] == 503
+    assert collector.named("llmcache.store") == []
+
+
+def test_a_hit_is_not_an_error(traced, collector, fake):
+    proxy = traced()
+    ask(proxy)
+    assert wait_for(lambda: bool(collector.named("llmcache.store")))
+    assert {s.status for s in collector.spans} == {"STATUS_CODE_UNSET"}
 
 
 def test_tracing_off_passes_the_callers_trace_headers_through_untouched(serve, collector, fake, monkeypatch):
