@@ -34,7 +34,7 @@ def build_chain(settings: Settings, metrics: Metrics, background: Background) ->
 class Runtime:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
-        tracing.start(settings.tracing)  # first: what is built next looks whether it traces
+        self.traced = tracing.start(settings.tracing)  # first: what is built next looks whether it traces
         routing = Routing(settings)
         self.metrics = Metrics(routing.known_models())
         self.background = Background()
@@ -67,4 +67,5 @@ class Runtime:
             await self.semantic.close()
         await self.metrics.stop()
         await self.upstream.close()
-        await tracing.stop()  # last: the spans of the writes drained above are exported too
+        if self.traced:
+            await tracing.stop()  # last: the spans of the writes drained above are exported too

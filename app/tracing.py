@@ -95,6 +95,7 @@ UNTRACED = _Untraced()
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _client_kind: Any = None  # SpanKind.CLIENT, once the SDK is imported
+_users = 0  # the apps of this process that trace
 
 
 def enabled() -> bool:
@@ -113,11 +114,16 @@ def span(
     return tracer.start_as_current_span(name, attributes=attributes)
 
 
-def start(settings: TracingSettings) -> None:
-    """Begin tracing this process, if the settings say so (the extra is checked with them)."""
-    global _tracer, _provider, _client_kind
+def start(settings: TracingSettings) -> bool:
+    """Begin tracing this process, if the settings say so (the extra is checked with them);
+    whether they did, and `stop` is to be called. The provider is the process's: a second
+    app in it (tests, embedding) shares the first one's until the last one stops."""
+    global _tracer, _provider, _client_kind, _users
     if not settings.enabled:
-        return
+        return False
+    _users += 1
+    if _provider is not None:
+        return True
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -129,15 +135,19 @@ def start(settings: TracingSettings) -> None:
     _provider, _tracer, _client_kind = provider, provider.get_tracer("llmcache"), SpanKind.CLIENT
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     log.info("tracing on: service %s, OTLP/HTTP to %s", settings.service_name, redact_url(endpoint or DEFAULT_ENDPOINT))
+    return True
 
 
 async def stop() -> None:
-    """Export what is still batched (the exporter's timeout bounds it), then trace no more."""
-    global _tracer, _provider
+    """One `start` less; after the last, export what is still batched (the exporter's
+    timeout bounds it) and trace no more."""
+    global _tracer, _provider, _users
+    _users = max(0, _users - 1)
     provider = _provider
+    if _users or provider is None:
+        return
     _tracer = _provider = None
-    if provider is not None:
-        await asyncio.to_thread(provider.shutdown)
+    await asyncio.to_thread(provider.shutdown)
 
 
 @functools.cache

@@ -3,6 +3,8 @@ process, in the tree the caller's `traceparent` starts, and continued by the ups
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import openai
 import pytest
 
 from app.config import Settings
+from tests import servers
 from tests.conftest import API_KEY, ROOT, ServedProxy, run_cli, wait_for
 from tests.fake_upstream import FakeUpstream
 from tests.otlp_collector import Collector, Received
@@ -298,3 +301,70 @@ def test_api_key_header_is_not_a_span_attribute(traced, collector, fake):
     values = [str(v) for s in collector.spans for v in s.attributes.values()]
     assert not any(API_KEY in v for v in values)
     assert httpx.get(proxy.root + "/health").status_code == 200
+
+
+@pytest.mark.subprocess
+def test_llmcache_serve_traces_from_the_environment_and_flushes_on_sigterm(tmp_path, collector, fake):
+    port = servers.free_port()
+    root = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "LLMCACHE_UPSTREAM__BASE_URL": fake.url,
+        "LLMCACHE_TRACING__ENABLED": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing is exported before the shutdown's flush
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--config", str(ROOT / "config.yaml"), "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for(lambda: _healthy(root), 30), log.read_text()
+        client = openai.OpenAI(base_url=root + "/v1", api_key=API_KEY, max_retries=0)
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"traceparent": TRACEPARENT}
+        )
+        assert collector.exports == 0
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert "tracing on: service llmcache, OTLP/HTTP to " + collector.url in log.read_text()
+    served = only(collector.named("llmcache.request"))
+    assert (served.trace_id, served.parent_id, served.service) == (TRACE_ID, CALLER_SPAN, "llmcache")
+    upstream = only(collector.children(served, "llmcache.upstream"))
+    assert upstream_parents(fake) == [(TRACE_ID, upstream.span_id)]
+
+
+def _healthy(root: str) -> bool:
+    try:
+        return httpx.get(root + "/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.redis
+async def test_a_call_in_flight_in_another_process_is_waited_for_in_a_span(traced, collector, fake, redis_standalone):
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    tiers = {"tiers": [{"type": "local"}, {"type": "redis", "url": redis_standalone.url, "prefix": prefix}]}
+    a, b = traced(cache=tiers), traced(cache=tiers)
+    slow = {"authorization": f"Bearer {API_KEY}", "x-fake-delay-ms": "400"}
+    document = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    async with httpx.AsyncClient(headers=slow, timeout=30) as http:
+        leader = asyncio.create_task(http.post(a.base_url + "/chat/completions", json=document))
+        assert await asyncio.to_thread(wait_for, lambda: fake.chat_calls() == 1)
+        follower = await http.post(b.base_url + "/chat/completions", json=document)
+        led = await leader
+    assert (led.headers["x-cache-status"], follower.headers["x-cache-status"]) == ("miss", "coalesced")
+    assert wait_for(lambda: len(collector.named("llmcache.request")) == 2 and bool(collector.named("llmcache.store")))
+    waited = only(
+        [s for s in collector.named("llmcache.request") if s.attributes["llmcache.cache_status"] == "coalesced"]
+    )
+    wait = only(collector.children(waited, "llmcache.flight.wait"))
+    assert wait.attributes["llmcache.flight.scope"] == "fleet"
+    assert collector.children(waited, "llmcache.upstream") == []
+    assert fake.chat_calls() == 1

@@ -25,7 +25,7 @@ well_formed = st.from_regex(W3C, fullmatch=True)
 @contextlib.contextmanager
 def tracing_on() -> Iterator[None]:
     """This process traces (no span is ended inside, so nothing is exported)."""
-    tracing.start(TracingSettings(enabled=True))
+    assert tracing.start(TracingSettings(enabled=True))
     try:
         yield
     finally:
