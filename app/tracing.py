@@ -211,7 +211,7 @@ def traced(handle: Handle) -> Handle:
 def _annotate(current: Span, start: Message) -> None:
     status: int = start["status"]
     current.set_attribute(HTTP_STATUS, status)
-    if status >= 500:  # a server span's error (a 4xx is the caller's, OpenTelemetry's HTTP conventions say)
+    if status >= 500:  # OpenTelemetry's HTTP conventions: a 4xx is the caller's error, not the server's
         failed(current)
     for name, value in start.get("headers", ()):
         if name == b"x-cache-status":
@@ -236,13 +236,13 @@ def traced_peek(chain: Chain) -> Peek:
     peek = chain.peek
     attributes: dict[str, AttributeValue] = {TIER: chain.front.name, FAST_PATH: True}
 
-    def traced_peek(key: CacheKey, *args: Any) -> Any:
+    def peek_traced(key: CacheKey, *args: Any) -> Any:
         with tracer.start_as_current_span(LOOKUP, attributes=attributes) as current:
             ready = peek(key, *args)
             current.set_attribute(RESULT, "miss" if ready is None else "hit")
             return ready
 
-    return traced_peek
+    return peek_traced
 
 
 def lookup_attributes(tier: str) -> dict[str, AttributeValue]:
