@@ -368,3 +368,26 @@ async def test_a_call_in_flight_in_another_process_is_waited_for_in_a_span(trace
     assert wait.attributes["llmcache.flight.scope"] == "fleet"
     assert collector.children(waited, "llmcache.upstream") == []
     assert fake.chat_calls() == 1
+
+
+def test_a_partial_embeddings_batch_reads_each_tier_once_and_calls_for_the_rest(traced, collector, fake):
+    proxy = traced()
+    client = proxy.client(default_headers={"traceparent": TRACEPARENT})
+    client.embeddings.create(model="text-embedding-3-small", input="one")
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["one", "two", "three"])
+    assert raw.headers["x-cache-status"] == "partial"
+    assert wait_for(
+        lambda: len(collector.named("llmcache.request")) == 2 and len(collector.named("llmcache.store")) == 2
+    )
+    served = only(
+        [s for s in collector.named("llmcache.request") if s.attributes["llmcache.cache_status"] == "partial"]
+    )
+    lookups = collector.children(served, "llmcache.lookup")
+    # one batched read per tier: local finds "one", disk is asked only for the two still missing
+    assert [(s.attributes["llmcache.tier"], s.attributes["llmcache.keys"]) for s in lookups] == [
+        ("local", 3),
+        ("disk", 2),
+    ]
+    upstream = only(collector.children(served, "llmcache.upstream"))
+    only(collector.children(served, "llmcache.store"))
+    assert upstream_parents(fake, "/v1/embeddings")[-1] == (TRACE_ID, upstream.span_id)
