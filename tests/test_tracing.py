@@ -208,7 +208,7 @@ def test_spans_batched_at_shutdown_are_exported_then(traced, collector, fake, mo
 
 def test_an_identical_call_in_flight_is_waited_for_in_a_span(traced, collector, fake):
     proxy = traced()
-    slow = {"x-fake-delay-ms": "400"}
+    slow = {"x-fake-delay-ms": "1000"}
     results: list[Any] = []
     leader = threading.Thread(target=lambda: results.append(ask(proxy, slow)))
     leader.start()
@@ -352,7 +352,7 @@ async def test_a_call_in_flight_in_another_process_is_waited_for_in_a_span(trace
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     tiers = {"tiers": [{"type": "local"}, {"type": "redis", "url": redis_standalone.url, "prefix": prefix}]}
     a, b = traced(cache=tiers), traced(cache=tiers)
-    slow = {"authorization": f"Bearer {API_KEY}", "x-fake-delay-ms": "400"}
+    slow = {"authorization": f"Bearer {API_KEY}", "x-fake-delay-ms": "1000"}
     document = {"model": "gpt-4o-mini", "messages": MESSAGES}
     async with httpx.AsyncClient(headers=slow, timeout=30) as http:
         leader = asyncio.create_task(http.post(a.base_url + "/chat/completions", json=document))
