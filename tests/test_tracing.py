@@ -37,9 +37,11 @@ def collector() -> Iterator[Collector]:
 
 @pytest.fixture
 def traced(
-    serve: Callable[..., ServedProxy], collector: Collector, monkeypatch: pytest.MonkeyPatch
+    collector: Collector, serve: Callable[..., ServedProxy], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., ServedProxy]:
-    """traced(**sections) → a proxy with tracing on, exporting to `collector` every 50 ms."""
+    """traced(**sections) → a proxy with tracing on, exporting to `collector` every 50 ms.
+    (The collector is set up first so that it is torn down last: a proxy's shutdown flush
+    still finds it.)"""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
 
