@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from app.asgi import OFFLOAD_BYTES
 from app.types import CacheKey, CallType
+
+if TYPE_CHECKING:
+    from app.policy import Policy
 
 # Plans kept (first in, first out): a process serves far fewer distinct repeated requests.
 MAX_PLANS = 4096
@@ -45,6 +48,7 @@ class Plan(NamedTuple):
     model: str  # the metric label's source ("" when the body's model is not a string)
     key: CacheKey
     max_age_s: float | None  # s-maxage / max-age
+    policy: Policy | None = None  # named in the hit's `x-cache-policy`
 
 
 def memo_key(path: str, query: bytes, read: list[tuple[bytes, bytes]], body: bytes) -> MemoKey | None:

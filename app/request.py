@@ -43,6 +43,7 @@ class Head:
     cache_control: str | None = None
     read: list[tuple[bytes, bytes]] = field(default_factory=list)
     memo_key: MemoKey | None = None  # set by the pipeline once the body is read
+    policy_headers: dict[bytes, bytes] | None = None  # those policies match by (`app/policy.py`)
 
 
 def read_head(scope: Scope) -> Head:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from app.asgi import Send
     from app.coalesce import Outcome
     from app.pipeline import Pipeline
+    from app.policy import Policy
     from app.request import Request
     from app.semantic.cache import Asked
 
@@ -46,6 +47,7 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     asked: Asked | None = None  # the semantic side, when the semantic cache applies
+    policy: Policy | None = None  # the tenant policy that applies (`app/policy.py`)
 
     @property
     def call_type(self) -> CallType:
@@ -53,6 +55,8 @@ class Call:
 
     def cache_headers(self, status: CacheStatus, key: CacheKey | None = None) -> Headers:
         out: Headers = [(b"x-cache-status", status.encode())]
+        if self.policy is not None:  # first: the fast path writes it before a prebuilt head
+            out.insert(0, self.policy.header)
         key = key or self.key
         if key is not None:
             out.append((b"x-cache-key", key.encode()))
