@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.cli import describe
 from app.config import ConfigError, PolicySettings, load_settings
 from app.control import CONTROL_NAMES
 from app.errors import ProxyError
@@ -59,6 +60,14 @@ def test_the_config_refuses(tmp_path: Path, text: str, named: str) -> None:
 def test_nesting_namespaces_are_fine_when_requests_cannot_name_one(tmp_path: Path) -> None:
     load(tmp_path, "policies: [{name: a, namespace: t, deny_controls: [namespace]}, {name: b, namespace: t.x}]")
     load(tmp_path, "policies: [{name: a, namespace: t, allow_controls: [ttl]}, {name: b, namespace: t.x}]")
+
+
+def test_policies_from_the_environment_shown_by_check_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMCACHE_POLICIES", '[{"name": "ml", "match": {"header": {"X-Team": "ml"}}}, {"name": "rest"}]')
+    settings = load_settings(None)
+    assert [p.name for p in settings.policies] == ["ml", "rest"]
+    assert settings.policies[0].match.header == {"x-team": "ml"}
+    assert "policies (the first that matches applies): ml, rest" in describe(settings)
 
 
 def test_a_policy_as_configured() -> None:
