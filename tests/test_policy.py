@@ -13,6 +13,8 @@ import anthropic
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.codec import Entry
 from tests.conftest import API_KEY, ServedProxy, wait_for
@@ -274,6 +276,68 @@ def test_semantic_off_for_one_tenant(serve: Any, fake: Any) -> None:
     proxy.drain()
     assert ask(client, content=paraphrase).headers["x-cache-status"] == "semantic-hit"
     assert lookups() == 2
+
+
+def test_an_embeddings_batch_is_stored_under_its_policy(serve: Any, fake: Any) -> None:
+    proxy = serve(policies=[{"name": "vectors", "namespace": "vec", "ttl_s": 120}])
+    client = proxy.client()
+    batch = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["one", "two"])
+    assert batch.headers["x-cache-policy"] == "vectors" and batch.headers["x-cache-hits"] == "0/2"
+    proxy.drain()
+    single = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="two")
+    assert single.headers["x-cache-status"] == "hit" and single.headers["x-cache-key"].startswith("vec/")
+    assert ttl_of(proxy, single.headers["x-cache-key"]) == 120
+
+
+# What a client can send (the server strips a value's surrounding spaces, h11 refuses them).
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=140).map(str.strip)
+REFUSALS = {"policy_forbids_control", "invalid_cache_control", "duplicate_policy_header"}
+
+
+def test_any_policy_input_gets_an_answer_or_a_400(serve: Any, fake: Any) -> None:
+    proxy = serve(
+        policies=[
+            {"name": "ml", "match": {"header": {"x-team": "ml"}}, "namespace": "ml", "allow_controls": ["namespace"]},
+            {"name": "rest", "deny_controls": ["no-cache", "ttl"], "max_ttl_s": 60},
+        ]
+    )
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        team=st.none() | st.sampled_from(["ml", "ML", "ml-team"]) | HEADER_TEXT,
+        namespace=st.none() | HEADER_TEXT,
+        ttl=st.none() | HEADER_TEXT,
+        cache_control=st.none() | HEADER_TEXT,
+    )
+    def check(team: str | None, namespace: str | None, ttl: str | None, cache_control: str | None) -> None:
+        headers = {"authorization": f"Bearer {API_KEY}"}
+        for name, value in (
+            ("x-team", team),
+            ("x-cache-namespace", namespace),
+            ("x-cache-ttl", ttl),
+            ("cache-control", cache_control),
+        ):
+            if value is not None:
+                headers[name] = value
+        response = httpx.post(
+            proxy.base_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": QUESTION},
+            headers=headers,
+            timeout=10,
+        )
+        if response.status_code == 400:
+            assert response.json()["error"]["code"] in REFUSALS
+            return
+        assert response.status_code in (200, 504), response.text  # 504: only-if-cached on a miss
+        policy = response.headers.get("x-cache-policy")
+        assert policy == ("ml" if team == "ml" else "rest")
+        namespace_of_key = response.headers["x-cache-key"].rpartition("/")[0]
+        if policy == "ml":
+            assert namespace_of_key == ("ml" if namespace is None else f"ml.{namespace}")
+        else:
+            assert namespace_of_key == (namespace or "")
+
+    check()
 
 
 # --- the fast path --------------------------------------------------------------------
