@@ -3,8 +3,8 @@
 Clients repeat requests byte for byte far more often than not, and everything the
 pipeline decides before its cache lookup — parse the body, merge the controls, route the
 model, scope the credential, build and hash the canonical key — is a pure function of
-the request's path, query, body and the few headers it reads (`request.READ_HEADERS`)
-under one process's settings, which never change while it serves. So the pipeline
+the request's path, query, body and the few headers it reads (`request.READ_HEADERS`,
+and those a tenant policy is matched by) under one process's settings, which never change while it serves. So the pipeline
 records that decision (a `Plan`) when it hands a call to its lookup, under the request's
 `MemoKey`, and a later request with the same `MemoKey` goes straight to the lookup.
 

@@ -104,8 +104,8 @@ class Policy:
     namespace: str | None
     stale_if_error_s: float | None
     stale_while_revalidate_s: float | None
-    header: tuple[bytes, bytes] = (b"", b"")  # x-cache-policy
-    line: bytes = b""  # the same header as the fast path writes it
+    header: tuple[bytes, bytes]  # x-cache-policy
+    line: bytes  # the same header, as the fast path writes it
     _models: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -115,7 +115,7 @@ class Policy:
             forbidden = CONTROLLABLE - frozenset(settings.allow_controls)
         else:
             forbidden = frozenset(settings.deny_controls or ())
-        policy = cls(
+        return cls(
             settings.name,
             None if match.credential_sha256 is None else frozenset(match.credential_sha256),
             tuple((n.encode(), v.encode()) for n, v in (match.header or {}).items()),
@@ -128,10 +128,9 @@ class Policy:
             settings.namespace,
             settings.stale_if_error_s,
             settings.stale_while_revalidate_s,
+            (b"x-cache-policy", settings.name.encode()),
+            b"x-cache-policy: " + settings.name.encode() + b"\r\n",
         )
-        policy.header = (b"x-cache-policy", settings.name.encode())
-        policy.line = b"x-cache-policy: " + policy.header[1] + b"\r\n"
-        return policy
 
     def matches(self, head: Head, model: Any) -> bool:
         if self.headers:
