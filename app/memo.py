@@ -4,9 +4,10 @@ Clients repeat requests byte for byte far more often than not, and everything th
 pipeline decides before its cache lookup — parse the body, merge the controls, route the
 model, scope the credential, build and hash the canonical key — is a pure function of
 the request's path, query, body and the few headers it reads (`request.READ_HEADERS`,
-and those a tenant policy is matched by) under one process's settings, which never change while it serves. So the pipeline
-records that decision (a `Plan`) when it hands a call to its lookup, under the request's
-`MemoKey`, and a later request with the same `MemoKey` goes straight to the lookup.
+and those a tenant policy is matched by) under one process's settings, which never
+change while it serves. So the pipeline records that decision (a `Plan`) when it hands
+a call to its lookup, under the request's `MemoKey`, and a later request with the same
+`MemoKey` goes straight to the lookup.
 
 What is remembered holds nothing that changes: no entry, no time, no tier state. Entries
 are looked up, expiry and `s-maxage` are checked, on every request. Only calls whose

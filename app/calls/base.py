@@ -54,9 +54,9 @@ class Call:
         return self.handler.call_type
 
     def cache_headers(self, status: CacheStatus, key: CacheKey | None = None) -> Headers:
-        out: Headers = [(b"x-cache-status", status.encode())]
-        if self.policy is not None:  # first: the fast path writes it before a prebuilt head
-            out.insert(0, self.policy.header)
+        named = (b"x-cache-status", status.encode())
+        # The policy first: the fast path writes its line before a prebuilt head.
+        out: Headers = [named] if self.policy is None else [self.policy.header, named]
         key = key or self.key
         if key is not None:
             out.append((b"x-cache-key", key.encode()))
