@@ -59,6 +59,8 @@ class ServerSettings(Strict):
 
 class UpstreamSettings(Strict):
     base_url: str = "https://api.openai.com/v1"
+    # The connection pool under httpx's interface: aiohttp's (half the CPU per call) or httpcore's.
+    client: Literal["aiohttp", "httpx"] = "aiohttp"
     api_key: str | None = None
     timeout_s: float = Field(600, gt=0)
     connect_timeout_s: float = Field(10, gt=0)

@@ -41,7 +41,7 @@ from app.routing import Routing
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
 from app.types import CacheKey, CacheStatus, Headers
-from app.upstream import Upstream, request_headers, response_headers, upstream_url
+from app.upstream import UPSTREAM_ERRORS, Upstream, request_headers, response_headers, upstream_url
 
 if TYPE_CHECKING:
     from app.semantic.cache import SemanticCache
@@ -440,7 +440,7 @@ class Pipeline:
             try:
                 async for chunk in response.aiter_bytes():
                     flight.push(chunk)
-            except httpx.HTTPError as exc:
+            except UPSTREAM_ERRORS as exc:
                 log.info("upstream stream cut for %s: %r", call.key, exc)
                 flight.end(cut=True)
                 return Outcome(response.status_code, headers, b"", cut=True, sse=True)
