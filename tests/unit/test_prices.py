@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -122,3 +123,13 @@ def test_any_cost_is_finite_and_not_negative(
 ) -> None:
     cost = Price(a, b, c).usd(Usage(0, input_tokens, output_tokens, cached))
     assert math.isfinite(cost) and cost >= 0
+
+
+def test_the_readme_example_is_a_valid_config() -> None:
+    readme = (DEFAULTS.parents[1] / "README.md").read_text()
+    section = readme.split("## Money saved", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = Settings(**yaml.safe_load(example))
+    prices = Prices(configured_rows(settings.prices), defaults=[])
+    assert prices.of("ft:gpt-4o-mini:acme:1") == Price(0.3, 1.2, 0.15)
+    assert prices.of("my-local-llama") == Price(0.05, 0.05, 0.05)
