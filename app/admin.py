@@ -69,7 +69,7 @@ def hit_rate(counts: dict[str, int]) -> float:
 async def stats(request: Request) -> Response:
     rt = runtime(request)
     counts = rt.metrics.status_counts()
-    tokens, usd = rt.metrics.saved()
+    tokens, usd = rt.metrics.savings()
     tiers = [
         {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
         for tier, s in await rt.chain.stats()

@@ -276,10 +276,18 @@ class Metrics:
             )
         self._count(pair[0])
         self._observe(pair[1], seconds)
+        if tokens_saved or usd_saved:
+            self._saved(model, tokens_saved, usd_saved)
+
+    def saved(self, model: str, status: str, tokens_saved: int, usd_saved: float) -> None:
+        """What a request already counted saved, known only after its answer (a live stream)."""
+        self._saved(self._model_label(model, status), tokens_saved, usd_saved)
+
+    def _saved(self, label: str, tokens_saved: int, usd_saved: float) -> None:
         if tokens_saved:
-            self._count(self._child(self.tokens_saved, model), tokens_saved)
+            self._count(self._child(self.tokens_saved, label), tokens_saved)
         if usd_saved:
-            self._count(self._child(self.cost_saved, model), usd_saved)
+            self._count(self._child(self.cost_saved, label), usd_saved)
 
     def upstream(self, call_type: str, seconds: float) -> None:
         self._observe(self._child(self.upstream_duration, call_type), seconds)
@@ -331,7 +339,7 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self._exposed())
 
-    def saved(self) -> tuple[dict[str, float], dict[str, float]]:
+    def savings(self) -> tuple[dict[str, float], dict[str, float]]:
         """Tokens and USD saved by model, across every worker."""
         exposed = self._exposed()
         return by_model(exposed, "llmcache_tokens_saved_total"), by_model(exposed, "llmcache_cost_saved_usd_total")

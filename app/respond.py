@@ -199,6 +199,7 @@ class Responder:
             task.cancel()
 
         watcher = asyncio.get_running_loop().create_task(watch())
+        relayed = False
         try:
             await send(
                 {
@@ -213,6 +214,7 @@ class Responder:
                 end_unfinished()  # the client sees the same cut as the upstream made
                 return
             await send({"type": "http.response.body", "body": b""})
+            relayed = True
         except asyncio.CancelledError:
             if not gone:
                 raise
@@ -221,6 +223,15 @@ class Responder:
             watcher.cancel()
             flight.leave()
             self.done(call, status)
+        if relayed and status is CacheStatus.COALESCED:
+            # What this follower saved is the answer's usage, known once the leader has
+            # assembled the stream: counted then, after this client has its whole answer.
+            await flight.wait_finished()
+            outcome = flight.outcome
+            if outcome is not None and outcome.ok and outcome.completion is not None:
+                saved = call.handler.usage(outcome.completion)
+                model = call.model if isinstance(call.model, str) else ""
+                self.metrics.saved(model, status, saved.total, self.prices.usd(model, saved))
 
     async def follow(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
         live = call.stream and flight.stream and call.include_usage == flight.include_usage

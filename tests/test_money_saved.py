@@ -234,6 +234,40 @@ def test_a_coalesced_request_saves_the_call_it_did_not_make(serve: Any, fake: An
     assert stats["cost_saved_usd"]["total"] == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_coalesced_live_stream_saves_once_the_answer_is_assembled(serve: Any, fake: Any) -> None:
+    proxy = serve(prices=[CHAT_PRICE])
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "stream us both the same answer"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    headers = {**usage_header(CHAT_USAGE), "x-fake-chunk-delay-ms": "40"}
+    statuses: list[str] = []
+
+    def ask() -> None:
+        client = proxy.client()
+        with client.chat.completions.with_streaming_response.create(**request, extra_headers=headers) as stream:
+            statuses.append(stream.headers["x-cache-status"])
+            chunks = [line for line in stream.iter_lines() if line.startswith("data: {")]
+        assert orjson.loads(chunks[-1][6:])["usage"]["prompt_tokens_details"]["cached_tokens"] == 400
+
+    leader = threading.Thread(target=ask)
+    leader.start()
+    assert wait_for(lambda: fake.stats()["active"] == 1)
+    ask()  # joins the leader's stream live
+    leader.join(10)
+    assert sorted(statuses) == ["coalesced", "miss"]
+    assert fake.chat_calls() == 1
+    expected = usd(1000, 400, 250, CHAT_PRICE)
+
+    def counted() -> bool:
+        return metric_value(saved(proxy)[0], COST, model="gpt-4o-mini") == pytest.approx(expected, rel=1e-12)
+
+    assert wait_for(counted)
+    assert saved(proxy)[1]["tokens_saved"]["total"] == 1250
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
