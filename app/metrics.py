@@ -284,6 +284,8 @@ class Metrics:
         self._saved(self._model_label(model, status), tokens_saved, usd_saved)
 
     def _saved(self, label: str, tokens_saved: int, usd_saved: float) -> None:
+        # Each series is made on its first nonzero count: a model without a price has no
+        # cost series (rather than one stuck at 0 that reads as "saved nothing").
         if tokens_saved:
             self._count(self._child(self.tokens_saved, label), tokens_saved)
         if usd_saved:
