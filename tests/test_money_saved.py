@@ -169,6 +169,27 @@ def test_responses_hit(serve: Any, fake: Any) -> None:
     assert fake.calls("responses") == 1
 
 
+def test_a_semantic_hit_saves_the_entry_it_served(serve: Any, fake: Any) -> None:
+    semantic = {
+        "type": "qdrant",
+        "qdrant": {"collection": "money"},
+        "embedding": {"local": "all-MiniLM-L6-v2"},
+    }
+    proxy = serve(cache={"semantic": semantic}, prices=[RESPONSES_PRICE])
+    client = proxy.client()
+    usage = {"prompt_tokens": 300, "completion_tokens": 60, "prompt_tokens_details": {"cached_tokens": 100}}
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    client.chat.completions.create(model="gpt-4o", messages=question, extra_headers=usage_header(usage))
+    proxy.drain()
+    paraphrase = [{"role": "user", "content": "What's the capital city of France?"}]
+    hit = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=paraphrase)
+    assert hit.headers["x-cache-status"] == "semantic-hit"
+    metrics, stats = saved(proxy)
+    expected = usd(300, 100, 60, RESPONSES_PRICE)
+    assert metric_value(metrics, COST, model="gpt-4o") == pytest.approx(expected, rel=1e-12)
+    assert stats["cost_saved_usd"]["total"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_embedding_items_served_from_cache_are_saved(serve: Any, fake: Any) -> None:
     price = {"model": "text-embedding-3-small", "input": 0.02, "output": 0}  # cached input: input's price
     proxy = serve(prices=[price])
