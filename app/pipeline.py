@@ -34,6 +34,7 @@ from app.errors import ProxyError, internal_error
 from app.exact_json import dumps
 from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
+from app.policy import Policies
 from app.prices import Prices, configured_rows
 from app.request import Request, read_head
 from app.respond import Responder, prebuild
@@ -121,6 +122,7 @@ class Pipeline:
                 ", ".join(changing),
             )
         self.respond = Responder(metrics, Prices(configured_rows(settings.prices), upstream_name=self.upstream_model))
+        self.policies = Policies(settings.policies) if settings.policies else None
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None
 
@@ -129,6 +131,9 @@ class Pipeline:
     async def handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             head = read_head(scope)
+            policies = self.policies
+            if policies is not None and policies.header_names:
+                policies.gather(head)
             body = await read_body(receive, self.max_body, head.content_length)
             memo = self.memo
             if memo is not None:
@@ -166,19 +171,37 @@ class Pipeline:
     def begin(self, handler: Handler, request: Request, model: Any, body_control: Any) -> Call:
         head = request.head
         control = parse_control(head.controls, head.cache_control, body_control)
-        return Call(handler, model, control, time.perf_counter(), head, request.path)
+        call = Call(handler, model, control, time.perf_counter(), head, request.path)
+        if self.policies is not None:
+            policy = call.policy = self.policies.match(head, model)
+            if policy is not None:
+                if policy.forbidden:
+                    policy.check(head, body_control)
+                if policy.namespace is not None and control.namespace is not None:
+                    control.namespace = policy.nested(control.namespace)
+        return call
 
     def cacheable(self, call: Call) -> bool:
         use = call.control.use_cache
         if call.call_type not in self.enabled or use is False:
             return False
-        return use is True or self.cache.mode == "default_on"
+        policy = call.policy
+        mode = self.cache.mode if policy is None or policy.mode is None else policy.mode
+        return use is True or mode == "default_on"
 
     def scope_of(self, call: Call) -> str | None:
         return None if self.cache.share_across_keys else keys.credential_scope(call.head.credentials)
 
     def namespace_of(self, call: Call) -> str | None:
-        return call.control.namespace or self.cache.namespace
+        policy = call.policy
+        if policy is None or policy.namespace is None:
+            return call.control.namespace or self.cache.namespace
+        return call.control.namespace or policy.namespace  # a request's own: nested in `begin`
+
+    def semantic_for(self, call: Call) -> SemanticCache | None:
+        """The semantic cache, unless the call's policy turns it off."""
+        policy = call.policy
+        return None if policy is not None and policy.semantic is False else self.semantic
 
     def keyed(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         """The parameters that key a call: all but the ignored ones (config and control)."""
@@ -196,6 +219,8 @@ class Pipeline:
         )
 
     def ttl(self, call: Call) -> float | None:
+        if call.policy is not None:
+            return call.policy.ttl(call.control.ttl_s, self.cache.ttl_s)
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
 
     def storable(self, call: Call) -> bool:
@@ -222,7 +247,7 @@ class Pipeline:
         if call.key is None or call.control.no_cache or (call.stream and call.handler.streams):
             return None
         model = call.model if isinstance(call.model, str) else ""
-        return Plan(call.call_type, model, call.key, call.control.max_age_s)
+        return Plan(call.call_type, model, call.key, call.control.max_age_s, call.policy)
 
     def remember(self, call: Call) -> None:
         """Keep the plan of a call about to be looked up, for the identical requests to come."""

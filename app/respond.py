@@ -127,8 +127,11 @@ class Responder:
     async def prebuilt(self, plan: Plan, hit: Prebuilt, send: Send, started: float, now: float) -> None:
         """A hit, answered as `entry` answers it, from what was built for its entry."""
         age = int(max(0.0, now - hit.created_at))
-        if not write_whole(send, hit.head_for(age), hit.body):
-            headers = [
+        policy = plan.policy
+        head = hit.head_for(age) if policy is None else policy.line + hit.head_for(age)
+        if not write_whole(send, head, hit.body):
+            headers = [] if policy is None else [policy.header]
+            headers += [
                 (b"x-cache-status", HIT),
                 (b"x-cache-key", hit.key),
                 (b"age", str(age).encode()),

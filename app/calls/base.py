@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from app.asgi import Send
     from app.coalesce import Outcome
     from app.pipeline import Pipeline
+    from app.policy import Policy
     from app.request import Request
     from app.semantic.cache import Asked
 
@@ -47,13 +48,16 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     asked: Asked | None = None  # the semantic side, when the semantic cache applies
+    policy: Policy | None = None  # the tenant policy that applies (`app/policy.py`)
 
     @property
     def call_type(self) -> CallType:
         return self.handler.call_type
 
     def cache_headers(self, status: CacheStatus, key: CacheKey | None = None) -> Headers:
-        out: Headers = [(b"x-cache-status", status.encode())]
+        named = (b"x-cache-status", status.encode())
+        # The policy first: the fast path writes its line before a prebuilt head.
+        out: Headers = [named] if self.policy is None else [self.policy.header, named]
         key = key or self.key
         if key is not None:
             out.append((b"x-cache-key", key.encode()))

@@ -22,7 +22,7 @@ class Completions(JsonHandler):
     streams = True
 
     def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
-        semantic = pipeline.semantic
+        semantic = pipeline.semantic_for(call)
         if semantic is not None:  # the only call types matched semantically
             call.asked = semantic.ask(
                 call.call_type,

@@ -129,6 +129,7 @@ class Embeddings(Handler):
         batch = Call(
             upstream, call.model, call.control, call.started, call.head, call.path, upstream.flight_key(), body
         )
+        batch.policy = call.policy  # its entries' TTL
         try:
             outcome = await pipeline.fetch(batch, lambda: upstream.cached(pipeline))
         except ProxyError as error:
