@@ -69,6 +69,7 @@ def hit_rate(counts: dict[str, int]) -> float:
 async def stats(request: Request) -> Response:
     rt = runtime(request)
     counts = rt.metrics.status_counts()
+    tokens, usd = rt.metrics.savings()
     tiers = [
         {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
         for tier, s in await rt.chain.stats()
@@ -78,6 +79,8 @@ async def stats(request: Request) -> Response:
             "requests": counts,
             "hit_rate": hit_rate(counts),
             "tiers": tiers,
+            "tokens_saved": {"total": int(sum(tokens.values())), "by_model": {m: int(n) for m, n in tokens.items()}},
+            "cost_saved_usd": {"total": sum(usd.values()), "by_model": usd},
         }
     )
 

@@ -470,6 +470,19 @@ class MetricsSettings(Strict):
     enabled: bool = True
 
 
+# USD per million tokens: above this a price is a typo (and a count times it could overflow).
+MAX_PRICE = 1_000_000
+
+
+class ModelPrice(Strict):
+    """USD per million tokens of one model, or of every model a glob matches (`app/prices.py`)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+    output: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+    cached_input: float | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)  # default: input's
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LLMCACHE_",
@@ -484,6 +497,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     admin: AdminSettings = AdminSettings()
     metrics: MetricsSettings = MetricsSettings()
+    prices: tuple[ModelPrice, ...] = ()
     # Per-tenant policies, the first that matches a request applies (`app/policy.py`).
     policies: tuple[PolicySettings, ...] = ()
 

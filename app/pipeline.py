@@ -35,6 +35,7 @@ from app.exact_json import dumps
 from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
 from app.policy import Policies
+from app.prices import Prices, configured_rows
 from app.request import Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
@@ -120,7 +121,7 @@ class Pipeline:
                 "will be served each other's answers",
                 ", ".join(changing),
             )
-        self.respond = Responder(metrics)
+        self.respond = Responder(metrics, Prices(configured_rows(settings.prices), upstream_name=self.upstream_model))
         self.policies = Policies(settings.policies) if settings.policies else None
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from app import usage
 from app.asgi import OFFLOAD_BYTES, offload
 from app.codec import Entry, Usage, new_entry
 from app.control import CacheControl
@@ -99,19 +100,14 @@ class Handler(ABC):
         """The event stream equivalent to `answer`, for a streamed request that hits."""
         raise NotImplementedError(f"{self.call_type} does not stream")
 
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        """What a whole answer cost upstream (`app/usage.py`): by default its total only."""
+        return usage.total_only(answer)
+
     def entries(self, call: Call, outcome: Outcome, body: bytes, ttl_s: float | None) -> dict[CacheKey, Entry]:
         """What a whole answer stores: by default one entry under the call's key."""
         assert call.key is not None
-        return {call.key: new_entry(body, outcome.content_type, ttl_s, Usage(total_tokens(outcome.completion)))}
-
-
-def total_tokens(document: dict[str, Any] | None) -> int:
-    usage = document.get("usage") if document else None
-    if isinstance(usage, dict):
-        total = usage.get("total_tokens")
-        if isinstance(total, int) and total >= 0:
-            return total
-    return 0
+        return {call.key: new_entry(body, outcome.content_type, ttl_s, self.usage(outcome.completion))}
 
 
 _MISSING: Any = object()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app import usage
 from app.answers import has_items
 from app.asgi import JSON, OFFLOAD_BYTES, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
@@ -65,9 +66,8 @@ def split_tokens(total: int, count: int) -> list[int]:
 def vectors_of(document: dict[str, Any]) -> tuple[list[Any], Any, int]:
     """(vectors in input order, model, prompt tokens) of an embeddings answer."""
     data = sorted(document["data"], key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
-    usage = document.get("usage") or {}
-    tokens = usage.get("total_tokens", usage.get("prompt_tokens", 0)) if isinstance(usage, dict) else 0
-    return [d["embedding"] for d in data], document.get("model"), tokens if isinstance(tokens, int) else 0
+    counted = usage.embeddings(document)  # counts made safe: an upstream's numbers are not trusted
+    return [d["embedding"] for d in data], document.get("model"), counted.total or counted.input
 
 
 async def _never() -> Message:
@@ -80,6 +80,9 @@ class Embeddings(Handler):
 
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return has_items(document, "data", "embedding", (list, str))  # floats, or base64
+
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        return usage.embeddings(answer)
 
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         call, payload = await open_json(pipeline, self, request)
@@ -145,7 +148,7 @@ class Embeddings(Handler):
         vectors, model, total = vectors_of(outcome.completion)
         fresh = dict(zip(missing, zip(vectors, split_tokens(total, len(missing)))))
         await send_response(send, 200, _json_headers(headers), _merge(item_keys, found, fresh, model))
-        pipeline.respond.done(call, status, sum(found[k].tokens for k in item_keys if k in found))
+        pipeline.respond.done(call, status, usage.added(found[k].usage for k in item_keys if k in found))
 
     async def _send_hit(
         self, pipeline: Pipeline, call: Call, send: Send, item_keys: list[str], found: dict[str, Entry]
@@ -155,7 +158,7 @@ class Embeddings(Handler):
         headers.append((b"age", str(int(max(found[k].age(now) for k in item_keys))).encode()))
         headers.append((b"content-type", JSON))
         await send_response(send, 200, headers, _merge(item_keys, found, {}, None))
-        pipeline.respond.done(call, CacheStatus.HIT, sum(found[k].tokens for k in item_keys))
+        pipeline.respond.done(call, CacheStatus.HIT, usage.added(found[k].usage for k in item_keys))
 
 
 class MissingItems(Embeddings):
