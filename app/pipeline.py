@@ -208,14 +208,19 @@ class Pipeline:
         return {k: v for k, v in params.items() if k not in ignored} if ignored else params
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        """The one place a call's key is made (`handler.open` calls it for every key)."""
         if self.ignored or call.control.ignore_params:
             params = self.keyed(call, params)
         group = self.routing.group_of(call.model)
         named = call.handler.key_headers
         headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else None
-        return keys.cache_key(
+        canonical = keys.canonical(
             call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query, headers
         )
+        shown = call.head.canonicals
+        if shown is not None:  # a request /cache/explain opened
+            shown.append(canonical)
+        return keys.key_of(canonical)
 
     def ttl(self, call: Call) -> float | None:
         if call.policy is not None:

@@ -1,0 +1,102 @@
+"""Seeding (`PUT /cache/entries`): an admin stores a known answer for a request, so the
+next identical request is a hit.
+
+The request is opened by its handler like a proxied one (`app/described.py`), so the
+entry lands under the key that request gets; the answer is judged and stored the way an
+upstream's answer is (`handler.complete`, `handler.entries`): only a whole answer of the
+call type, an event stream assembled into one, an embeddings batch item by item (each
+item its own entry, as a proxied batch stores it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.calls.base import Call, Handler
+from app.calls.embeddings import MissingItems
+from app.coalesce import Outcome, json_object
+from app.described import body_bytes, invalid
+from app.exact_json import dumps
+from app.explain import uncached_reason
+from app.types import MAX_TTL_S, CacheKey
+
+if TYPE_CHECKING:
+    from app.pipeline import Pipeline
+
+log = logging.getLogger("llmcache.seeding")
+RESPONSE_FIELDS = frozenset(("body", "body_base64", "content_type"))
+EVENT_STREAM = "text/event-stream"
+
+
+@dataclass(slots=True, frozen=True)
+class Seeded:
+    keys: list[CacheKey]
+    ttl_s: float | None
+
+
+def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
+    """`ttl_s` as given, else the TTL a miss of this request would be stored with."""
+    if given is None:
+        return pipeline.ttl(call)
+    if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given):
+        raise invalid("ttl_s must be a number of seconds")
+    if not 0 < given <= MAX_TTL_S:
+        raise invalid(f"ttl_s must be more than 0 and at most {MAX_TTL_S}")
+    return float(given)
+
+
+def answer_of(handler: Handler, response: Any) -> Outcome:
+    """The seeded response as an upstream outcome, if it is a whole answer of the call type."""
+    if not isinstance(response, dict):
+        raise invalid("'response' must be an object with 'body' (or 'body_base64') and 'content_type'")
+    unknown = sorted(set(response) - RESPONSE_FIELDS)
+    if unknown:
+        raise invalid(
+            f"unknown response field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(RESPONSE_FIELDS))}"
+        )
+    body = body_bytes(response, "response")
+    content_type = response.get("content_type", "application/json")
+    if not isinstance(content_type, str) or not content_type or not content_type.isprintable():
+        raise invalid("response.content_type must be a media type such as application/json")
+    sse = content_type.startswith(EVENT_STREAM)
+    if handler.relays:  # stored as the bytes they are (speech)
+        whole = handler.complete(content_type, None) or (sse and handler.assemble(body) is not None)
+        return Outcome(200, [], body, None, complete=whole, content_type=content_type)
+    if sse and handler.streams:
+        try:
+            answer = handler.assemble(body)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            answer = None
+        if answer is None or not handler.complete("application/json", answer):
+            return Outcome(200, [], body, content_type=content_type)
+        return Outcome(200, [], dumps(answer), answer, complete=True)  # stored as the pipeline stores a stream
+    document = json_object(body, content_type)
+    whole = handler.complete(content_type, document)
+    return Outcome(200, [], body, document if whole else None, complete=whole, content_type=content_type)
+
+
+async def seed(pipeline: Pipeline, call: Call, response: Any, ttl_s: Any) -> Seeded:
+    reason = uncached_reason(pipeline, call)
+    if reason is not None:
+        raise invalid(f"this request is not cached, so it cannot be seeded: {reason}")
+    if call.control.no_store:
+        raise invalid("this request says no-store, so it cannot be seeded")
+    # A batch is stored as the proxy stores one: each item its own entry.
+    handler = call.handler if call.item_keys is None else MissingItems(call.item_keys)
+    outcome = answer_of(handler, response)
+    if not outcome.complete:
+        what = f"an answer to all {len(call.item_keys)} inputs" if call.item_keys else "a whole answer"
+        raise invalid(f"response is not {what} of a {call.call_type} call, so it would never be stored")
+    ttl = ttl_of(pipeline, call, ttl_s)
+    if ttl == 0:
+        raise invalid("the TTL for this request is 0: nothing is stored (give ttl_s)")
+    entries = handler.entries(call, outcome, outcome.body, ttl)
+    for key in entries:
+        # Other processes drop an older copy they hold in memory and read the new one.
+        await pipeline.chain.fleet.announce({"op": "delete", "key": key})
+    await pipeline.chain.set_many(entries, durable=True)
+    log.info("seeded %d entr%s for a %s request", len(entries), "y" if len(entries) == 1 else "ies", call.call_type)
+    return Seeded(list(entries), ttl)
