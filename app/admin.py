@@ -152,7 +152,9 @@ async def put_entry(request: Request) -> Response:
     document = await admin_document(body, SEED_FIELDS, frozenset(("request", "response")))
     call = await open_described(pipeline, described(document["request"], pipeline.max_body))
     seeded = await seed(pipeline, call, document["response"], document.get("ttl_s"))
-    return json_response({"key": call.key, "keys": seeded.keys, "stored": True, "ttl_s": seeded.ttl_s})
+    return json_response(
+        {"key": call.key, "keys": seeded.keys, "stored": True, "ttl_s": seeded.ttl_s, "semantic": seeded.semantic}
+    )
 
 
 @admin.post("/explain")

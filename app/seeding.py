@@ -5,7 +5,8 @@ The request is opened by its handler like a proxied one (`app/described.py`), so
 entry lands under the key that request gets; the answer is judged and stored the way an
 upstream's answer is (`handler.complete`, `handler.entries`): only a whole answer of the
 call type, an event stream assembled into one, an embeddings batch item by item (each
-item its own entry, as a proxied batch stores it).
+item its own entry, as a proxied batch stores it). A chat or text completion is also
+indexed for the semantic cache when that is on, so its paraphrases hit it too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EVENT_STREAM = "text/event-stream"
 class Seeded:
     keys: list[CacheKey]
     ttl_s: float | None
+    semantic: bool  # indexed for the semantic cache too (a chat or text completion, when it is on)
 
 
 def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
@@ -98,5 +100,8 @@ async def seed(pipeline: Pipeline, call: Call, response: Any, ttl_s: Any) -> See
         # Other processes drop an older copy they hold in memory and read the new one.
         await pipeline.chain.fleet.announce({"op": "delete", "key": key})
     await pipeline.chain.set_many(entries, durable=True)
+    semantic = False
+    if call.asked is not None and pipeline.semantic is not None and call.key is not None:
+        semantic = await pipeline.semantic.learn(call.asked, call.key, ttl, call.head.authorization)
     log.info("seeded %d entr%s for a %s request", len(entries), "y" if len(entries) == 1 else "ies", call.call_type)
-    return Seeded(list(entries), ttl)
+    return Seeded(list(entries), ttl, semantic)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import anthropic
 import httpx
@@ -45,6 +45,26 @@ ASK = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is
 BEARER = {"authorization": f"Bearer {API_KEY}"}
 
 
+_OPEN: list[Any] = []  # clients a test opened, closed after it
+C = TypeVar("C")
+
+
+def opened(client: C) -> C:
+    _OPEN.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def sdk(proxy: ServedProxy, api_key: str = API_KEY) -> openai.OpenAI:
+    return opened(proxy.client(api_key))
+
+
 class Captured:
     """The requests a client sent, as they went out."""
 
@@ -56,11 +76,11 @@ class Captured:
         self.requests.append(request)
 
     def http(self) -> httpx.Client:
-        return httpx.Client(event_hooks={"request": [self.hook]}, timeout=30)
+        return opened(httpx.Client(event_hooks={"request": [self.hook]}, timeout=30))
 
     def http2(self) -> httpx2.Client:
         """For the anthropic SDK, which runs on httpx2."""
-        return httpx2.Client(event_hooks={"request": [self.hook]}, timeout=30)
+        return opened(httpx2.Client(event_hooks={"request": [self.hook]}, timeout=30))
 
     def last(self) -> dict[str, Any]:
         """The last request, described for the admin routes."""
@@ -106,7 +126,7 @@ def test_a_seeded_chat_completion_is_a_hit_with_the_seeded_body_plain_and_stream
     assert response.status_code == 200, response.text
     seeded = response.json()
     assert seeded["stored"] is True and seeded["keys"] == [seeded["key"]] and seeded["ttl_s"] == 600
-    client = proxy.client()
+    client = sdk(proxy)
     plain = client.chat.completions.with_raw_response.create(**ASK)
     assert plain.headers["x-cache-status"] == "hit" and plain.headers["x-cache-key"] == seeded["key"]
     assert plain.http_response.content == seeded_bytes
@@ -117,7 +137,7 @@ def test_a_seeded_chat_completion_is_a_hit_with_the_seeded_body_plain_and_stream
     assert text == ANSWER["choices"][0]["message"]["content"]  # type: ignore[index]
     assert fake.calls("chat_completions") == 0
     # Another credential is another scope: not the seeded entry.
-    other = proxy.client(api_key="sk-someone-else").chat.completions.with_raw_response.create(**ASK)
+    other = sdk(proxy, "sk-someone-else").chat.completions.with_raw_response.create(**ASK)
     assert other.headers["x-cache-status"] == "miss"
 
 
@@ -141,7 +161,7 @@ def test_a_seeded_event_stream_is_stored_as_its_answer(serve: Any, fake: Any) ->
         },
     )
     assert response.status_code == 200, response.text
-    plain = proxy.client().chat.completions.with_raw_response.create(**ASK)
+    plain = sdk(proxy).chat.completions.with_raw_response.create(**ASK)
     assert plain.headers["x-cache-status"] == "hit"
     assert plain.parse().choices[0].message.content == "Streamed seed."
     assert fake.calls("chat_completions") == 0
@@ -192,7 +212,7 @@ def embedding(vector: list[float], index: int = 0) -> dict[str, Any]:
 
 def test_seeded_embeddings_single_and_batch_item_by_item(serve: Any, fake: Any) -> None:
     proxy = serve()
-    client = proxy.client()
+    client = sdk(proxy)
     single = {"object": "list", "data": [embedding([0.5, -0.25])], "model": "text-embedding-3-small"}
     single["usage"] = {"prompt_tokens": 1, "total_tokens": 1}
     body = {"model": "text-embedding-3-small", "input": "alpha", "encoding_format": "float"}
@@ -258,7 +278,7 @@ def test_a_seeded_transcription_from_a_form_is_a_hit(serve: Any, fake: Any) -> N
     )
     assert response.status_code == 200, response.text
     # The SDK builds its own form (another boundary): the same fields, the same key.
-    hit = proxy.client().audio.transcriptions.with_raw_response.create(
+    hit = sdk(proxy).audio.transcriptions.with_raw_response.create(
         model="whisper-1", file=("a.wav", AUDIO, "audio/wav")
     )
     assert hit.headers["x-cache-status"] == "hit" and hit.parse().text == "seeded words"
@@ -330,8 +350,7 @@ def claude(proxy: ServedProxy, captured: Captured) -> anthropic.Anthropic:
 
 def rerank(captured: Captured, proxy: ServedProxy) -> httpx.Response:
     body = {"model": "rerank-english-v3.0", "query": "cache", "documents": ["a cache", "a dog"]}
-    with captured.http() as http:  # the SDK has no rerank
-        return http.post(proxy.root + "/v1/rerank", json=body, headers=BEARER)
+    return captured.http().post(proxy.root + "/v1/rerank", json=body, headers=BEARER)  # the SDK has no rerank
 
 
 CALLS: dict[str, Callable[[Captured, ServedProxy], Any]] = {
@@ -388,7 +407,7 @@ def test_explain_gives_the_key_the_proxy_sent_and_the_tiers_holding_it(serve: An
 
 def test_explain_after_a_delete_shows_no_tier_holding_it(serve: Any, fake: Any) -> None:
     proxy = serve()
-    sent = proxy.client().chat.completions.with_raw_response.create(**ASK)
+    sent = sdk(proxy).chat.completions.with_raw_response.create(**ASK)
     proxy.drain()
     request = {"path": "/v1/chat/completions", "headers": BEARER, "body": ASK}
     assert holding(explain(proxy, request)) == ["local", "disk"]
@@ -399,13 +418,13 @@ def test_explain_after_a_delete_shows_no_tier_holding_it(serve: Any, fake: Any) 
     assert [t["state"] for t in shown["tiers"]] == ["absent", "absent"]
     assert all(t["age_s"] is None and t["ttl_s"] is None for t in shown["tiers"])
     # Explaining reads without promoting or storing: the next request is still a miss.
-    again = proxy.client().chat.completions.with_raw_response.create(**ASK)
+    again = sdk(proxy).chat.completions.with_raw_response.create(**ASK)
     assert again.headers["x-cache-status"] == "miss"
 
 
 def test_explain_a_batch_names_each_items_key(serve: Any, fake: Any) -> None:
     proxy = serve()
-    client = proxy.client()
+    client = sdk(proxy)
     one = client.embeddings.with_raw_response.create(
         model="text-embedding-3-small", input="first", encoding_format="float"
     )
@@ -430,9 +449,7 @@ def test_explain_says_why_a_request_is_not_cached(serve: Any, fake: Any) -> None
 def test_explain_shows_the_namespace_and_the_semantic_side(serve: Any, fake: Any) -> None:
     proxy = serve()
     headers = {**BEARER, "x-cache-namespace": "team-a"}
-    sent = proxy.client().chat.completions.with_raw_response.create(
-        **ASK, extra_headers={"x-cache-namespace": "team-a"}
-    )
+    sent = sdk(proxy).chat.completions.with_raw_response.create(**ASK, extra_headers={"x-cache-namespace": "team-a"})
     shown = explain(proxy, {"path": "/v1/chat/completions", "headers": headers, "body": ASK})
     assert shown["key"] == sent.headers["x-cache-key"] and shown["key"].startswith("team-a/")
     assert shown["namespace"] == "team-a" and shown["policy"] is None
@@ -548,3 +565,28 @@ def test_any_admin_document_is_answered_never_a_500(serve: Any, fake: Any) -> No
         check()
     finally:
         admin.close()
+
+
+def test_a_seeded_question_is_found_by_its_paraphrase_and_explain_shows_its_context(serve: Any, fake: Any) -> None:
+    semantic = {"type": "qdrant", "qdrant": {"collection": "seeded"}, "embedding": {"local": "all-MiniLM-L6-v2"}}
+    proxy = serve(cache={"semantic": semantic})
+    asked = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    response = put(
+        proxy,
+        {"request": {"path": "/v1/chat/completions", "headers": BEARER, "body": asked}, "response": {"body": ANSWER}},
+    )
+    assert response.status_code == 200 and response.json()["semantic"] is True, response.text
+    paraphrase = {**asked, "messages": [{"role": "user", "content": "What's the capital city of France?"}]}
+    hit = sdk(proxy).chat.completions.with_raw_response.create(**paraphrase)
+    assert hit.headers["x-cache-status"] == "semantic-hit" and hit.headers["x-cache-key"] == response.json()["key"]
+    assert json.loads(hit.http_response.content) == ANSWER and fake.calls("chat_completions") == 0
+    shown = explain(proxy, {"path": "/v1/chat/completions", "headers": BEARER, "body": paraphrase})
+    seeded = explain(proxy, {"path": "/v1/chat/completions", "headers": BEARER, "body": asked})
+    assert shown["semantic"]["applies"] and shown["semantic"]["question"] == "What's the capital city of France?"
+    # Only the final question differs: the same context, where a match is searched.
+    assert shown["semantic"]["context"] == seeded["semantic"]["context"] and shown["key"] != seeded["key"]
+    other = {**paraphrase, "temperature": 0.5}
+    assert (
+        explain(proxy, {"path": "/v1/chat/completions", "headers": BEARER, "body": other})["semantic"]["context"]
+        != seeded["semantic"]["context"]
+    )
