@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmcache.seeding")
 RESPONSE_FIELDS = frozenset(("body", "body_base64", "content_type"))
 EVENT_STREAM = "text/event-stream"
+# What a Content-Type header can carry back on a hit: printable ASCII, at most 255 characters.
+_MEDIA_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}\Z")
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,8 +64,8 @@ def answer_of(handler: Handler, response: Any) -> Outcome:
         )
     body = body_bytes(response, "response")
     content_type = response.get("content_type", "application/json")
-    if not isinstance(content_type, str) or not content_type or not content_type.isprintable():
-        raise invalid("response.content_type must be a media type such as application/json")
+    if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
+        raise invalid("response.content_type must be a media type such as application/json (printable ASCII)")
     sse = content_type.startswith(EVENT_STREAM)
     if handler.relays:  # stored as the bytes they are (speech)
         whole = handler.complete(content_type, None) or (sse and handler.assemble(body) is not None)

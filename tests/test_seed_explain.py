@@ -285,6 +285,33 @@ def test_a_seeded_transcription_from_a_form_is_a_hit(serve: Any, fake: Any) -> N
     assert fake.calls("transcriptions") == 0
 
 
+def test_seeded_speech_is_the_audio_bytes_as_given(serve: Any, fake: Any) -> None:
+    proxy = serve()
+    audio = b"ID3\x04seeded audio frames" * 50
+    body = {"model": "tts-1", "input": "say this", "voice": "alloy"}
+    request = {"path": "/v1/audio/speech", "headers": BEARER, "body": body}
+    encoded = base64.b64encode(audio).decode()
+    response = put(proxy, {"request": request, "response": {"body_base64": encoded, "content_type": "audio/mpeg"}})
+    assert response.status_code == 200, response.text
+    hit = sdk(proxy).audio.speech.with_raw_response.create(model="tts-1", input="say this", voice="alloy")
+    assert hit.headers["x-cache-status"] == "hit" and hit.headers["content-type"] == "audio/mpeg"
+    assert hit.http_response.content == audio and fake.calls("speech") == 0
+    as_json = put(proxy, {"request": request, "response": {"body": {"audio": "none"}}})
+    assert as_json.status_code == 400 and "whole answer" in as_json.json()["error"]["message"]
+    bad_type = put(proxy, {"request": request, "response": {"body_base64": encoded, "content_type": "audio/\u2603"}})
+    assert bad_type.status_code == 400 and "content_type" in bad_type.json()["error"]["message"]
+
+
+def test_explain_keys_the_query_string_as_the_proxy_does(serve: Any, fake: Any) -> None:
+    proxy = serve()
+    with httpx.Client(base_url=proxy.root, headers=BEARER, timeout=30) as http:
+        sent = http.post("/v1/chat/completions?api-version=2024-06-01", json=ASK)
+    path = "/v1/chat/completions?api-version=2024-06-01"
+    assert explain(proxy, {"path": path, "headers": BEARER, "body": ASK})["key"] == sent.headers["x-cache-key"]
+    other = explain(proxy, {"path": "/v1/chat/completions?api-version=2025-01-01", "headers": BEARER, "body": ASK})
+    assert other["key"] != sent.headers["x-cache-key"] and holding(other) == []
+
+
 @pytest.mark.parametrize(
     "request_, response_, says",
     [
