@@ -150,7 +150,7 @@ async def put_entry(request: Request) -> Response:
     pipeline = runtime(request).pipeline
     body = await limited_body(request, 2 * pipeline.max_body)
     document = await admin_document(body, SEED_FIELDS, frozenset(("request", "response")))
-    call = await open_described(pipeline, described(document["request"], pipeline.max_body))
+    call = await open_described(pipeline, described(document["request"], pipeline))
     seeded = await seed(pipeline, call, document["response"], document.get("ttl_s"))
     return json_response(
         {"key": call.key, "keys": seeded.keys, "stored": True, "ttl_s": seeded.ttl_s, "semantic": seeded.semantic}
@@ -162,7 +162,7 @@ async def explain_request(request: Request) -> Response:
     pipeline = runtime(request).pipeline
     body = await limited_body(request, 2 * pipeline.max_body)
     document = await admin_document(body, frozenset(("request",)), frozenset(("request",)))
-    return json_response(await explain(pipeline, described(document["request"], pipeline.max_body)))
+    return json_response(await explain(pipeline, described(document["request"], pipeline)))
 
 
 router.include_router(admin)

@@ -21,7 +21,7 @@ from app.asgi import OFFLOAD_BYTES, Message, Scope, offload
 from app.calls.registry import ROUTES
 from app.errors import ProxyError, bad_request, too_large
 from app.exact_json import dumps, parse_object
-from app.request import Request, read_head
+from app.request import Request
 from app.types import Headers
 
 if TYPE_CHECKING:
@@ -107,8 +107,9 @@ async def _no_client() -> Message:
     return {"type": "http.disconnect"}  # a described request is opened, never served
 
 
-def described(document: Any, max_body: int) -> Request:
+def described(document: Any, pipeline: Pipeline) -> Request:
     """The request `document` describes, as the server would have read it."""
+    max_body = pipeline.max_body
     if not isinstance(document, dict):
         raise invalid("'request' must be an object with 'path', 'headers' and 'body' (or 'body_base64')")
     unknown = sorted(set(document) - REQUEST_FIELDS)
@@ -134,7 +135,7 @@ def described(document: Any, max_body: int) -> Request:
         "query_string": query.encode(),
         "headers": headers,
     }
-    return Request(scope, _no_client, read_head(scope), body)
+    return Request(scope, _no_client, pipeline.head_of(scope), body)
 
 
 async def open_described(pipeline: Pipeline, request: Request) -> Call:

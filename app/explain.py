@@ -33,7 +33,9 @@ def uncached_reason(pipeline: Pipeline, call: Call) -> str | None:
     if call.control.use_cache is False:
         return "the request turns the cache off (use-cache: false)"
     if not pipeline.cacheable(call):
-        return "cache.mode is default_off and the request does not ask for the cache (x-cache-use-cache: true)"
+        policy = call.policy
+        mode = "cache.mode" if policy is None or policy.mode is None else f"the mode of policy {policy.name!r}"
+        return f"{mode} is default_off and the request does not ask for the cache (x-cache-use-cache: true)"
     return call.handler.uncached
 
 
@@ -71,14 +73,14 @@ async def explain(pipeline: Pipeline, request: Request) -> dict[str, Any]:
         "canonical": material(canonicals[0]).decode() if call.key is not None else None,
         "scope": pipeline.scope_of(call),
         "namespace": pipeline.namespace_of(call),
-        "policy": None,  # TODO(lead): call.policy.name once per-tenant policies are merged
+        "policy": None if call.policy is None else call.policy.name,
         "stream": call.stream,
         "store_ttl_s": pipeline.ttl(call) if pipeline.storable(call) else 0,
         "max_age_s": call.control.max_age_s,
         "tiers": await tiers(pipeline, call.key) if call.key is not None else [],
         "items": None,
         "semantic": {
-            "enabled": pipeline.semantic is not None,
+            "enabled": pipeline.semantic_for(call) is not None,
             "applies": asked is not None,
             "context": None if asked is None else asked.fingerprint,
             "question": None if asked is None else asked.question.text,

@@ -35,7 +35,7 @@ from app.exact_json import dumps
 from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
 from app.policy import Policies
-from app.request import Request, read_head
+from app.request import Head, Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
 from app.tiers.chain import Chain
@@ -129,10 +129,7 @@ class Pipeline:
 
     async def handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            head = read_head(scope)
-            policies = self.policies
-            if policies is not None and policies.header_names:
-                policies.gather(head)
+            head = self.head_of(scope)
             body = await read_body(receive, self.max_body, head.content_length)
             memo = self.memo
             if memo is not None:
@@ -154,6 +151,14 @@ class Pipeline:
                 await send_error(send, failure, body=handler.error_body(failure))
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
+
+    def head_of(self, scope: Scope) -> Head:
+        """A request's head, with the headers its policies match by (a described one's too)."""
+        head = read_head(scope)
+        policies = self.policies
+        if policies is not None and policies.header_names:
+            policies.gather(head)
+        return head
 
     async def fast(self, plan: Plan, send: Send) -> bool:
         """Answer a remembered request from the local tier, if it holds the entry."""

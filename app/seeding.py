@@ -43,14 +43,16 @@ class Seeded:
 
 
 def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
-    """`ttl_s` as given, else the TTL a miss of this request would be stored with."""
+    """The TTL a miss of this request would be stored with, `ttl_s` standing for its TTL
+    control if given (a policy's maximum still applies)."""
     if given is None:
         return pipeline.ttl(call)
     if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given):
         raise invalid("ttl_s must be a number of seconds")
     if not 0 < given <= MAX_TTL_S:
         raise invalid(f"ttl_s must be more than 0 and at most {MAX_TTL_S}")
-    return float(given)
+    call.control.ttl_s = float(given)
+    return pipeline.ttl(call)
 
 
 def answer_of(handler: Handler, response: Any) -> Outcome:
@@ -104,7 +106,8 @@ async def seed(pipeline: Pipeline, call: Call, response: Any, ttl_s: Any) -> See
         await pipeline.chain.fleet.announce({"op": "delete", "key": key})
     await pipeline.chain.set_many(entries, durable=True)
     semantic = False
-    if call.asked is not None and pipeline.semantic is not None and call.key is not None:
-        semantic = await pipeline.semantic.learn(call.asked, call.key, ttl, call.head.authorization)
+    semantic_cache = pipeline.semantic_for(call)
+    if call.asked is not None and semantic_cache is not None and call.key is not None:
+        semantic = await semantic_cache.learn(call.asked, call.key, ttl, call.head.authorization)
     log.info("seeded %d entr%s for a %s request", len(entries), "y" if len(entries) == 1 else "ies", call.call_type)
     return Seeded(list(entries), ttl, semantic)

@@ -479,8 +479,32 @@ def test_explain_shows_the_namespace_and_the_semantic_side(serve: Any, fake: Any
     sent = sdk(proxy).chat.completions.with_raw_response.create(**ASK, extra_headers={"x-cache-namespace": "team-a"})
     shown = explain(proxy, {"path": "/v1/chat/completions", "headers": headers, "body": ASK})
     assert shown["key"] == sent.headers["x-cache-key"] and shown["key"].startswith("team-a/")
-    assert shown["namespace"] == "team-a" and shown["policy"] is None
+    assert shown["namespace"] == "team-a" and shown["policy"] is None  # no policies configured
     assert shown["semantic"] == {"enabled": False, "applies": False, "context": None, "question": None}
+
+
+def test_explain_and_seed_follow_the_tenant_policy(serve: Any, fake: Any) -> None:
+    policies = [
+        {"name": "ml-team", "match": {"header": {"x-team": "ml"}}, "namespace": "ml", "max_ttl_s": 120},
+        {"name": "batch", "match": {"header": {"x-team": "batch"}}, "mode": "default_off"},
+    ]
+    proxy = serve(policies=policies)
+    team = {"x-team": "ml"}
+    sent = sdk(proxy).chat.completions.with_raw_response.create(**ASK, extra_headers=team)
+    assert sent.headers["x-cache-policy"] == "ml-team"
+    request = {"path": "/v1/chat/completions", "headers": {**BEARER, **team}, "body": ASK}
+    shown = explain(proxy, request)
+    assert shown["policy"] == "ml-team" and shown["namespace"] == "ml"
+    assert shown["key"] == sent.headers["x-cache-key"] and shown["key"].startswith("ml/")
+    assert shown["store_ttl_s"] == 120
+    # A seed under the policy lives no longer than its maximum.
+    seeded = put(proxy, {"request": request, "response": {"body": ANSWER}, "ttl_s": 86400})
+    assert seeded.status_code == 200 and seeded.json()["ttl_s"] == 120
+    assert all(t["ttl_s"] <= 120 for t in explain(proxy, request)["tiers"])
+    hit = sdk(proxy).chat.completions.with_raw_response.create(**ASK, extra_headers=team)
+    assert hit.headers["x-cache-status"] == "hit" and json.loads(hit.http_response.content) == ANSWER
+    batch = explain(proxy, {**request, "headers": {**BEARER, "x-team": "batch"}})
+    assert batch["cacheable"] is False and "policy 'batch'" in batch["reason"]
 
 
 SECRET = "sk-CANARY-0123456789abcdef"
