@@ -641,3 +641,38 @@ def test_a_seeded_question_is_found_by_its_paraphrase_and_explain_shows_its_cont
         explain(proxy, {"path": "/v1/chat/completions", "headers": BEARER, "body": other})["semantic"]["context"]
         != seeded["semantic"]["context"]
     )
+
+
+PARAM_NAMES = st.sampled_from(
+    ["model", "messages", "temperature", "seed", "stream", "n", "metadata", "cache", "x", "é"]
+)
+
+
+def test_explain_and_the_proxy_agree_on_any_body(serve: Any, fake: Any) -> None:
+    """For any JSON body, spelled any way: the proxy's x-cache-key is explain's key (none
+    for both, or both refuse it), whether the body is described as an object or as its
+    exact bytes."""
+    proxy = serve()
+    http = opened(httpx.Client(base_url=proxy.root, timeout=30))
+    admin = opened(proxy.admin())
+    bodies = st.dictionaries(PARAM_NAMES, JSON_VALUES, max_size=5)
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(bodies, st.sampled_from([None, 2]), st.sampled_from(["/v1/chat/completions", "/v1/embeddings"]))
+    def check(body: dict[str, Any], indent: int | None, path: str) -> None:
+        raw = json.dumps(body, indent=indent, ensure_ascii=indent is None).encode()
+        headers = {**BEARER, "cache-control": "only-if-cached", "content-type": "application/json"}
+        sent = http.post(path, content=raw, headers=headers)  # upstream only if uncached (bypass)
+        described = [
+            {"path": path, "headers": headers, "body_base64": base64.b64encode(raw).decode()},
+            {"path": path, "headers": headers, "body": body},
+        ]
+        for request in described:
+            shown = admin.post("/cache/explain", json={"request": request})
+            if "x-cache-status" not in sent.headers:  # refused by llmcache itself
+                assert sent.status_code == 400 and shown.status_code == 400, (sent.text, shown.text)
+            else:  # a key (or none: a bypass, a batch keyed item by item)
+                assert shown.status_code == 200, shown.text
+                assert shown.json()["key"] == sent.headers.get("x-cache-key"), (sent.text, shown.text)
+
+    check()
