@@ -11,6 +11,7 @@ indexed for the semantic cache when that is on, so its paraphrases hit it too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -55,6 +56,13 @@ def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
     return pipeline.ttl(call)
 
 
+def assembled(handler: Handler, body: bytes) -> dict[str, Any] | None:
+    try:
+        return handler.assemble(body)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+        return None  # events of the wrong shape (as the pipeline judges an upstream stream)
+
+
 def answer_of(handler: Handler, response: Any) -> Outcome:
     """The seeded response as an upstream outcome, if it is a whole answer of the call type."""
     if not isinstance(response, dict):
@@ -70,13 +78,10 @@ def answer_of(handler: Handler, response: Any) -> Outcome:
         raise invalid("response.content_type must be a media type such as application/json (printable ASCII)")
     sse = content_type.startswith(EVENT_STREAM)
     if handler.relays:  # stored as the bytes they are (speech)
-        whole = handler.complete(content_type, None) or (sse and handler.assemble(body) is not None)
+        whole = handler.complete(content_type, None) or (sse and assembled(handler, body) is not None)
         return Outcome(200, [], body, None, complete=whole, content_type=content_type)
     if sse and handler.streams:
-        try:
-            answer = handler.assemble(body)
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
-            answer = None
+        answer = assembled(handler, body)
         if answer is None or not handler.complete("application/json", answer):
             return Outcome(200, [], body, content_type=content_type)
         return Outcome(200, [], dumps(answer), answer, complete=True)  # stored as the pipeline stores a stream
@@ -101,9 +106,8 @@ async def seed(pipeline: Pipeline, call: Call, response: Any, ttl_s: Any) -> See
     if ttl == 0:
         raise invalid("the TTL for this request is 0: nothing is stored (give ttl_s)")
     entries = handler.entries(call, outcome, outcome.body, ttl)
-    for key in entries:
-        # Other processes drop an older copy they hold in memory and read the new one.
-        await pipeline.chain.fleet.announce({"op": "delete", "key": key})
+    # Other processes of the fleet drop an older copy they hold in memory, and read this one.
+    await asyncio.gather(*(pipeline.chain.fleet.announce({"op": "delete", "key": key}) for key in entries))
     await pipeline.chain.set_many(entries, durable=True)
     semantic = False
     semantic_cache = pipeline.semantic_for(call)

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import API_KEY, ServedProxy
+from tests.conftest import API_KEY, ServedProxy, wait_for
 
 AUDIO = b"RIFF\x00\x00\x00\x00WAVEfake audio bytes"
 PICTURE = b"\x89PNG\r\n\x1a\nan input picture"
@@ -676,3 +676,24 @@ def test_explain_and_the_proxy_agree_on_any_body(serve: Any, fake: Any) -> None:
                 assert shown.json()["key"] == sent.headers.get("x-cache-key"), (sent.text, shown.text)
 
     check()
+
+
+@pytest.mark.redis
+def test_a_seed_replaces_what_other_processes_hold_in_memory(serve: Any, fake: Any, redis_standalone: Any) -> None:
+    tiers = {"tiers": [{"type": "local"}, {"type": "redis", "url": redis_standalone.url, "prefix": "seed-fleet:"}]}
+    a, b = serve(cache=tiers), serve(cache=tiers)
+    first = sdk(a).chat.completions.with_raw_response.create(**ASK)
+    a.drain()
+    held = sdk(b).chat.completions.with_raw_response.create(**ASK)  # now in b's local tier too
+    assert (first.headers["x-cache-status"], held.headers["x-cache-status"]) == ("miss", "hit")
+    seeded = put(
+        a, {"request": {"path": "/v1/chat/completions", "headers": BEARER, "body": ASK}, "response": {"body": ANSWER}}
+    )
+    assert seeded.status_code == 200 and seeded.json()["key"] == first.headers["x-cache-key"]
+
+    def b_serves_the_seed() -> bool:
+        response = sdk(b).chat.completions.with_raw_response.create(**ASK)
+        return response.headers["x-cache-status"] == "hit" and json.loads(response.http_response.content) == ANSWER
+
+    assert wait_for(b_serves_the_seed)
+    assert fake.calls("chat_completions") == 1
