@@ -8,8 +8,11 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.errors import ProxyError, bad_request
+from app.described import admin_document, described, open_described
+from app.errors import ProxyError, bad_request, too_large
+from app.explain import explain
 from app.runtime import Runtime
+from app.seeding import seed
 from app.types import valid_key, valid_namespace
 
 router = APIRouter()
@@ -126,6 +129,43 @@ async def flush(request: Request) -> Response:
     if rt.semantic is not None:
         await rt.semantic.clear(namespace)
     return json_response({"deleted": await rt.chain.clear(namespace)})
+
+
+async def limited_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# An admin document carries a request and its answer, each up to server.max_body_bytes.
+SEED_FIELDS = frozenset(("request", "response", "ttl_s"))
+
+
+@admin.put("/entries")
+async def put_entry(request: Request) -> Response:
+    pipeline = runtime(request).pipeline
+    body = await limited_body(request, 2 * pipeline.max_body)
+    document = await admin_document(body, SEED_FIELDS, frozenset(("request", "response")))
+    call = await open_described(pipeline, described(document["request"], pipeline))
+    seeded = await seed(pipeline, call, document["response"], document.get("ttl_s"))
+    return json_response(
+        {"key": call.key, "keys": seeded.keys, "stored": True, "ttl_s": seeded.ttl_s, "semantic": seeded.semantic}
+    )
+
+
+@admin.post("/explain")
+async def explain_request(request: Request) -> Response:
+    pipeline = runtime(request).pipeline
+    body = await limited_body(request, 2 * pipeline.max_body)
+    document = await admin_document(body, frozenset(("request",)), frozenset(("request",)))
+    return json_response(await explain(pipeline, described(document["request"], pipeline)))
 
 
 router.include_router(admin)

@@ -36,7 +36,7 @@ from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
 from app.policy import Policies
 from app.prices import Prices, configured_rows
-from app.request import Request, read_head
+from app.request import Head, Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
 from app.tiers.chain import Chain
@@ -130,10 +130,7 @@ class Pipeline:
 
     async def handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            head = read_head(scope)
-            policies = self.policies
-            if policies is not None and policies.header_names:
-                policies.gather(head)
+            head = self.head_of(scope)
             body = await read_body(receive, self.max_body, head.content_length)
             memo = self.memo
             if memo is not None:
@@ -155,6 +152,14 @@ class Pipeline:
                 await send_error(send, failure, body=handler.error_body(failure))
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
+
+    def head_of(self, scope: Scope) -> Head:
+        """A request's head, with the headers its policies match by (a described one's too)."""
+        head = read_head(scope)
+        policies = self.policies
+        if policies is not None and policies.header_names:
+            policies.gather(head)
+        return head
 
     async def fast(self, plan: Plan, send: Send) -> bool:
         """Answer a remembered request from the local tier, if it holds the entry."""
@@ -209,14 +214,19 @@ class Pipeline:
         return {k: v for k, v in params.items() if k not in ignored} if ignored else params
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        """The one place a call's key is made (`handler.open` calls it for every key)."""
         if self.ignored or call.control.ignore_params:
             params = self.keyed(call, params)
         group = self.routing.group_of(call.model)
         named = call.handler.key_headers
         headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else None
-        return keys.cache_key(
+        canonical = keys.canonical(
             call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query, headers
         )
+        shown = call.head.canonicals
+        if shown is not None:  # a request /cache/explain opened
+            shown.append(canonical)
+        return keys.key_of(canonical)
 
     def ttl(self, call: Call) -> float | None:
         if call.policy is not None:

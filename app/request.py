@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app import keys
 from app.asgi import Receive, Scope
@@ -45,6 +45,8 @@ class Head:
     read: list[tuple[bytes, bytes]] = field(default_factory=list)
     memo_key: MemoKey | None = None  # set by the pipeline once the body is read
     policy_headers: dict[bytes, bytes] | None = None  # those policies match by (`app/policy.py`)
+    # Set by /cache/explain: the canonical form of every key made for this request, in order.
+    canonicals: list[list[Any]] | None = None
 
 
 def read_head(scope: Scope) -> Head:

@@ -49,6 +49,8 @@ class Call:
     include_usage: bool = False
     asked: Asked | None = None  # the semantic side, when the semantic cache applies
     policy: Policy | None = None  # the tenant policy that applies (`app/policy.py`)
+    # A call keyed item by item (an embeddings batch): each item's key, in input order.
+    item_keys: list[CacheKey] | None = None
 
     @property
     def call_type(self) -> CallType:
@@ -74,6 +76,8 @@ class Handler(ABC):
     relays: ClassVar[bool] = False
     # Request headers that change the answer: keyed with the body (e.g. `anthropic-version`).
     key_headers: ClassVar[frozenset[bytes]] = frozenset()
+    # Why a request the cache applies to still has no key (`/cache/explain` says it).
+    uncached: ClassVar[str] = "this request is not cached"
 
     def credential(self, api_key: str) -> tuple[bytes, bytes]:
         """The header a route's configured `api_key` is sent in, for this API."""
@@ -84,8 +88,13 @@ class Handler(ABC):
         return error.body()
 
     @abstractmethod
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
+        """The request parsed and keyed (a 400 if it cannot be): the call `handle` serves,
+        and the one the admin routes seed and explain. No I/O."""
+
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         """Turn the request into a call and serve it through the pipeline."""
+        await pipeline.serve(await self.open(pipeline, request), request.receive, send)
 
     @abstractmethod
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
@@ -136,14 +145,14 @@ class JsonHandler(Handler):
     """A call type whose requests are JSON objects: parsed exactly, keyed over every
     parameter but the transport ones, served through the pipeline."""
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
         call, payload = await open_json(pipeline, self, request)
         self.prepare(call, payload)
         if pipeline.cacheable(call) and self.keyable(payload):
             small = len(request.body) < OFFLOAD_BYTES  # the usual case: no thread, no coroutine
             call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
             self.keyed(pipeline, call, payload)
-        await pipeline.serve(call, request.receive, send)
+        return call
 
     def prepare(self, call: Call, payload: dict[str, Any]) -> None:
         """Anything the call needs from the payload besides its key (none by default)."""

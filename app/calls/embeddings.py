@@ -84,12 +84,18 @@ class Embeddings(Handler):
     def usage(self, answer: dict[str, Any] | None) -> Usage:
         return usage.embeddings(answer)
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    uncached = "only an input of a string, a list of strings, or token ids is cached"
+
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
+        return (await self._open(pipeline, request))[0]
+
+    async def _open(self, pipeline: Pipeline, request: Request) -> tuple[Call, dict[str, Any], list[Item] | None]:
+        """The call (a single input keyed like any call, a batch item by item), its payload
+        and its input items (None when it has no key: forwarded as it is)."""
         call, payload = await open_json(pipeline, self, request)
         items = split_inputs(payload.get("input"))
         if not pipeline.cacheable(call) or items is None:
-            await pipeline.serve(call, _never, send)  # no key: forwarded as it is
-            return
+            return call, payload, None
         params = {k: v for k, v in payload.items() if k != "input"}
 
         def keys() -> list[CacheKey]:
@@ -98,9 +104,16 @@ class Embeddings(Handler):
         item_keys = keys() if len(request.body) < OFFLOAD_BYTES else await offload(keys)
         if len(items) == 1:
             call.key = item_keys[0]
-            await pipeline.serve(call, _never, send)
+        else:
+            call.item_keys = item_keys
+        return call, payload, items
+
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        call, payload, items = await self._open(pipeline, request)
+        if call.item_keys is None or items is None:
+            await pipeline.serve(call, _never, send)  # keyed as one call, or not at all
             return
-        await self._batch(pipeline, call, send, items, item_keys, payload)
+        await self._batch(pipeline, call, send, items, call.item_keys, payload)
 
     async def _batch(
         self,

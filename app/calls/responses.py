@@ -26,6 +26,7 @@ class Responses(JsonHandler):
     call_type = CallType.RESPONSES
     paths = ("/v1/responses",)
     streams = True
+    uncached = "a Responses request with `background: true` or a `conversation` depends on state that changes"
 
     def keyable(self, payload: dict[str, Any]) -> bool:
         return not stateful(payload)

@@ -13,6 +13,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
 from app import codec
@@ -47,6 +49,24 @@ class Ready(Protocol):
 
 
 R = TypeVar("R", bound=Ready)
+
+
+class Presence(StrEnum):
+    """What one tier holds for a key, as `/cache/explain` reports it."""
+
+    LIVE = "live"
+    EXPIRED = "expired"  # still stored, no longer served
+    ABSENT = "absent"
+    UNREADABLE = "unreadable"  # does not decode or decrypt here: served as a miss
+    UNAVAILABLE = "unavailable"  # the tier failed or its breaker is open
+
+
+@dataclass(slots=True, frozen=True)
+class Holding:
+    name: str
+    type: str
+    presence: Presence
+    entry: Entry | None = None
 
 
 class Chain:
@@ -118,6 +138,26 @@ class Chain:
                 await self._write(self.tiers[:index], {key: entry})
             return entry
         return None
+
+    async def holdings(self, key: CacheKey) -> list[Holding]:
+        """What each tier holds for `key`, read as `get` reads it but without promoting."""
+        found = []
+        now = time.time()
+        for guarded in self.tiers:
+            raw: bytes | Failed | None = self._held(guarded, key)
+            if raw is None:
+                raw = await guarded.call("get", guarded.tier.get, key)
+            entry = None if raw is None or isinstance(raw, Failed) else self._decode(guarded, key, raw)
+            if isinstance(raw, Failed):
+                presence = Presence.UNAVAILABLE
+            elif raw is None:
+                presence = Presence.ABSENT
+            elif entry is None:
+                presence = Presence.UNREADABLE
+            else:
+                presence = Presence.EXPIRED if entry.expired(now) else Presence.LIVE
+            found.append(Holding(guarded.name, guarded.tier.type, presence, entry))
+        return found
 
     def peek(
         self,
