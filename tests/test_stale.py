@@ -1,0 +1,267 @@
+"""Stale answers (RFC 5861) through a real proxy, the openai SDK and the fake upstream:
+stale-if-error within its window and not after, stale-while-revalidate refreshing once
+for many concurrent requests, and the per-request controls."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import API_KEY, ServedProxy, wait_for
+from tests.fake_upstream import FakeUpstream
+
+MESSAGES = [{"role": "user", "content": "what is stale?"}]
+TTL = {"x-cache-ttl": "1"}
+FAIL = {"x-fake-status": "500"}
+STALE_WARNING = '110 - "Response is Stale"'
+REVALIDATION_FAILED = '111 - "Revalidation Failed"'
+
+
+def ask(proxy: ServedProxy, headers: dict[str, str] | None = None, text: str = "what is stale?") -> Any:
+    """The raw response of a chat completion (headers, and `.parse()` for the completion)."""
+    return proxy.client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": text}], extra_headers=headers or {}
+    )
+
+
+def store_expiring(proxy: ServedProxy, text: str = "what is stale?") -> tuple[str, float]:
+    """Store an answer that expires 1 s from now: its id, and a time by which it has expired."""
+    first = ask(proxy, TTL, text)
+    assert first.headers["x-cache-status"] == "miss"
+    expired_by = time.time() + 1.05
+    proxy.drain()
+    return first.parse().id, expired_by
+
+
+def wait_until(moment: float) -> None:
+    assert wait_for(lambda: time.time() >= moment, deadline_s=moment - time.time() + 1)
+
+
+# --- stale-if-error ------------------------------------------------------------------------
+
+
+def test_an_upstream_500_is_answered_stale_within_the_window_and_passed_through_after(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 2}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+
+    stale = ask(proxy, FAIL)
+    assert stale.headers["x-cache-status"] == "stale"
+    assert stale.headers["warning"] == REVALIDATION_FAILED
+    assert int(stale.headers["age"]) >= 1  # counted from when the answer was made
+    assert stale.parse().id == answer_id
+    assert fake.chat_calls() == 2  # the upstream was asked, and failed
+
+    wait_until(expired_by + 2)
+    with pytest.raises(openai.InternalServerError) as raised:
+        ask(proxy, FAIL)
+    assert raised.value.response.headers["x-cache-status"] == "miss"
+    assert "forced status 500" in raised.value.message
+    assert fake.chat_calls() == 3
+
+
+def test_within_the_window_a_healthy_upstream_answers_anew(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    fresh = ask(proxy)
+    assert fresh.headers["x-cache-status"] == "miss" and "warning" not in fresh.headers
+    assert fresh.parse().id != answer_id
+    proxy.drain()
+    hit = ask(proxy)
+    assert hit.headers["x-cache-status"] == "hit" and hit.parse().id == fresh.parse().id
+
+
+def test_429_and_a_timeout_are_answered_stale(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}}, upstream={"timeout_s": 0.5})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    throttled = ask(proxy, {"x-fake-status": "429"})
+    assert throttled.headers["x-cache-status"] == "stale" and throttled.parse().id == answer_id
+    slow = ask(proxy, {"x-fake-delay-ms": "3000"})
+    assert slow.headers["x-cache-status"] == "stale" and slow.parse().id == answer_id
+    assert slow.headers["warning"] == REVALIDATION_FAILED
+
+
+def test_a_client_error_is_not_hidden(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    _, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    with pytest.raises(openai.BadRequestError):
+        ask(proxy, {"x-fake-status": "400"})
+
+
+def test_an_unreachable_upstream_is_answered_stale(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream, tmp_path: Any
+) -> None:
+    tiers = [{"type": "local"}, {"type": "disk", "path": str(tmp_path / "shared")}]
+    writer = serve(cache={"tiers": tiers, "stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(writer)
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{unused.getsockname()[1]}/v1"
+    cut_off = serve(cache={"tiers": tiers, "stale": {"if_error_s": 60}}, upstream={"base_url": dead})
+    assert ask(cut_off).headers["x-cache-status"] == "hit"  # the same entry, through the disk
+    wait_until(expired_by)
+    stale = ask(cut_off)
+    assert stale.headers["x-cache-status"] == "stale" and stale.parse().id == answer_id
+
+
+def test_a_stream_is_answered_stale_before_its_first_byte(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=FAIL
+    )
+    assert raw.headers["x-cache-status"] == "stale"
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    chunks = list(raw.parse())
+    assert {chunk.id for chunk in chunks} == {answer_id}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_followers_of_a_failing_flight_are_answered_stale(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    failing_slowly = {**FAIL, "x-fake-delay-ms": "1000"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(proxy, failing_slowly), range(8)))
+    assert {a.headers["x-cache-status"] for a in answers} == {"stale"}
+    assert {a.parse().id for a in answers} == {answer_id}
+    assert fake.chat_calls() == 2  # one miss, one shared upstream call that failed
+
+
+def test_the_request_sets_its_own_window(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    with pytest.raises(openai.InternalServerError):
+        ask(proxy, {**FAIL, "cache-control": "stale-if-error=0"})  # this client wants no stale answer
+    accepted = ask(proxy, {**FAIL, "x-cache-stale-if-error": "30"})
+    assert accepted.headers["x-cache-status"] == "stale" and accepted.parse().id == answer_id
+
+
+def test_off_by_default(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve()
+    _, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    with pytest.raises(openai.InternalServerError):
+        ask(proxy, {**FAIL, "cache-control": "stale-if-error=60"})  # nothing was kept to serve
+
+
+def test_a_bad_window_is_a_400(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    for headers in ({"cache-control": "max-stale=-3"}, {"x-cache-stale-if-error": "later"}):
+        with pytest.raises(openai.BadRequestError) as raised:
+            ask(proxy, headers)
+        assert raised.value.code == "invalid_cache_control"
+    with httpx.Client() as http:
+        response = http.post(
+            proxy.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {API_KEY}"},
+            json={"model": "gpt-4o", "messages": MESSAGES, "cache": {"max-stale": "soon"}},
+        )
+    assert response.status_code == 400
+    assert fake.chat_calls() == 0
+
+
+# --- stale-while-revalidate ----------------------------------------------------------------
+
+
+def concurrent_stale(proxies: list[ServedProxy], count: int, delay_ms: int) -> list[tuple[Any, float]]:
+    """`count` identical requests at once, spread over `proxies`; each with its latency."""
+
+    def one(index: int) -> tuple[Any, float]:
+        started = time.perf_counter()
+        raw = ask(proxies[index % len(proxies)], {"x-fake-delay-ms": str(delay_ms)})
+        return raw, time.perf_counter() - started
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_revalidation_refreshes_once_for_20_concurrent_requests(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"while_revalidate_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    answers = concurrent_stale([proxy], 20, delay_ms=2000)
+    for raw, seconds in answers:
+        assert raw.headers["x-cache-status"] == "stale"
+        assert raw.headers["warning"] == STALE_WARNING
+        assert raw.parse().id == answer_id
+        assert seconds < 1.5  # answered without waiting for the 2 s refresh
+    proxy.drain()  # the refresh, and its write
+    assert fake.chat_calls() == 2  # the first miss, and exactly one refresh
+    refreshed = ask(proxy)
+    assert refreshed.headers["x-cache-status"] == "hit"
+    assert refreshed.parse().id != answer_id
+    assert fake.chat_calls() == 2
+
+
+def test_a_streamed_request_is_refreshed_whole(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"while_revalidate_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.headers["x-cache-status"] == "stale"
+    assert {chunk.id for chunk in raw.parse()} == {answer_id}
+    proxy.drain()
+    refresh = fake.stats()["requests"][-1]["json"]
+    assert refresh["messages"] == MESSAGES and "stream" not in refresh and "stream_options" not in refresh
+    hit = ask(proxy)
+    assert hit.headers["x-cache-status"] == "hit" and hit.parse().id != answer_id
+
+
+def test_max_stale_asks_for_revalidation_per_request(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})  # kept 60 s, no revalidation by default
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    raw = ask(proxy, {"cache-control": "max-stale=30"})
+    assert raw.headers["x-cache-status"] == "stale" and raw.headers["warning"] == STALE_WARNING
+    assert raw.parse().id == answer_id
+    proxy.drain()
+    assert ask(proxy).headers["x-cache-status"] == "hit"
+    assert fake.chat_calls() == 2
+
+
+def test_past_the_window_it_is_a_miss(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(cache={"stale": {"while_revalidate_s": 1}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by + 1)
+    late = ask(proxy)
+    assert late.headers["x-cache-status"] == "miss" and late.parse().id != answer_id
+
+
+def test_stale_answers_are_counted_as_answers_from_the_cache(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"while_revalidate_s": 60}})
+    _, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    assert ask(proxy).headers["x-cache-status"] == "stale"
+    proxy.drain()
+    with proxy.admin() as admin:
+        stats = admin.get("/cache/stats").json()
+    assert stats["requests"]["stale"] == 1 and stats["requests"]["miss"] == 1
+    assert stats["hit_rate"] == 0.5
