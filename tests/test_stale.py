@@ -8,11 +8,12 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.conftest import API_KEY, ServedProxy, wait_for
 from tests.fake_upstream import FakeUpstream
@@ -24,11 +25,28 @@ STALE_WARNING = '110 - "Response is Stale"'
 REVALIDATION_FAILED = '111 - "Revalidation Failed"'
 
 
-def ask(proxy: ServedProxy, headers: dict[str, str] | None = None, text: str = "what is stale?") -> Any:
-    """The raw response of a chat completion (headers, and `.parse()` for the completion)."""
-    return proxy.client().chat.completions.with_raw_response.create(
+class Answer(NamedTuple):
+    headers: httpx.Headers
+    completion: ChatCompletion
+
+    def parse(self) -> ChatCompletion:
+        return self.completion
+
+
+def ask(
+    proxy: ServedProxy,
+    headers: dict[str, str] | None = None,
+    text: str = "what is stale?",
+    client: openai.OpenAI | None = None,
+) -> Answer:
+    """A chat completion through the SDK, with the response's headers."""
+    if client is None:
+        with proxy.client() as own:
+            return ask(proxy, headers, text, own)
+    raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": text}], extra_headers=headers or {}
     )
+    return Answer(raw.headers, raw.parse())
 
 
 def store_expiring(proxy: ServedProxy, text: str = "what is stale?") -> tuple[str, float]:
@@ -124,12 +142,13 @@ def test_a_stream_is_answered_stale_before_its_first_byte(
     proxy = serve(cache={"stale": {"if_error_s": 60}})
     answer_id, expired_by = store_expiring(proxy)
     wait_until(expired_by)
-    raw = proxy.client().chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=FAIL
-    )
-    assert raw.headers["x-cache-status"] == "stale"
-    assert raw.headers["content-type"].startswith("text/event-stream")
-    chunks = list(raw.parse())
+    with proxy.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=FAIL
+        )
+        assert raw.headers["x-cache-status"] == "stale"
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        chunks = list(raw.parse())
     assert {chunk.id for chunk in chunks} == {answer_id}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
@@ -141,8 +160,8 @@ def test_followers_of_a_failing_flight_are_answered_stale(
     answer_id, expired_by = store_expiring(proxy)
     wait_until(expired_by)
     failing_slowly = {**FAIL, "x-fake-delay-ms": "1000"}
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: ask(proxy, failing_slowly), range(8)))
+    with ThreadPoolExecutor(8) as pool, proxy.client() as client:
+        answers = list(pool.map(lambda _: ask(proxy, failing_slowly, client=client), range(8)))
     assert {a.headers["x-cache-status"] for a in answers} == {"stale"}
     assert {a.parse().id for a in answers} == {answer_id}
     assert fake.chat_calls() == 2  # one miss, one shared upstream call that failed
@@ -185,16 +204,23 @@ def test_a_bad_window_is_a_400(serve: Callable[..., ServedProxy], fake: FakeUpst
 # --- stale-while-revalidate ----------------------------------------------------------------
 
 
-def concurrent_stale(proxies: list[ServedProxy], count: int, delay_ms: int) -> list[tuple[Any, float]]:
-    """`count` identical requests at once, spread over `proxies`; each with its latency."""
+def concurrent_stale(proxies: list[ServedProxy], count: int, delay_ms: int) -> list[tuple[Answer, float]]:
+    """`count` identical requests at once, spread over `proxies` (one SDK client each), each
+    with its latency; the upstream takes `delay_ms` to answer any of them."""
+    clients = [proxy.client() for proxy in proxies]
 
-    def one(index: int) -> tuple[Any, float]:
+    def one(index: int) -> tuple[Answer, float]:
         started = time.perf_counter()
-        raw = ask(proxies[index % len(proxies)], {"x-fake-delay-ms": str(delay_ms)})
-        return raw, time.perf_counter() - started
+        at = index % len(proxies)
+        answer = ask(proxies[at], {"x-fake-delay-ms": str(delay_ms)}, client=clients[at])
+        return answer, time.perf_counter() - started
 
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
+    try:
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_revalidation_refreshes_once_for_20_concurrent_requests(
@@ -203,12 +229,12 @@ def test_revalidation_refreshes_once_for_20_concurrent_requests(
     proxy = serve(cache={"stale": {"while_revalidate_s": 60}})
     answer_id, expired_by = store_expiring(proxy)
     wait_until(expired_by)
-    answers = concurrent_stale([proxy], 20, delay_ms=2000)
+    answers = concurrent_stale([proxy], 20, delay_ms=3000)
     for raw, seconds in answers:
         assert raw.headers["x-cache-status"] == "stale"
         assert raw.headers["warning"] == STALE_WARNING
         assert raw.parse().id == answer_id
-        assert seconds < 1.5  # answered without waiting for the 2 s refresh
+        assert seconds < 2.5  # answered without waiting for the 3 s refresh
     proxy.drain()  # the refresh, and its write
     assert fake.chat_calls() == 2  # the first miss, and exactly one refresh
     refreshed = ask(proxy)
@@ -221,11 +247,12 @@ def test_a_streamed_request_is_refreshed_whole(serve: Callable[..., ServedProxy]
     proxy = serve(cache={"stale": {"while_revalidate_s": 60}})
     answer_id, expired_by = store_expiring(proxy)
     wait_until(expired_by)
-    raw = proxy.client().chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-    )
-    assert raw.headers["x-cache-status"] == "stale"
-    assert {chunk.id for chunk in raw.parse()} == {answer_id}
+    with proxy.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        assert raw.headers["x-cache-status"] == "stale"
+        assert {chunk.id for chunk in raw.parse()} == {answer_id}
     proxy.drain()
     refresh = fake.stats()["requests"][-1]["json"]
     assert refresh["messages"] == MESSAGES and "stream" not in refresh and "stream_options" not in refresh
