@@ -9,8 +9,8 @@ import pytest
 
 from app import codec
 from app.background import Background
-from app.codec import Entry
 from app.coalesce import Flight, Outcome
+from app.codec import Entry
 from app.control import parse_control
 from app.errors import ProxyError, internal_error, upstream_timeout, upstream_unreachable
 from app.metrics import Metrics
