@@ -4,6 +4,7 @@ counts as an upstream failure, and the chain keeping and finding expired entries
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from app import codec
 from app.background import Background
 from app.coalesce import Flight, Outcome
 from app.codec import Entry
+from app.config import ConfigError, StaleSettings, load_settings
 from app.control import parse_control
 from app.errors import ProxyError, internal_error, upstream_timeout, upstream_unreachable
 from app.metrics import Metrics
@@ -200,3 +202,35 @@ async def test_an_entry_expired_past_the_keep_window_is_not_written() -> None:
     await chain.set_many({"k": entry_expired(20)}, durable=True)
     await chain.set_many({"j": entry_expired(5)}, durable=True)
     assert "k" not in tier.data and "j" in tier.data
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_the_windows_are_off_by_default() -> None:
+    assert load_settings(None).cache.stale == StaleSettings(if_error_s=0, while_revalidate_s=0)
+
+
+def test_the_windows_come_from_the_file_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("cache:\n  stale: {if_error_s: 600, while_revalidate_s: 30}\n")
+    assert load_settings(config).cache.stale == StaleSettings(if_error_s=600, while_revalidate_s=30)
+    monkeypatch.setenv("LLMCACHE_CACHE__STALE__WHILE_REVALIDATE_S", "5")
+    assert load_settings(config).cache.stale.while_revalidate_s == 5
+
+
+@pytest.mark.parametrize(
+    ("stale", "message"),
+    [
+        ("{if_error_s: -1}", "cache.stale.if_error_s"),
+        ("{while_revalidate_s: 1e12}", "cache.stale.while_revalidate_s"),
+        ("{max_stale_s: 5}", "cache.stale.max_stale_s: unknown key"),
+        ("60", "cache.stale"),
+    ],
+)
+def test_bad_windows_stop_the_process(tmp_path: Path, stale: str, message: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"cache:\n  stale: {stale}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert message in str(raised.value)
