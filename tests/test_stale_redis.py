@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import openai
 import pytest
@@ -24,10 +25,16 @@ def prefix() -> str:
     return f"stale-{uuid.uuid4().hex[:8]}:"
 
 
+def redis_only(server: RedisInfo, prefix: str) -> dict[str, Any]:
+    # Without a local tier every read is a Redis read: on a busy test machine the default
+    # 100 ms timeout would make some of them misses (correctly, but not what is tested here).
+    return {"tiers": [{"type": "redis", "url": server.url, "prefix": prefix, "timeout_s": 2}]}
+
+
 def test_the_expired_entry_survives_in_redis_for_the_window(
     serve: Callable[..., ServedProxy], fake: FakeUpstream, redis_standalone: RedisInfo, prefix: str
 ) -> None:
-    only_redis = {"tiers": [{"type": "redis", "url": redis_standalone.url, "prefix": prefix}]}
+    only_redis = redis_only(redis_standalone, prefix)
     proxy = serve(cache={**only_redis, "stale": {"if_error_s": 3}})
     answer_id, expired_by = store_expiring(proxy)
     key = ask(proxy).headers["x-cache-key"]
@@ -67,3 +74,20 @@ def test_revalidation_is_one_upstream_call_across_processes(
     fresh = {proxy.root: ask(proxy) for proxy in (a, b)}
     assert {raw.headers["x-cache-status"] for raw in fresh.values()} == {"hit"}
     assert len({raw.parse().id for raw in fresh.values()} | {answer_id}) == 2
+
+
+def test_revalidation_with_redis_as_the_only_tier(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream, redis_standalone: RedisInfo, prefix: str
+) -> None:
+    only_redis = redis_only(redis_standalone, prefix)
+    proxy = serve(cache={**only_redis, "stale": {"while_revalidate_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    answers = concurrent_stale([proxy], 20, delay_ms=3000)
+    assert {raw.headers["x-cache-status"] for raw, _ in answers} == {"stale"}
+    assert {raw.parse().id for raw, _ in answers} == {answer_id}
+    assert max(seconds for _, seconds in answers) < 2.5
+    proxy.drain()
+    assert fake.chat_calls() == 2
+    refreshed = ask(proxy)
+    assert refreshed.headers["x-cache-status"] == "hit" and refreshed.parse().id != answer_id
