@@ -227,9 +227,12 @@ class Pipeline:
     def stale_windows(self, call: Call) -> StaleWindows:
         """How stale an answer `call` accepts, and how long tiers keep its entry past its
         TTL: the request's controls, over the tenant's policy, over `cache.stale`."""
-        configured = self.stale
-        # Per-tenant policy goes here (its None fields keep the global window):
-        # configured = configured.overridden(policy.stale_if_error_s, policy.stale_while_revalidate_s)
+        policy = call.policy  # its None fields keep the global windows
+        configured = (
+            self.stale
+            if policy is None
+            else self.stale.overridden(policy.stale_if_error_s, policy.stale_while_revalidate_s)
+        )
         return configured.requested(call.control.stale_if_error_s, call.control.max_stale_s)
 
     def storable(self, call: Call) -> bool:
@@ -314,7 +317,9 @@ class Pipeline:
             if fallback is None:
                 await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
             else:
-                await stale.answer(self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, True)
+                await stale.answer(
+                    self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, follower=True
+                )
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -424,7 +429,7 @@ class Pipeline:
             flight = Flight(call.key or "", call.stream, call.include_usage)
         flight.producer = self.chain.background.spawn(self._fly(call, flight, lock))
         if fallback is not None:
-            await stale.answer(self.respond, call, flight, receive, send, status, fallback, False)
+            await stale.answer(self.respond, call, flight, receive, send, status, fallback, follower=False)
         elif call.stream:
             await self.respond.live(call, flight, receive, send, status)
         else:

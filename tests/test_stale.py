@@ -292,3 +292,38 @@ def test_stale_answers_are_counted_as_answers_from_the_cache(
         stats = admin.get("/cache/stats").json()
     assert stats["requests"]["stale"] == 1 and stats["requests"]["miss"] == 1
     assert stats["hit_rate"] == 0.5
+
+
+# --- per-tenant policies -------------------------------------------------------------------
+
+
+def test_a_policy_sets_its_tenants_windows(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    ops = {"name": "ops", "match": {"header": {"x-team": "ops"}}, "stale_while_revalidate_s": 60}
+    proxy = serve(policies=[ops])  # no stale answers for anyone else
+    with proxy.client(default_headers={"x-team": "ops"}) as client:
+        mine = ask(proxy, TTL, "ops asks", client=client).parse().id
+        first = ask(proxy, TTL, "both ask", client=client)
+        shared, shared_key = first.parse().id, first.headers["x-cache-key"]
+        expired_by = time.time() + 1.05
+        proxy.drain()
+        wait_until(expired_by)
+        stale = ask(proxy, None, "ops asks", client=client)
+        assert stale.headers["x-cache-status"] == "stale" and stale.headers["x-cache-policy"] == "ops"
+        assert stale.parse().id == mine
+    other = ask(proxy, None, "both ask")  # the entry is there, but outside the policy: too old
+    assert other.headers["x-cache-status"] == "miss" and "x-cache-policy" not in other.headers
+    assert other.headers["x-cache-key"] == shared_key
+    assert other.parse().id != shared
+
+
+def test_a_policy_can_forbid_the_stale_controls(serve: Callable[..., ServedProxy], fake: FakeUpstream) -> None:
+    proxy = serve(policies=[{"name": "strict", "deny_controls": ["max-stale", "stale-if-error"]}])
+    for headers in (
+        {"cache-control": "max-stale=5"},
+        {"cache-control": "stale-if-error=5"},
+        {"x-cache-max-stale": "5"},
+    ):
+        with pytest.raises(openai.BadRequestError) as raised:
+            ask(proxy, headers)
+        assert raised.value.code == "policy_forbids_control"
+    assert fake.chat_calls() == 0
