@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -327,3 +328,34 @@ def test_a_policy_can_forbid_the_stale_controls(serve: Callable[..., ServedProxy
             ask(proxy, headers)
         assert raised.value.code == "policy_forbids_control"
     assert fake.chat_calls() == 0
+
+
+# --- the Anthropic API ---------------------------------------------------------------------
+
+
+def test_anthropic_messages_are_answered_stale_streamed_or_not(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "what is stale?"}],
+    }
+    with anthropic.Anthropic(base_url=proxy.root, api_key=API_KEY, max_retries=0) as client:
+        first = client.messages.with_raw_response.create(**request, extra_headers=TTL)
+        assert first.headers["x-cache-status"] == "miss"
+        answer = first.parse()
+        expired_by = time.time() + 1.05
+        proxy.drain()
+        wait_until(expired_by)
+        stale = client.messages.with_raw_response.create(**request, extra_headers={"x-fake-status": "529"})
+        assert stale.headers["x-cache-status"] == "stale" and stale.headers["warning"] == REVALIDATION_FAILED
+        assert stale.parse().id == answer.id
+        with client.messages.stream(**request, extra_headers={"x-fake-status": "503"}) as stream:
+            assert stream.response.headers["x-cache-status"] == "stale"
+            final = stream.get_final_message()
+            assert final.id == answer.id
+            assert [block.text for block in final.content] == [block.text for block in answer.content]
+        with pytest.raises(anthropic.BadRequestError):  # a client error is the client's to see
+            client.messages.create(**request, extra_headers={"x-fake-status": "400"})
