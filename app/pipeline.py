@@ -301,7 +301,8 @@ class Pipeline:
                 await self.respond.entry(call, send, entry)
                 return
             if use is Use.REVALIDATE:
-                self.revalidate(call)
+                if not call.control.only_if_cached:  # that client asked that the upstream not be called
+                    self.revalidate(call)
                 await self.respond.entry(call, send, entry, CacheStatus.STALE, warning=stale.STALE_WARNING)
                 return
             if use is Use.IF_ERROR:

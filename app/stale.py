@@ -13,8 +13,8 @@ The windows come from the request (`max-stale`, `stale-if-error`), else the tena
 policy, else `cache.stale`. Tiers keep an entry for its TTL plus the larger configured
 window (`keep_s`); a request can narrow or widen what it accepts, not what is kept.
 
-A stale answer is served from the cache: `/cache/stats` counts it under `stale` and its
-`hit_rate` counts it as a hit (the upstream was not waited for).
+A stale answer is an answer from the cache: `/cache/stats` counts it under `stale`, and
+its `hit_rate` counts it with the hits (the client got a stored answer, not the upstream's).
 """
 
 from __future__ import annotations

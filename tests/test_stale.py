@@ -359,3 +359,18 @@ def test_anthropic_messages_are_answered_stale_streamed_or_not(
             assert [block.text for block in final.content] == [block.text for block in answer.content]
         with pytest.raises(anthropic.BadRequestError):  # a client error is the client's to see
             client.messages.create(**request, extra_headers={"x-fake-status": "400"})
+
+
+def test_only_if_cached_takes_a_stale_answer_without_calling_the_upstream(
+    serve: Callable[..., ServedProxy], fake: FakeUpstream
+) -> None:
+    proxy = serve(cache={"stale": {"if_error_s": 60}})
+    answer_id, expired_by = store_expiring(proxy)
+    wait_until(expired_by)
+    with pytest.raises(openai.APIStatusError) as raised:
+        ask(proxy, {"cache-control": "only-if-cached"})
+    assert raised.value.status_code == 504
+    raw = ask(proxy, {"cache-control": "only-if-cached, max-stale=30"})
+    assert raw.headers["x-cache-status"] == "stale" and raw.parse().id == answer_id
+    proxy.drain()
+    assert fake.chat_calls() == 1
