@@ -63,9 +63,10 @@ admin = APIRouter(prefix="/cache", dependencies=[Depends(require_admin)])
 
 
 def hit_rate(counts: dict[str, int]) -> float:
-    """Hits and semantic hits over every cacheable request that was not bypassed."""
+    """Answers from the cache (hits, semantic hits, stale answers) over every cacheable
+    request that was not bypassed."""
     considered = sum(n for status, n in counts.items() if status != "bypass")
-    return (counts["hit"] + counts["semantic-hit"]) / considered if considered else 0.0
+    return (counts["hit"] + counts["semantic-hit"] + counts["stale"]) / considered if considered else 0.0
 
 
 @admin.get("/stats")

@@ -274,6 +274,14 @@ class EncryptionSettings(Strict):
         return [parse_key(k.get_secret_value()) for k in chosen]
 
 
+class StaleSettings(Strict):
+    """How long past its TTL an entry may still answer (0: never), RFC 5861's two cases;
+    tiers keep an entry this much longer than its TTL (the larger of the two)."""
+
+    if_error_s: float = Field(0, ge=0, le=MAX_TTL_S)
+    while_revalidate_s: float = Field(0, ge=0, le=MAX_TTL_S)
+
+
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
@@ -289,6 +297,7 @@ class CacheSettings(Strict):
     )
     semantic: SemanticSettings | None = None
     encryption: EncryptionSettings | None = None
+    stale: StaleSettings = StaleSettings()
 
     @field_validator("namespace")
     @classmethod

@@ -13,7 +13,18 @@ from app.errors import ProxyError, bad_request
 from app.types import MAX_TTL_S, valid_namespace
 
 CONTROL_NAMES = frozenset(
-    ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold", "ignore-params")
+    (
+        "ttl",
+        "s-maxage",
+        "namespace",
+        "no-cache",
+        "no-store",
+        "use-cache",
+        "similarity-threshold",
+        "ignore-params",
+        "max-stale",
+        "stale-if-error",
+    )
 )
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -30,6 +41,9 @@ class CacheControl:
     only_if_cached: bool = False
     similarity_threshold: float | None = None
     ignore_params: frozenset[str] = frozenset()
+    # RFC 5861 windows (None: the configured ones); max-stale serves stale and revalidates.
+    max_stale_s: float | None = None
+    stale_if_error_s: float | None = None
 
 
 def invalid(name: str, value: Any, expected: str) -> ProxyError:
@@ -95,6 +109,8 @@ _PARSERS = {
     "use-cache": ("use_cache", _bool),
     "similarity-threshold": ("similarity_threshold", _fraction),
     "ignore-params": ("ignore_params", _names),
+    "max-stale": ("max_stale_s", _seconds),
+    "stale-if-error": ("stale_if_error_s", _seconds),
 }
 
 
@@ -137,4 +153,10 @@ def _apply_cache_control(control: CacheControl, header: str) -> None:
             control.only_if_cached = True
         elif name in ("max-age", "s-maxage"):
             control.max_age_s = _seconds(name, value.strip().strip('"'))
-        # Other directives (private, max-stale, ...) carry no meaning for this cache.
+        elif name == "max-stale":
+            # Without a value the client takes an answer however stale (RFC 9111 5.2.1.2):
+            # as stale as the tiers still hold.
+            control.max_stale_s = _seconds(name, value.strip().strip('"')) if "=" in directive else MAX_TTL_S
+        elif name == "stale-if-error":
+            control.stale_if_error_s = _seconds(name, value.strip().strip('"'))
+        # Other directives (private, min-fresh, ...) carry no meaning for this cache.

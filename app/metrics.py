@@ -257,7 +257,7 @@ class Metrics:
         model = model[:MAX_MODEL_LABEL]
         if model in self._models:
             return model
-        if status in ("hit", "semantic-hit"):  # only answers are stored: the model is real
+        if status in ("hit", "semantic-hit", "stale"):  # only answers are stored: the model is real
             self.saw_model(model)
             if model in self._models:
                 return model

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app import keys
+from app import keys, stale
 from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from app.calls.base import Call, Handler
 from app.coalesce import Flight, Flights, Outcome, json_object
@@ -39,6 +39,7 @@ from app.prices import Prices, configured_rows
 from app.request import Head, Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
+from app.stale import StaleWindows, Use, use_of
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
 from app.types import CacheKey, CacheStatus, Headers
@@ -123,6 +124,7 @@ class Pipeline:
             )
         self.respond = Responder(metrics, Prices(configured_rows(settings.prices), upstream_name=self.upstream_model))
         self.policies = Policies(settings.policies) if settings.policies else None
+        self.stale = StaleWindows.configured(settings.cache.stale.if_error_s, settings.cache.stale.while_revalidate_s)
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None
 
@@ -233,6 +235,17 @@ class Pipeline:
             return call.policy.ttl(call.control.ttl_s, self.cache.ttl_s)
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
 
+    def stale_windows(self, call: Call) -> StaleWindows:
+        """How stale an answer `call` accepts, and how long tiers keep its entry past its
+        TTL: the request's controls, over the tenant's policy, over `cache.stale`."""
+        policy = call.policy  # its None fields keep the global windows
+        configured = (
+            self.stale
+            if policy is None
+            else self.stale.overridden(policy.stale_if_error_s, policy.stale_while_revalidate_s)
+        )
+        return configured.requested(call.control.stale_if_error_s, call.control.max_stale_s)
+
     def storable(self, call: Call) -> bool:
         return not call.control.no_store and self.ttl(call) != 0
 
@@ -269,10 +282,11 @@ class Pipeline:
 
     # --- serving ------------------------------------------------------------------------
 
-    async def lookup(self, call: Call) -> Entry | None:
+    async def lookup(self, call: Call, stale_s: float = 0.0) -> Entry | None:
+        """The call's entry; with `stale_s`, perhaps one expired less than that long ago."""
         if call.key is None or call.control.no_cache:
             return None
-        entry = await self.chain.get(call.key, call.control.max_age_s)
+        entry = await self.chain.get(call.key, call.control.max_age_s, stale_s)
         if (
             entry is not None
             and call.stream
@@ -289,10 +303,21 @@ class Pipeline:
         if call.key is None:
             await self.forward(call, receive, send, CacheStatus.BYPASS, flight=None)
             return
-        entry = await self.lookup(call)
+        windows = self.stale_windows(call)
+        entry = await self.lookup(call, windows.serve_s)
+        fallback: Entry | None = None  # what answers if the upstream fails (stale-if-error)
         if entry is not None:
-            await self.respond.entry(call, send, entry)
-            return
+            use = use_of(entry, time.time(), windows) if windows.serve_s else Use.FRESH
+            if use is Use.FRESH:
+                await self.respond.entry(call, send, entry)
+                return
+            if use is Use.REVALIDATE:
+                if not call.control.only_if_cached:  # that client asked that the upstream not be called
+                    self.revalidate(call)
+                await self.respond.entry(call, send, entry, CacheStatus.STALE, warning=stale.STALE_WARNING)
+                return
+            if use is Use.IF_ERROR:
+                fallback = entry
         if call.control.only_if_cached:
             await self.respond.not_cached(call, send, call.cache_headers(CacheStatus.MISS))
             return
@@ -301,7 +326,12 @@ class Pipeline:
         if flight is not None:
             # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
-            await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+            if fallback is None:
+                await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+            else:
+                await stale.answer(
+                    self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, follower=True
+                )
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -322,7 +352,35 @@ class Pipeline:
                 self.settle(flight, entry)
                 await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
                 return
-        await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
+        held = lock if isinstance(lock, FleetLock) else None
+        await self.forward(call, receive, send, status, flight, held, fallback)
+
+    def revalidate(self, call: Call) -> None:
+        """Refresh a stale entry behind its answer, once: an identical call in flight is
+        joined for good (never left, so its upstream call finishes and stores even if its
+        own clients go); else one is led with no client, whole even if this call streams,
+        and stored as a miss's answer is."""
+        assert call.key is not None
+        if self.flights.join(call.key) is not None:
+            return
+        flight = self.flights.lead(call.key, False, False)
+        flight.producer = self.chain.background.spawn(self._refresh(stale.unstreamed(call), flight))
+
+    async def _refresh(self, call: Call, flight: Flight) -> None:
+        key = call.key
+        assert key is not None
+        try:
+            lock = await self.chain.fleet.acquire(key)
+            if lock is False:  # another process of the fleet is refreshing it
+                entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+                if entry is not None:
+                    self.settle(flight, entry)
+                    return
+            await self._fly(call, flight, lock if isinstance(lock, FleetLock) else None)
+        finally:
+            if not flight.finished:  # whatever stopped it, a request that joined gets an answer
+                flight.finish(error=internal_error())
+                self.flights.land(flight)
 
     def settle(self, flight: Flight, entry: Entry) -> None:
         """A led flight answered without the upstream: its followers get `entry` too."""
@@ -371,8 +429,10 @@ class Pipeline:
         status: CacheStatus,
         flight: Flight | None,
         lock: FleetLock | None = None,
+        fallback: Entry | None = None,
     ) -> None:
-        """Call the upstream for `call`; `flight` (if any) lets followers share the result.
+        """Call the upstream for `call`; `flight` (if any) lets followers share the result;
+        `fallback` answers instead if the upstream fails (stale-if-error).
 
         The call runs in a task of its own: a client that leaves does not stop it while
         others wait on it, and storing happens after this client has its answer.
@@ -380,7 +440,9 @@ class Pipeline:
         if flight is None:
             flight = Flight(call.key or "", call.stream, call.include_usage)
         flight.producer = self.chain.background.spawn(self._fly(call, flight, lock))
-        if call.stream:
+        if fallback is not None:
+            await stale.answer(self.respond, call, flight, receive, send, status, fallback, follower=False)
+        elif call.stream:
             await self.respond.live(call, flight, receive, send, status)
         else:
             await self.respond.outcome(call, flight, send, status)
@@ -430,7 +492,8 @@ class Pipeline:
     async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
         body = dumps(outcome.completion) if outcome.sse else outcome.body
         ttl = self.ttl(call)
-        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable)
+        keep_s = self.stale_windows(call).keep_s
+        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable, keep_s)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 

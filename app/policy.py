@@ -47,6 +47,8 @@ CACHE_CONTROL_DIRECTIVES = {
     "max-age": "s-maxage",
     "s-maxage": "s-maxage",
     "only-if-cached": "only-if-cached",
+    "max-stale": "max-stale",
+    "stale-if-error": "stale-if-error",
 }
 CONTROLLABLE = CONTROL_NAMES | frozenset(CACHE_CONTROL_DIRECTIVES.values())
 # The credential headers whose value is an API key (`authorization`: after `Bearer `).

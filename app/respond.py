@@ -106,13 +106,21 @@ class Responder:
         self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, saved.total, usd)
 
     async def entry(
-        self, call: Call, send: Send, entry: Entry, status: CacheStatus = CacheStatus.HIT, match: Match | None = None
+        self,
+        call: Call,
+        send: Send,
+        entry: Entry,
+        status: CacheStatus = CacheStatus.HIT,
+        match: Match | None = None,
+        warning: bytes | None = None,
     ) -> None:
         if match is None:
             headers = call.cache_headers(status)
         else:  # a semantic hit names the entry it served, and how close its question was
             headers = call.cache_headers(status, match.candidate.key)
             headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
+        if warning is not None:  # a stale answer says so (app/stale.py)
+            headers.append((b"warning", warning))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
         if call.stream and call.handler.streams:
             answer = json_object(entry.body, entry.content_type)

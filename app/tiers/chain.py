@@ -70,8 +70,12 @@ class Holding:
 
 
 class Chain:
-    def __init__(self, tiers: list[GuardedTier[Any]], background: Background, cipher: Cipher | None = None) -> None:
+    def __init__(
+        self, tiers: list[GuardedTier[Any]], background: Background, cipher: Cipher | None = None, keep_s: float = 0.0
+    ) -> None:
         self.tiers = tiers
+        # Tiers hold an entry this long past its expiry, for stale answers (app/stale.py).
+        self.keep_s = keep_s
         self.background = background
         self.cipher = cipher
         self._warned: dict[tuple[str, str], float] = {}
@@ -118,8 +122,11 @@ class Chain:
             guarded.metrics.tier(guarded.name, "get", "hit", 0.0)
         return raw
 
-    async def get(self, key: CacheKey, max_age_s: float | None = None) -> Entry | None:
-        """The first live entry along the chain; earlier tiers get a copy of it."""
+    async def get(self, key: CacheKey, max_age_s: float | None = None, stale_s: float = 0.0) -> Entry | None:
+        """The first live entry along the chain; earlier tiers get a copy of it. With
+        `stale_s`, when no tier holds a live one: the first entry expired less than `stale_s`
+        ago (not promoted: a tier that lacks it has dropped it, or will soon)."""
+        stale: Entry | None = None
         for index, guarded in enumerate(self.tiers):
             raw: bytes | Failed | None = self._held(guarded, key)
             if raw is None:
@@ -131,13 +138,17 @@ class Chain:
                 continue
             now = time.time()
             if entry.expired(now):
+                if stale_s and stale is None and now - cast(float, entry.expires_at) < stale_s:
+                    stale = entry
                 continue
             if max_age_s is not None and entry.age(now) > max_age_s:
                 return None  # every later tier holds an older or equal copy
             if index:
                 await self._write(self.tiers[:index], {key: entry})
             return entry
-        return None
+        if stale is not None and max_age_s is not None and stale.age(time.time()) > max_age_s:
+            return None
+        return stale
 
     async def holdings(self, key: CacheKey) -> list[Holding]:
         """What each tier holds for `key`, read as `get` reads it but without promoting."""
@@ -235,17 +246,28 @@ class Chain:
         """Write through. `durable`: return only once every tier has the entry."""
         await self._write(self.tiers, {key: entry}, durable)
 
-    async def set_many(self, entries: dict[CacheKey, Entry], durable: bool = False) -> None:
-        await self._write(self.tiers, entries, durable)
+    async def set_many(
+        self, entries: dict[CacheKey, Entry], durable: bool = False, keep_s: float | None = None
+    ) -> None:
+        """`keep_s`: how long past their expiry the tiers keep these (None: the chain's)."""
+        await self._write(self.tiers, entries, durable, keep_s)
 
     async def _write(
-        self, tiers: list[GuardedTier[Any]], entries: dict[CacheKey, Entry], durable: bool = False
+        self,
+        tiers: list[GuardedTier[Any]],
+        entries: dict[CacheKey, Entry],
+        durable: bool = False,
+        keep_s: float | None = None,
     ) -> None:
-        """In-process tiers are written now; the rest through their buffers unless durable."""
+        """In-process tiers are written now; the rest through their buffers unless durable.
+        A tier keeps an entry for the rest of its TTL and `keep_s` more (stale answers)."""
         now = time.time()
+        keep = self.keep_s if keep_s is None else keep_s
         by_ttl: dict[float | None, list[tuple[CacheKey, Entry]]] = {}
         for key, entry in entries.items():
             ttl = entry.remaining_ttl(now)
+            if ttl is not None and keep:
+                ttl += keep
             if ttl is None or ttl > 0:
                 by_ttl.setdefault(ttl, []).append((key, entry))
         pending = []

@@ -114,7 +114,7 @@ def test_controls_sent_are_those_of_every_source(
     headers: set[str], body: set[str], directives: set[str], noise: dict[str, str]
 ) -> None:
     header_controls = {**{k: v for k, v in noise.items() if k not in CONTROL_NAMES}, **{n: "1" for n in headers}}
-    cache_control = ", ".join([*(f"{d}=5" for d in directives), "private", "max-stale=3"])
+    cache_control = ", ".join([*(f"{d}=5" for d in directives), "private", "min-fresh=3"])
     sent = controls_sent(header_controls, cache_control, {n: True for n in body})
     assert sent == headers | body | {CACHE_CONTROL_DIRECTIVES[d] for d in directives}
     assert sent <= CONTROLLABLE
