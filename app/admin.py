@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.errors import ProxyError, bad_request
 from app.runtime import Runtime
+from app.tags import MAX_INVALIDATED_TAGS, TAG_CHARACTERS, valid_tag
 from app.types import valid_key, valid_namespace
 
 router = APIRouter()
@@ -123,6 +124,25 @@ async def flush(request: Request) -> Response:
     if rt.semantic is not None:
         await rt.semantic.clear(namespace)
     return json_response({"deleted": await rt.chain.clear(namespace)})
+
+
+@admin.post("/invalidate")
+async def invalidate(request: Request) -> Response:
+    """Every entry carrying any of the tags is gone, in every tier and process."""
+    shape = f'invalidate takes {{"tags": ["...", ...]}}: 1 to {MAX_INVALIDATED_TAGS} tags'
+    try:
+        document = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise bad_request(shape, "invalid_json") from None
+    tags = document.get("tags") if isinstance(document, dict) and set(document) == {"tags"} else None
+    if not isinstance(tags, list) or not 0 < len(tags) <= MAX_INVALIDATED_TAGS:
+        raise bad_request(shape, "invalid_json")
+    for tag in tags:
+        if not valid_tag(tag):
+            raise bad_request(f"invalid tag {str(tag)[:100]!r}: {TAG_CHARACTERS}", "invalid_tag")
+    unique = tuple(dict.fromkeys(tags))
+    deleted = await runtime(request).chain.invalidate_tags(unique)
+    return json_response({"deleted": deleted, "invalidated": list(unique)})
 
 
 router.include_router(admin)

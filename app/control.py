@@ -10,10 +10,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ProxyError, bad_request
+from app.tags import TAG_RULE, read_tags
 from app.types import MAX_TTL_S, valid_namespace
 
 CONTROL_NAMES = frozenset(
-    ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold", "ignore-params")
+    (
+        "ttl",
+        "s-maxage",
+        "namespace",
+        "no-cache",
+        "no-store",
+        "use-cache",
+        "similarity-threshold",
+        "ignore-params",
+        "tags",
+    )
 )
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -30,6 +41,7 @@ class CacheControl:
     only_if_cached: bool = False
     similarity_threshold: float | None = None
     ignore_params: frozenset[str] = frozenset()
+    tags: tuple[str, ...] = ()  # given to the entries the call writes
 
 
 def invalid(name: str, value: Any, expected: str) -> ProxyError:
@@ -86,6 +98,13 @@ def _names(name: str, value: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _tags(name: str, value: Any) -> tuple[str, ...]:
+    tags = read_tags(value)
+    if tags is None:
+        raise invalid(name, value, f"a comma-separated list of tags: {TAG_RULE}")
+    return tags
+
+
 _PARSERS = {
     "ttl": ("ttl_s", _seconds),
     "s-maxage": ("max_age_s", _seconds),
@@ -95,6 +114,7 @@ _PARSERS = {
     "use-cache": ("use_cache", _bool),
     "similarity-threshold": ("similarity_threshold", _fraction),
     "ignore-params": ("ignore_params", _names),
+    "tags": ("tags", _tags),
 }
 
 

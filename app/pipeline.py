@@ -38,6 +38,7 @@ from app.policy import Policies
 from app.request import Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
+from app.tags import with_tags
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
 from app.types import CacheKey, CacheStatus, Headers
@@ -419,7 +420,10 @@ class Pipeline:
     async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
         body = dumps(outcome.completion) if outcome.sse else outcome.body
         ttl = self.ttl(call)
-        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable)
+        entries = call.handler.entries(call, outcome, body, ttl)
+        if call.control.tags:
+            entries = with_tags(entries, call.control.tags)
+        await self.chain.set_many(entries, durable)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 

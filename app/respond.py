@@ -53,6 +53,7 @@ class Prebuilt:
     expires_at: float | None
     tokens: int
     cost: int
+    tags: tuple[str, ...]  # the chain checks them on every hit (when there are any)
     age: int = -1
     head_at_age: bytes = b""
 
@@ -75,7 +76,9 @@ def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt 
     copied = len(body) if isinstance(body, bytes) else 0
     # head and tail, and the two joined around an age (head_for)
     cost = 2 * (len(head) + len(tail)) + len(key_bytes) + len(content_type) + copied + PREBUILT_OVERHEAD
-    return Prebuilt(key_bytes, content_type, head, tail, body, entry.created_at, entry.expires_at, entry.tokens, cost)
+    return Prebuilt(
+        key_bytes, content_type, head, tail, body, entry.created_at, entry.expires_at, entry.tokens, cost, entry.tags
+    )
 
 
 class Responder:
