@@ -1,0 +1,274 @@
+"""Tags and invalidation by tag, through real proxies: one process, two sharing Redis,
+restarts, the fast path, embeddings' per-input entries and hostile input."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import diskcache
+import httpx
+import pytest
+import redis
+
+from tests.conftest import API_KEY, wait_for
+
+AUTH = {"authorization": f"Bearer {API_KEY}"}
+
+
+def body(text: str) -> dict:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
+
+
+def ask(proxy, text: str, tags: str | None = None, **headers: str) -> httpx.Response:
+    sent = {**AUTH, **headers}
+    if tags is not None:
+        sent["x-cache-tags"] = tags
+    response = httpx.post(proxy.base_url + "/chat/completions", json=body(text), headers=sent, timeout=10)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def status(proxy, text: str, **headers: str) -> str:
+    # no-store: a miss here must not put the entry back before the next check
+    return ask(proxy, text, **{"x-cache-no-store": "1", **headers}).headers["x-cache-status"]
+
+
+def invalidate(proxy, *tags: str) -> dict:
+    with proxy.admin() as admin:
+        response = admin.post("/cache/invalidate", json={"tags": list(tags)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def on_disk(path: Path, key: str) -> bool:
+    with diskcache.Cache(str(path)) as cache:
+        return cache.get(key) is not None
+
+
+def tiers(*extra: dict, disk: Path | None = None) -> dict:
+    listed = [{"type": "local"}]
+    if disk is not None:
+        listed.append({"type": "disk", "path": str(disk)})
+    return {"tiers": listed + list(extra)}
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"tags-{uuid.uuid4().hex[:8]}:"
+
+
+def test_invalidation_drops_tagged_entries_and_only_them(serve, fake, tmp_path):
+    disk = tmp_path / "disk"
+    proxy = serve(cache=tiers(disk=disk))
+    keys = {
+        text: ask(proxy, text, tags).headers["x-cache-key"]
+        for text, tags in [("tagged a", "a"), ("tagged a and b", "b, a"), ("tagged b", "b"), ("untagged", None)]
+    }
+    proxy.drain()
+    for text in keys:  # each served twice: the second time by the fast path
+        assert status(proxy, text) == "hit"
+        assert status(proxy, text) == "hit"
+    assert all(on_disk(disk, key) for key in keys.values())
+
+    assert invalidate(proxy, "a") == {"deleted": 2, "invalidated": ["a"]}
+
+    assert status(proxy, "tagged a") == "miss"
+    assert status(proxy, "tagged a and b") == "miss"
+    assert status(proxy, "tagged b") == "hit"
+    assert status(proxy, "untagged") == "hit"
+    assert not on_disk(disk, keys["tagged a"]) and not on_disk(disk, keys["tagged a and b"])
+    assert on_disk(disk, keys["tagged b"]) and on_disk(disk, keys["untagged"])
+    calls = fake.chat_calls()
+
+    # written again after the invalidation: alive, and invalidated again by the next one
+    ask(proxy, "tagged a", "a")
+    proxy.drain()
+    assert status(proxy, "tagged a") == "hit"
+    assert invalidate(proxy, "a", "nothing-has-me")["deleted"] == 1
+    assert status(proxy, "tagged a") == "miss"
+    assert fake.chat_calls() == calls + 2
+
+
+def test_body_control_tags_an_entry(serve, fake):
+    proxy = serve()
+    document = {**body("tagged in the body"), "cache": {"tags": ["team:search", "v2"]}}
+    with httpx.Client(headers=AUTH) as http:
+        assert http.post(proxy.base_url + "/chat/completions", json=document).headers["x-cache-status"] == "miss"
+        assert http.post(proxy.base_url + "/chat/completions", json=document).headers["x-cache-status"] == "hit"
+        assert invalidate(proxy, "v2")["deleted"] == 1
+        assert http.post(proxy.base_url + "/chat/completions", json=document).headers["x-cache-status"] == "miss"
+
+
+def test_tags_through_the_sdk_and_a_stream(serve, fake):
+    proxy = serve()
+    client = proxy.client(default_headers={"x-cache-tags": "sdk"})
+    stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}], stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    proxy.drain()
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}])
+    assert raw.headers["x-cache-status"] == "hit"
+    assert invalidate(proxy, "sdk")["deleted"] == 1
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}])
+    assert raw.headers["x-cache-status"] == "miss"
+
+
+def test_embedding_inputs_carry_the_tags(serve, fake):
+    proxy = serve()
+    client = proxy.client(default_headers={"x-cache-tags": "docs"})
+    client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+    proxy.drain()
+    plain = proxy.client()
+    raw = plain.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["two"])
+    assert raw.headers["x-cache-status"] == "hit"
+    assert invalidate(proxy, "docs")["deleted"] == 2
+    raw = plain.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["one"])
+    assert raw.headers["x-cache-status"] == "miss"
+
+
+@pytest.mark.redis
+def test_invalidation_reaches_a_second_process_within_a_second(serve, fake, redis_standalone, prefix):
+    shared = {"type": "redis", "url": redis_standalone.url, "prefix": prefix}
+    a = serve(cache=tiers(shared))
+    b = serve(cache=tiers(shared))
+    key = ask(a, "fleet", "fleet-tag").headers["x-cache-key"]
+    ask(a, "fleet untouched", "other")
+    a.drain()
+    for proxy in (a, b):  # both serve it, b from its own local tier (fast path) the second time
+        assert status(proxy, "fleet") == "hit"
+        assert status(proxy, "fleet") == "hit"
+        assert status(proxy, "fleet untouched") == "hit"
+    store = redis.Redis.from_url(redis_standalone.url)
+    assert store.exists(prefix + key)
+
+    assert invalidate(a, "fleet-tag") == {"deleted": 1, "invalidated": ["fleet-tag"]}
+
+    assert wait_for(lambda: status(b, "fleet") == "miss", 1.0), "b still served the invalidated entry after 1 s"
+    assert status(a, "fleet") == "miss"
+    assert not store.exists(prefix + key)
+    assert not store.exists(prefix + "tag:fleet-tag")  # the tag's set went with it
+    assert status(b, "fleet untouched") == "hit" and status(a, "fleet untouched") == "hit"
+    store.close()
+
+
+@pytest.mark.redis
+def test_the_announcement_empties_the_other_local_tier(serve, fake, redis_standalone, prefix):
+    shared = {"type": "redis", "url": redis_standalone.url, "prefix": prefix}
+    a = serve(cache=tiers(shared))
+    b = serve(cache=tiers(shared))
+    ask(a, "eager", "eager")
+    a.drain()
+    assert status(b, "eager") == "hit"  # now in b's local tier too
+
+    def local_entries(proxy) -> int:
+        with proxy.admin() as admin:
+            listed = admin.get("/cache/stats").json()["tiers"]
+        return next(t["entries"] for t in listed if t["type"] == "local")
+
+    assert local_entries(b) == 1
+    invalidate(a, "eager")
+    # without any request to b: b deleted what it held when it was told
+    assert wait_for(lambda: local_entries(b) == 0, 1.0)
+
+
+@pytest.mark.redis
+def test_invalidation_after_a_restart_deletes_what_was_written_before(serve, fake, redis_standalone, prefix, tmp_path):
+    shared = {"type": "redis", "url": redis_standalone.url, "prefix": prefix}
+    disk = tmp_path / "disk"
+    first = serve(cache=tiers(shared, disk=disk))
+    key = ask(first, "before the restart", "release-1").headers["x-cache-key"]
+    first.drain()
+    first.stop()
+    store = redis.Redis.from_url(redis_standalone.url)
+    assert store.exists(prefix + key) and on_disk(disk, key)
+
+    second = serve(cache=tiers(shared, disk=disk))
+    assert invalidate(second, "release-1")["deleted"] == 1
+    assert not store.exists(prefix + key) and not on_disk(disk, key)
+    assert status(second, "before the restart") == "miss"
+    store.close()
+
+
+@pytest.mark.redis
+def test_a_process_started_later_knows_the_invalidation(serve, fake, redis_standalone, prefix, tmp_path):
+    """An entry no index knew of (written to a disk no other process reads) is dead when
+    read by a process started after the invalidation: the record is in Redis."""
+    shared = {"type": "redis", "url": redis_standalone.url, "prefix": prefix}
+    disk = tmp_path / "disk"
+    writer = serve(cache=tiers(disk=disk))
+    key = ask(writer, "hidden on one disk", "old").headers["x-cache-key"]
+    writer.drain()
+    writer.stop()
+
+    invalidator = serve(cache=tiers(shared))
+    assert invalidate(invalidator, "old")["deleted"] == 0
+    invalidator.stop()
+
+    later = serve(cache=tiers(shared, disk=disk))
+    assert on_disk(disk, key)
+    assert status(later, "hidden on one disk") == "miss"
+    assert wait_for(lambda: not on_disk(disk, key), 2.0), "the dead entry stayed on disk"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "empty"),
+        ("a,,b", "an empty tag"),
+        ("a b", "a space"),
+        ("x" * 65, "too long"),
+        (",".join(f"t{i}" for i in range(17)), "too many"),
+        ("été", "not ASCII"),
+        ("a/b", "a slash"),
+    ],
+)
+def test_a_bad_tags_header_is_a_400(serve, fake, value, why):
+    proxy = serve()
+    response = httpx.post(
+        proxy.base_url + "/chat/completions",
+        json=body("bad tags"),
+        headers={**AUTH, "x-cache-tags": value.encode()},
+    )
+    assert response.status_code == 400, why
+    assert response.json()["error"]["code"] == "invalid_cache_control"
+    assert fake.chat_calls() == 0
+
+
+@pytest.mark.parametrize("tags", [["ok", 1], "a,b", [["nested"]], {"a": 1}, None])
+def test_bad_body_tags_are_a_400(serve, fake, tags):
+    proxy = serve()
+    document = {**body("bad body tags"), "cache": {"tags": tags}}
+    response = httpx.post(proxy.base_url + "/chat/completions", json=document, headers=AUTH)
+    if isinstance(tags, str):  # a comma list is accepted in the body too
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_cache_control"
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        (b"not json", "invalid_json"),
+        (b"[]", "invalid_json"),
+        (b"{}", "invalid_json"),
+        (b'{"tags": []}', "invalid_json"),
+        (b'{"tags": "a"}', "invalid_json"),
+        (b'{"tags": ["a"], "more": 1}', "invalid_json"),
+        (b'{"tags": ["a b"]}', "invalid_tag"),
+        (b'{"tags": [1]}', "invalid_tag"),
+        (b'{"tags": ["' + b"x" * 65 + b'"]}', "invalid_tag"),
+    ],
+)
+def test_bad_invalidations_are_a_400(serve, fake, document, code):
+    proxy = serve()
+    with proxy.admin() as admin:
+        response = admin.post("/cache/invalidate", content=document)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_invalidate_needs_the_admin_token(serve, fake):
+    proxy = serve()
+    response = httpx.post(proxy.root + "/cache/invalidate", json={"tags": ["a"]}, headers=AUTH)
+    assert response.status_code == 401
