@@ -272,3 +272,39 @@ def test_invalidate_needs_the_admin_token(serve, fake):
     proxy = serve()
     response = httpx.post(proxy.root + "/cache/invalidate", json={"tags": ["a"]}, headers=AUTH)
     assert response.status_code == 401
+
+
+def test_a_disk_alone_deletes_after_a_restart(serve, fake, tmp_path):
+    disk = tmp_path / "disk"
+    first = serve(cache=tiers(disk=disk))
+    key = ask(first, "disk only", "d").headers["x-cache-key"]
+    spared = ask(first, "disk only, other tag", "e").headers["x-cache-key"]
+    first.drain()
+    first.stop()
+
+    second = serve(cache=tiers(disk=disk))
+    assert invalidate(second, "d") == {"deleted": 1, "invalidated": ["d"]}
+    assert not on_disk(disk, key) and on_disk(disk, spared)
+
+
+@pytest.mark.redis
+def test_a_restarted_process_is_told_and_empties_its_own_disk(serve, fake, redis_standalone, prefix, tmp_path):
+    """b's disk is b's alone: a cannot reach it, b deletes what its disk's index holds."""
+    shared = {"type": "redis", "url": redis_standalone.url, "prefix": prefix}
+    a = serve(cache=tiers(shared, disk=tmp_path / "a"))
+    b_disk = tmp_path / "b"
+    b = serve(cache=tiers(shared, disk=b_disk))
+    key = ask(a, "on two disks", "two").headers["x-cache-key"]
+    a.drain()
+    assert status(b, "on two disks") == "hit"  # promoted into b's local tier and disk
+    b.drain()
+    b.stop()
+    assert on_disk(b_disk, key)
+    serve(cache=tiers(shared, disk=b_disk))
+    store = redis.Redis.from_url(redis_standalone.url)
+    listening = lambda: store.pubsub_numsub(prefix + "events")[0][1] == 2  # noqa: E731
+    assert wait_for(listening, 5.0), "the restarted b never subscribed"
+    store.close()
+
+    invalidate(a, "two")
+    assert wait_for(lambda: not on_disk(b_disk, key), 1.0), "b's disk kept the entry"

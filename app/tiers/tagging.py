@@ -13,8 +13,10 @@ an entry carrying that tag — so a restarted process, or one started later, kno
 
 The lazy check makes an invalidation complete; eager deletion makes it prompt and frees
 the space: every process remembers the keys of the tagged entries it wrote (bounded), and
-a tier that indexes tags itself (Redis: a set per tag, so keys written by any process)
-hands over its keys. At an invalidation those keys are deleted in every tier.
+a tier that indexes tags itself hands over its keys (Redis: a set per tag, keys written by
+any process; disk: a table beside the entries, kept across restarts). The invalidating
+process deletes what it and the shared tier know of in every tier; every other process,
+told, what it and its own tiers know of.
 
 Expiry and created_at are wall-clock times of the process that wrote an entry: processes
 whose clocks disagree by more than the time between a write and an invalidation may keep
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.codec import Entry
 from app.tags import valid_tag
+from app.tiers.base import SharedTier
 from app.tiers.guarded import Failed, GuardedTier
 from app.types import CacheKey
 
@@ -179,25 +182,36 @@ class Tagging:
         record = Entry(repr(at).encode(), "text/plain", at, None)
         await self.chain.write(self.persistent, {record_key(tag): record for tag in tags}, durable=True)
         await self.chain.fleet.announce({"op": "tags", "tags": list(tags), "at": at})
+        keys, complete = await self._collect(tags, self.chain.tiers)
+        deleted = await self.delete(keys)
+        return deleted if complete else None
+
+    def announced(self, tags: tuple[str, ...], at: float) -> None:
+        """Another process invalidated `tags`: what this process's own tiers know of goes
+        too (the shared tier's were taken by that process). Beside the fleet channel, which
+        must not wait for it."""
+        self.learn(tags, at)
+        own = [g for g in self.chain.tiers if not isinstance(g.tier, SharedTier)]
+        self.chain.background.spawn(self._delete_known(tags, own))
+
+    async def _delete_known(self, tags: tuple[str, ...], tiers: list[GuardedTier[Any]]) -> None:
+        keys, _ = await self._collect(tags, tiers)
+        if keys:
+            await self.delete(keys)
+
+    async def _collect(self, tags: tuple[str, ...], tiers: list[GuardedTier[Any]]) -> tuple[set[CacheKey], bool]:
+        """The keys known for `tags` (forgotten now): this process's, and those of the
+        tiers that index tags; whether every such tier answered."""
         keys = self._take(tags)
         complete = True
-        for guarded in self.chain.tiers:
+        for guarded in tiers:
             if guarded.tier.indexes_tags:
                 listed = await guarded.call("take_tagged", guarded.tier.take_tagged, list(tags), guarded=False)
                 if isinstance(listed, Failed):
                     complete = False
                 else:
                     keys.update(listed)
-        deleted = await self.delete(keys)
-        return deleted if complete else None
-
-    def announced(self, tags: tuple[str, ...], at: float) -> None:
-        """Another process invalidated `tags`: what this process wrote with them goes too
-        (beside the fleet channel, which must not wait for it)."""
-        self.learn(tags, at)
-        keys = self._take(tags)
-        if keys:
-            self.chain.background.spawn(self.delete(keys))
+        return keys, complete
 
     async def delete(self, keys: set[CacheKey]) -> int:
         """Delete `keys` in every tier; how many some tier held."""
