@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import API_KEY, wait_for
+from tests.object_stores import unique_path
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
@@ -308,3 +309,43 @@ def test_a_restarted_process_is_told_and_empties_its_own_disk(serve, fake, redis
 
     invalidate(a, "two")
     assert wait_for(lambda: not on_disk(b_disk, key), 1.0), "b's disk kept the entry"
+
+
+@pytest.mark.object_store
+def test_an_object_tier_loses_its_tagged_objects(serve, fake, s3_store):
+    path = unique_path()
+    listed = [{"type": "local"}, s3_store.tier_config(path)]
+
+    def entries() -> list[str]:  # the tag records are objects too, under _tags/
+        return [name for name in s3_store.names(path.strip("/") + "/") if "/_tags/" not in name]
+
+    writer = serve(cache={"tiers": listed})
+    ask(writer, "in the bucket", "bucket")
+    ask(writer, "in the bucket too", "bucket-later")
+    ask(writer, "kept in the bucket", "other")
+    writer.drain()
+    assert len(entries()) == 3
+    assert invalidate(writer, "bucket")["deleted"] == 1  # this process knew the key
+    assert len(entries()) == 2
+    writer.stop()
+
+    later = serve(cache={"tiers": listed})  # knows no key: the record and the check do it
+    assert invalidate(later, "bucket-later")["deleted"] == 0
+    assert status(later, "in the bucket too") == "miss"
+    assert wait_for(lambda: len(entries()) == 1, 5.0), "the dead object stayed"
+    assert status(later, "kept in the bucket") == "hit"
+
+
+def test_a_semantic_hit_on_an_invalidated_entry_is_a_miss(serve, fake):
+    semantic = {
+        "type": "qdrant",
+        "qdrant": {"collection": f"c{uuid.uuid4().hex[:8]}"},
+        "embedding": {"local": "all-MiniLM-L6-v2"},
+    }
+    proxy = serve(cache={"semantic": semantic})
+    assert ask(proxy, "What is the capital of France?", "geo").headers["x-cache-status"] == "miss"
+    proxy.drain()
+    paraphrase = "What's the capital city of France?"
+    assert status(proxy, paraphrase) == "semantic-hit"
+    invalidate(proxy, "geo")
+    assert status(proxy, paraphrase) == "miss"
