@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from app import codec
 from app.background import Background
 from app.codec import new_entry
+from app.encryption import Cipher
 from app.respond import Prebuilt, prebuild
 from app.tags import MAX_TAGS, read_tags, valid_tag
 from app.tiers.chain import Chain
@@ -94,6 +96,23 @@ async def test_a_record_in_a_persistent_tier_kills_older_entries(chains: list[Ch
     assert sorted(found) == ["new", "other"]
     await chain.background.drain()
     assert "old" not in remote.data and "new" in remote.data
+
+
+async def test_a_sealed_record_is_read_by_a_process_started_later(chains: list[Chain]) -> None:
+    cipher = Cipher([os.urandom(32)])
+    store = StubTier("store")
+    first = Chain([guard(store, timeout_s=1)], Background(), cipher)
+    chains.append(first)
+    await first.set("old", codec.decode(tagged("t")))
+    await first.invalidate_tags(("t",))
+    assert store.data[record_key("t")][3] & 2  # sealed, like every entry in this tier
+    await first.set("new", codec.decode(tagged("t", created_at=time.time() + 1)))
+    store.data["old"] = codec.encode(codec.decode(tagged("t", created_at=time.time() - 5)), None, cipher, "old")
+
+    later = Chain([guard(store, timeout_s=1)], Background(), cipher)  # knows nothing yet
+    chains.append(later)
+    assert await later.get("old") is None
+    assert await later.get("new") is not None
 
 
 async def test_an_unreadable_record_serves_the_entry_and_is_read_again(chains: list[Chain]) -> None:
