@@ -45,9 +45,10 @@ log = logging.getLogger("llmcache.tiers")
 RECORD_NAMESPACE = "_tags"
 # Tags whose record this process knows (oldest learnt forgotten first: read again if seen).
 MAX_KNOWN_TAGS = 65_536
-# Keys of tagged entries remembered for eager deletion; past these, the lazy check alone.
+# Keys of tagged entries remembered for eager deletion (about 200 bytes each); past these,
+# the check alone.
 MAX_INDEXED_TAGS = 4096
-MAX_KEYS_PER_TAG = 10_000
+MAX_INDEXED_KEYS = 100_000
 # Keys deleted at once at an invalidation (times the tiers).
 DELETE_BATCH = 256
 NOT_INVALIDATED = 0.0
@@ -81,6 +82,7 @@ class Tagging:
         self._invalidated: dict[str, float] = {}  # tag → its latest invalidation known
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._keys: dict[str, dict[CacheKey, None]] = {}
+        self._indexed = 0  # keys in _keys, over every tag
 
     # --- is an entry dead -------------------------------------------------------------
 
@@ -161,15 +163,18 @@ class Tagging:
         keys = self._keys.get(tag)
         if keys is None:
             if len(self._keys) >= MAX_INDEXED_TAGS:
-                del self._keys[next(iter(self._keys))]
+                self._indexed -= len(self._keys.pop(next(iter(self._keys))))
             keys = self._keys[tag] = {}
-        if len(keys) < MAX_KEYS_PER_TAG:
+        if key not in keys and self._indexed < MAX_INDEXED_KEYS:
             keys[key] = None
+            self._indexed += 1
 
     def _take(self, tags: Iterable[str]) -> set[CacheKey]:
         keys: set[CacheKey] = set()
         for tag in tags:
-            keys.update(self._keys.pop(tag, ()))
+            taken = self._keys.pop(tag, {})
+            self._indexed -= len(taken)
+            keys.update(taken)
         return keys
 
     # --- invalidation -----------------------------------------------------------------

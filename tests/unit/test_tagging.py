@@ -19,6 +19,7 @@ from app.codec import new_entry
 from app.encryption import Cipher
 from app.respond import Prebuilt, prebuild
 from app.tags import MAX_TAGS, read_tags, valid_tag
+from app.tiers import tagging
 from app.tiers.chain import Chain
 from app.tiers.local import LocalTier
 from app.tiers.tagging import record_key
@@ -169,3 +170,20 @@ def test_read_tags_takes_only_tags(value: str | list[str]) -> None:
 def test_every_list_of_tags_is_read_back(tags: list[str]) -> None:
     assert read_tags(",".join(tags)) == tuple(dict.fromkeys(tags))
     assert read_tags(tags) == tuple(dict.fromkeys(tags))
+
+
+async def test_past_the_index_bound_the_check_alone_drops_them(
+    chains: list[Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tagging, "MAX_INDEXED_KEYS", 3)
+    front = LocalTier("local", 100, 1 << 20)
+    chain = over(chains, front, StubTier("remote"))
+    keys = [f"k{i}" for i in range(5)]
+    for key in keys:
+        await chain.set(key, codec.decode(tagged("t")))
+        assert await chain.get(key) is not None and peek(chain, key) is not None
+    assert await chain.invalidate_tags(("t",)) == 3  # those remembered
+    assert [peek(chain, key) for key in keys] == [None] * 5
+    assert [await chain.get(key) for key in keys] == [None] * 5
+    await chain.set("k0", codec.decode(tagged("t")))  # written again: the index has room again
+    assert await chain.invalidate_tags(("t",)) == 1
