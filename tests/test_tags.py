@@ -3,6 +3,9 @@ restarts, the fast path, embeddings' per-input entries and hostile input."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,7 +14,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import API_KEY, wait_for
+from tests import servers
+from tests.conftest import ADMIN_TOKEN, API_KEY, wait_for
 from tests.object_stores import unique_path
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
@@ -349,3 +353,90 @@ def test_a_semantic_hit_on_an_invalidated_entry_is_a_miss(serve, fake):
     assert status(proxy, paraphrase) == "semantic-hit"
     invalidate(proxy, "geo")
     assert status(proxy, paraphrase) == "miss"
+
+
+@pytest.mark.redis
+@pytest.mark.subprocess
+def test_two_llmcache_processes(tmp_path, fake, redis_standalone, prefix):
+    """The whole promise with `llmcache serve` processes: each its own local and disk tier
+    in front of one Redis."""
+    script = Path(sys.executable).parent / "llmcache"
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> str:
+        port = servers.free_port()
+        config = {
+            "upstream": {"base_url": fake.url, "timeout_s": 5},
+            "cache": {
+                "tiers": [
+                    {"type": "local"},
+                    {"type": "disk", "path": str(tmp_path / name)},
+                    {"type": "redis", "url": redis_standalone.url, "prefix": prefix},
+                ]
+            },
+            "admin": {"token": ADMIN_TOKEN},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(config))
+        with (tmp_path / f"{name}.log").open("a") as log:
+            processes[name] = subprocess.Popen(
+                [str(script), "serve", "--config", str(path), "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        root = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: answers(root), 30.0), (tmp_path / f"{name}.log").read_text()
+        return root
+
+    def answers(root: str) -> bool:
+        try:
+            return httpx.get(root + "/ready", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def post(root: str, text: str, tags: str | None = None, store: bool = True) -> httpx.Response:
+        headers = {**AUTH, **({"x-cache-tags": tags} if tags else {}), **({} if store else {"x-cache-no-store": "1"})}
+        return httpx.post(root + "/v1/chat/completions", json=body(text), headers=headers, timeout=10)
+
+    def invalidate_on(root: str, tag: str) -> dict:
+        response = httpx.post(
+            root + "/cache/invalidate", json={"tags": [tag]}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    store = redis.Redis.from_url(redis_standalone.url)
+    channel = prefix + "events"
+    try:
+        a, b = start("a"), start("b")
+        assert wait_for(lambda: store.pubsub_numsub(channel)[0][1] == 2, 5.0)
+        key = post(a, "tagged", "release").headers["x-cache-key"]
+        untagged = post(a, "untagged").headers["x-cache-key"]
+        for root in (a, b, b):  # b: from Redis, then from its local tier
+            assert wait_for(lambda root=root: post(root, "tagged", store=False).headers["x-cache-status"] == "hit")
+            assert post(root, "untagged", store=False).headers["x-cache-status"] == "hit"
+        assert on_disk(tmp_path / "a", key) and on_disk(tmp_path / "b", key) and store.exists(prefix + key)
+
+        assert invalidate_on(a, "release")["deleted"] == 1
+        assert wait_for(lambda: post(b, "tagged", store=False).headers["x-cache-status"] == "miss", 1.0)
+        assert post(a, "tagged", store=False).headers["x-cache-status"] == "miss"
+        assert not store.exists(prefix + key)
+        assert wait_for(lambda: not on_disk(tmp_path / "a", key) and not on_disk(tmp_path / "b", key), 1.0)
+        for root in (a, b):
+            assert post(root, "untagged", store=False).headers["x-cache-status"] == "hit"
+        assert on_disk(tmp_path / "a", untagged) and store.exists(prefix + untagged)
+
+        # written before a restart, invalidated after it
+        again = post(a, "tagged again", "next").headers["x-cache-key"]
+        assert wait_for(lambda: on_disk(tmp_path / "a", again) and bool(store.exists(prefix + again)))
+        processes["a"].terminate()
+        processes["a"].wait(20)
+        a = start("a")
+        assert invalidate_on(a, "next")["deleted"] == 1
+        assert not on_disk(tmp_path / "a", again) and not store.exists(prefix + again)
+        assert post(a, "tagged again", store=False).headers["x-cache-status"] == "miss"
+    finally:
+        for process in processes.values():
+            process.terminate()
+            process.wait(20)
+        store.close()
