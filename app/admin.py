@@ -13,6 +13,7 @@ from app.errors import ProxyError, bad_request, too_large
 from app.explain import explain
 from app.runtime import Runtime
 from app.seeding import seed
+from app.tags import MAX_INVALIDATED_TAGS, TAG_CHARACTERS, valid_tag
 from app.types import valid_key, valid_namespace
 
 router = APIRouter()
@@ -167,6 +168,25 @@ async def explain_request(request: Request) -> Response:
     body = await limited_body(request, 2 * pipeline.max_body)
     document = await admin_document(body, frozenset(("request",)), frozenset(("request",)))
     return json_response(await explain(pipeline, described(document["request"], pipeline)))
+
+
+@admin.post("/invalidate")
+async def invalidate(request: Request) -> Response:
+    """Every entry carrying any of the tags is gone, in every tier and process."""
+    shape = f'invalidate takes {{"tags": ["...", ...]}}: 1 to {MAX_INVALIDATED_TAGS} tags'
+    try:
+        document = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise bad_request(shape, "invalid_json") from None
+    tags = document.get("tags") if isinstance(document, dict) and set(document) == {"tags"} else None
+    if not isinstance(tags, list) or not 0 < len(tags) <= MAX_INVALIDATED_TAGS:
+        raise bad_request(shape, "invalid_json")
+    for tag in tags:
+        if not valid_tag(tag):
+            raise bad_request(f"invalid tag {str(tag)[:100]!r}: {TAG_CHARACTERS}", "invalid_tag")
+    unique = tuple(dict.fromkeys(tags))
+    deleted = await runtime(request).chain.invalidate_tags(unique)
+    return json_response({"deleted": deleted, "invalidated": list(unique)})
 
 
 router.include_router(admin)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ProxyError, bad_request
+from app.tags import TAG_RULE, read_tags
 from app.types import MAX_TTL_S, valid_namespace
 
 CONTROL_NAMES = frozenset(
@@ -24,6 +25,7 @@ CONTROL_NAMES = frozenset(
         "ignore-params",
         "max-stale",
         "stale-if-error",
+        "tags",
     )
 )
 _TRUE = frozenset(("true", "1", "yes", "on"))
@@ -44,6 +46,7 @@ class CacheControl:
     # RFC 5861 windows (None: the configured ones); max-stale serves stale and revalidates.
     max_stale_s: float | None = None
     stale_if_error_s: float | None = None
+    tags: tuple[str, ...] = ()  # given to the entries the call writes
 
 
 def invalid(name: str, value: Any, expected: str) -> ProxyError:
@@ -100,6 +103,13 @@ def _names(name: str, value: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _tags(name: str, value: Any) -> tuple[str, ...]:
+    tags = read_tags(value)
+    if tags is None:
+        raise invalid(name, value, f"a comma-separated list of tags: {TAG_RULE}")
+    return tags
+
+
 _PARSERS = {
     "ttl": ("ttl_s", _seconds),
     "s-maxage": ("max_age_s", _seconds),
@@ -111,6 +121,7 @@ _PARSERS = {
     "ignore-params": ("ignore_params", _names),
     "max-stale": ("max_stale_s", _seconds),
     "stale-if-error": ("stale_if_error_s", _seconds),
+    "tags": ("tags", _tags),
 }
 
 

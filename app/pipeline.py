@@ -40,6 +40,7 @@ from app.request import Head, Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
 from app.stale import StaleWindows, Use, use_of
+from app.tags import with_tags
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
 from app.types import CacheKey, CacheStatus, Headers
@@ -492,8 +493,10 @@ class Pipeline:
     async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
         body = dumps(outcome.completion) if outcome.sse else outcome.body
         ttl = self.ttl(call)
-        keep_s = self.stale_windows(call).keep_s
-        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable, keep_s)
+        entries = call.handler.entries(call, outcome, body, ttl)
+        if call.control.tags:
+            entries = with_tags(entries, call.control.tags)
+        await self.chain.set_many(entries, durable, self.stale_windows(call).keep_s)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 

@@ -54,6 +54,7 @@ class Prebuilt:
     expires_at: float | None
     tokens: int
     cost: int
+    tags: tuple[str, ...]  # the chain checks them on every hit (when there are any)
     age: int = -1
     head_at_age: bytes = b""
     usage: Usage = NO_USAGE
@@ -90,6 +91,7 @@ def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt 
         entry.expires_at,
         entry.tokens,
         cost,
+        entry.tags,
         usage=entry.usage,
     )
 
