@@ -8,8 +8,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.errors import ProxyError, bad_request
+from app.described import admin_document, described, open_described
+from app.errors import ProxyError, bad_request, too_large
+from app.explain import explain
 from app.runtime import Runtime
+from app.seeding import seed
+from app.tags import MAX_INVALIDATED_TAGS, TAG_CHARACTERS, valid_tag
 from app.types import valid_key, valid_namespace
 
 router = APIRouter()
@@ -60,15 +64,17 @@ admin = APIRouter(prefix="/cache", dependencies=[Depends(require_admin)])
 
 
 def hit_rate(counts: dict[str, int]) -> float:
-    """Hits and semantic hits over every cacheable request that was not bypassed."""
+    """Answers from the cache (hits, semantic hits, stale answers) over every cacheable
+    request that was not bypassed."""
     considered = sum(n for status, n in counts.items() if status != "bypass")
-    return (counts["hit"] + counts["semantic-hit"]) / considered if considered else 0.0
+    return (counts["hit"] + counts["semantic-hit"] + counts["stale"]) / considered if considered else 0.0
 
 
 @admin.get("/stats")
 async def stats(request: Request) -> Response:
     rt = runtime(request)
     counts = rt.metrics.status_counts()
+    tokens, usd = rt.metrics.savings()
     tiers = [
         {"name": tier.name, "type": tier.type, "entries": s.entries, "bytes": s.bytes}
         for tier, s in await rt.chain.stats()
@@ -78,6 +84,8 @@ async def stats(request: Request) -> Response:
             "requests": counts,
             "hit_rate": hit_rate(counts),
             "tiers": tiers,
+            "tokens_saved": {"total": int(sum(tokens.values())), "by_model": {m: int(n) for m, n in tokens.items()}},
+            "cost_saved_usd": {"total": sum(usd.values()), "by_model": usd},
         }
     )
 
@@ -123,6 +131,62 @@ async def flush(request: Request) -> Response:
     if rt.semantic is not None:
         await rt.semantic.clear(namespace)
     return json_response({"deleted": await rt.chain.clear(namespace)})
+
+
+async def limited_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# An admin document carries a request and its answer, each up to server.max_body_bytes.
+SEED_FIELDS = frozenset(("request", "response", "ttl_s"))
+
+
+@admin.put("/entries")
+async def put_entry(request: Request) -> Response:
+    pipeline = runtime(request).pipeline
+    body = await limited_body(request, 2 * pipeline.max_body)
+    document = await admin_document(body, SEED_FIELDS, frozenset(("request", "response")))
+    call = await open_described(pipeline, described(document["request"], pipeline))
+    seeded = await seed(pipeline, call, document["response"], document.get("ttl_s"))
+    return json_response(
+        {"key": call.key, "keys": seeded.keys, "stored": True, "ttl_s": seeded.ttl_s, "semantic": seeded.semantic}
+    )
+
+
+@admin.post("/explain")
+async def explain_request(request: Request) -> Response:
+    pipeline = runtime(request).pipeline
+    body = await limited_body(request, 2 * pipeline.max_body)
+    document = await admin_document(body, frozenset(("request",)), frozenset(("request",)))
+    return json_response(await explain(pipeline, described(document["request"], pipeline)))
+
+
+@admin.post("/invalidate")
+async def invalidate(request: Request) -> Response:
+    """Every entry carrying any of the tags is gone, in every tier and process."""
+    shape = f'invalidate takes {{"tags": ["...", ...]}}: 1 to {MAX_INVALIDATED_TAGS} tags'
+    try:
+        document = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise bad_request(shape, "invalid_json") from None
+    tags = document.get("tags") if isinstance(document, dict) and set(document) == {"tags"} else None
+    if not isinstance(tags, list) or not 0 < len(tags) <= MAX_INVALIDATED_TAGS:
+        raise bad_request(shape, "invalid_json")
+    for tag in tags:
+        if not valid_tag(tag):
+            raise bad_request(f"invalid tag {str(tag)[:100]!r}: {TAG_CHARACTERS}", "invalid_tag")
+    unique = tuple(dict.fromkeys(tags))
+    deleted = await runtime(request).chain.invalidate_tags(unique)
+    return json_response({"deleted": deleted, "invalidated": list(unique)})
 
 
 router.include_router(admin)

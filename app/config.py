@@ -32,6 +32,8 @@ from pydantic_settings import (
 )
 
 from app.encryption import parse_key
+from app.keys import CREDENTIAL_HEADERS
+from app.policy import CONTROLLABLE
 from app.types import MAX_TTL_S, CallType, valid_namespace
 
 
@@ -58,6 +60,8 @@ class ServerSettings(Strict):
 
 class UpstreamSettings(Strict):
     base_url: str = "https://api.openai.com/v1"
+    # The connection pool under httpx's interface: aiohttp's (half the CPU per call) or httpcore's.
+    client: Literal["aiohttp", "httpx"] = "aiohttp"
     api_key: str | None = None
     timeout_s: float = Field(600, gt=0)
     connect_timeout_s: float = Field(10, gt=0)
@@ -271,6 +275,14 @@ class EncryptionSettings(Strict):
         return [parse_key(k.get_secret_value()) for k in chosen]
 
 
+class StaleSettings(Strict):
+    """How long past its TTL an entry may still answer (0: never), RFC 5861's two cases;
+    tiers keep an entry this much longer than its TTL (the larger of the two)."""
+
+    if_error_s: float = Field(0, ge=0, le=MAX_TTL_S)
+    while_revalidate_s: float = Field(0, ge=0, le=MAX_TTL_S)
+
+
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
@@ -286,6 +298,7 @@ class CacheSettings(Strict):
     )
     semantic: SemanticSettings | None = None
     encryption: EncryptionSettings | None = None
+    stale: StaleSettings = StaleSettings()
 
     @field_validator("namespace")
     @classmethod
@@ -315,6 +328,142 @@ class CacheSettings(Strict):
                     raise ValueError(f"model {model!r} is in more than one caching group")
                 seen.add(model)
         return groups
+
+
+# A policy's name is sent back as the `x-cache-policy` header: a short token.
+_POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class PolicyMatch(Strict):
+    """What a request must carry for its policy to apply: every condition given must hold
+    (none given: every request)."""
+
+    credential_sha256: tuple[str, ...] | None = None  # SHA-256 hex of the API key, never the key
+    header: dict[str, str] | None = None  # e.g. {x-team: ml}: sent once, with exactly this value
+    model: str | None = None  # a glob over the body's `model`, as sent: "gpt-4o*"
+
+    @field_validator("credential_sha256")
+    @classmethod
+    def _digests(cls, digests: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if digests is None:
+            return None
+        if not digests:
+            raise ValueError("list at least one digest, or leave credential_sha256 out to match any credential")
+        lowered = tuple(d.strip().lower() for d in digests)
+        bad = [d for d in lowered if not _SHA256_HEX.match(d)]
+        if bad:
+            raise ValueError(f"not a SHA-256 hex digest (64 hex digits): {bad[0][:80]!r}")
+        return lowered
+
+    @field_validator("header")
+    @classmethod
+    def _headers(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+        if headers is None:
+            return None
+        if not headers:
+            raise ValueError("name at least one header, or leave header out to match any request")
+        out: dict[str, str] = {}
+        for name, value in headers.items():
+            lowered = name.strip().lower()
+            if not _HEADER_NAME.match(lowered):
+                raise ValueError(f"not a header name: {name!r}")
+            if lowered in out:
+                raise ValueError(f"header {lowered!r} is named twice")
+            if lowered.encode() in CREDENTIAL_HEADERS:
+                raise ValueError(f"{lowered!r} carries a credential: match it with credential_sha256")
+            if not isinstance(value, str) or not value.strip() or _BAD_HEADER_VALUE.search(value):
+                raise ValueError(f"header {lowered!r}: the value must be non-empty text without control characters")
+            out[lowered] = value.strip()
+        return out
+
+    @field_validator("model")
+    @classmethod
+    def _glob(cls, model: str | None) -> str | None:
+        if model is not None and not model:
+            raise ValueError("an empty glob matches no model: leave model out to match any")
+        return model
+
+
+class PolicySettings(Strict):
+    """One tenant's cache policy (`app/policy.py`); a field left null takes the global `cache` value."""
+
+    name: str
+    match: PolicyMatch = PolicyMatch()
+    mode: Literal["default_on", "default_off"] | None = None
+    ttl_s: float | None = Field(None, gt=0, le=MAX_TTL_S)  # default TTL of its entries
+    max_ttl_s: float | None = Field(None, gt=0, le=MAX_TTL_S)  # longer TTLs asked for are clamped to this
+    allow_controls: tuple[str, ...] | None = None  # only these per-request controls (the rest: 400)
+    deny_controls: tuple[str, ...] | None = None  # these per-request controls are a 400
+    semantic: bool | None = None
+    namespace: str | None = None  # its entries' namespace; a request's own is nested in it
+    stale_if_error_s: float | None = Field(None, ge=0, le=MAX_TTL_S)
+    stale_while_revalidate_s: float | None = Field(None, ge=0, le=MAX_TTL_S)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _POLICY_NAME.match(name):
+            raise ValueError("1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return name
+
+    @field_validator("namespace")
+    @classmethod
+    def _valid_namespace(cls, namespace: str | None) -> str | None:
+        if namespace is not None and not valid_namespace(namespace):
+            raise ValueError("1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return namespace
+
+    @field_validator("allow_controls", "deny_controls")
+    @classmethod
+    def _known_controls(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(names or ()) - CONTROLLABLE)
+        if unknown:
+            raise ValueError(f"unknown cache control {unknown[0]!r}; known: {', '.join(sorted(CONTROLLABLE))}")
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicySettings:
+        if self.allow_controls is not None and self.deny_controls is not None:
+            raise ValueError("set allow_controls or deny_controls, not both")
+        if self.ttl_s is not None and self.max_ttl_s is not None and self.ttl_s > self.max_ttl_s:
+            raise ValueError("ttl_s is longer than max_ttl_s")
+        return self
+
+    @property
+    def allows_namespace(self) -> bool:
+        """Whether a request may name a namespace of its own (nested in this policy's)."""
+        if self.allow_controls is not None:
+            return "namespace" in self.allow_controls
+        return "namespace" not in (self.deny_controls or ())
+
+
+def check_policies(policies: tuple[PolicySettings, ...], cache: CacheSettings) -> None:
+    names = [p.name for p in policies]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"policy names must be unique, repeated: {', '.join(repeated)}")
+    if cache.semantic is None:
+        for policy in policies:
+            if policy.semantic:
+                raise ValueError(f"policy {policy.name!r} sets semantic: true, but cache.semantic is not configured")
+    # A request's namespace is nested as `<policy namespace>.<its own>`: no other namespace
+    # may be reachable that way, or that tenant could read another's entries.
+    others = [(p.name, p.namespace) for p in policies if p.namespace is not None]
+    if cache.namespace is not None:
+        others.append(("cache", cache.namespace))
+    for policy in policies:
+        if policy.namespace is None or not policy.allows_namespace:
+            continue
+        for name, namespace in others:
+            if namespace.startswith(policy.namespace + "."):
+                raise ValueError(
+                    f"policy {policy.name!r} lets its requests name namespaces under {policy.namespace!r}, "
+                    f"which would reach {name!r}'s namespace {namespace!r}: deny its namespace control, "
+                    "or choose namespaces that do not nest"
+                )
 
 
 class AdminSettings(Strict):
@@ -356,6 +505,19 @@ class TracingSettings(Strict):
         return self
 
 
+# USD per million tokens: above this a price is a typo (and a count times it could overflow).
+MAX_PRICE = 1_000_000
+
+
+class ModelPrice(Strict):
+    """USD per million tokens of one model, or of every model a glob matches (`app/prices.py`)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+    output: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+    cached_input: float | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)  # default: input's
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LLMCACHE_",
@@ -371,6 +533,14 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+    prices: tuple[ModelPrice, ...] = ()
+    # Per-tenant policies, the first that matches a request applies (`app/policy.py`).
+    policies: tuple[PolicySettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _policies(self) -> Settings:
+        check_policies(self.policies, self.cache)
+        return self
 
     @classmethod
     def settings_customise_sources(

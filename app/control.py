@@ -10,10 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ProxyError, bad_request
+from app.tags import TAG_RULE, read_tags
 from app.types import MAX_TTL_S, valid_namespace
 
 CONTROL_NAMES = frozenset(
-    ("ttl", "s-maxage", "namespace", "no-cache", "no-store", "use-cache", "similarity-threshold", "ignore-params")
+    (
+        "ttl",
+        "s-maxage",
+        "namespace",
+        "no-cache",
+        "no-store",
+        "use-cache",
+        "similarity-threshold",
+        "ignore-params",
+        "max-stale",
+        "stale-if-error",
+        "tags",
+    )
 )
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -30,6 +43,10 @@ class CacheControl:
     only_if_cached: bool = False
     similarity_threshold: float | None = None
     ignore_params: frozenset[str] = frozenset()
+    # RFC 5861 windows (None: the configured ones); max-stale serves stale and revalidates.
+    max_stale_s: float | None = None
+    stale_if_error_s: float | None = None
+    tags: tuple[str, ...] = ()  # given to the entries the call writes
 
 
 def invalid(name: str, value: Any, expected: str) -> ProxyError:
@@ -86,6 +103,13 @@ def _names(name: str, value: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _tags(name: str, value: Any) -> tuple[str, ...]:
+    tags = read_tags(value)
+    if tags is None:
+        raise invalid(name, value, f"a comma-separated list of tags: {TAG_RULE}")
+    return tags
+
+
 _PARSERS = {
     "ttl": ("ttl_s", _seconds),
     "s-maxage": ("max_age_s", _seconds),
@@ -95,6 +119,9 @@ _PARSERS = {
     "use-cache": ("use_cache", _bool),
     "similarity-threshold": ("similarity_threshold", _fraction),
     "ignore-params": ("ignore_params", _names),
+    "max-stale": ("max_stale_s", _seconds),
+    "stale-if-error": ("stale_if_error_s", _seconds),
+    "tags": ("tags", _tags),
 }
 
 
@@ -137,4 +164,10 @@ def _apply_cache_control(control: CacheControl, header: str) -> None:
             control.only_if_cached = True
         elif name in ("max-age", "s-maxage"):
             control.max_age_s = _seconds(name, value.strip().strip('"'))
-        # Other directives (private, max-stale, ...) carry no meaning for this cache.
+        elif name == "max-stale":
+            # Without a value the client takes an answer however stale (RFC 9111 5.2.1.2):
+            # as stale as the tiers still hold.
+            control.max_stale_s = _seconds(name, value.strip().strip('"')) if "=" in directive else MAX_TTL_S
+        elif name == "stale-if-error":
+            control.stale_if_error_s = _seconds(name, value.strip().strip('"'))
+        # Other directives (private, min-fresh, ...) carry no meaning for this cache.

@@ -66,6 +66,37 @@ def _scope(credentials: Sequence[tuple[bytes, bytes]]) -> str:
     return hashlib.sha256(material).hexdigest()[:32]
 
 
+def canonical(
+    call_type: str,
+    group: str | None,
+    params: dict[str, Any],
+    scope: str | None,
+    namespace: str | None,
+    query: str = "",
+    headers: list[tuple[str, str]] | None = None,
+) -> list[Any]:
+    """What a key is the hash of: `params` is the request body (numbers exact);
+    NON_KEY_PARAMS are dropped here, and the model too when `group` (its caching group's
+    name) stands in for it. `headers`: the request headers that change the answer, as sent
+    (name, value), in order."""
+    if group is None:
+        body = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
+    else:
+        body = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS and k != "model"}
+    return [call_type, group, scope, namespace, query, headers or (), body]
+
+
+def material(canonical: list[Any]) -> bytes:
+    """The canonical form's one spelling: the bytes a key's digest is the SHA-256 of."""
+    return dumps(canonical, orjson.OPT_SORT_KEYS)
+
+
+def key_of(canonical: list[Any]) -> CacheKey:
+    digest = hashlib.sha256(material(canonical)).hexdigest()
+    namespace = canonical[3]
+    return f"{namespace}/{digest}" if namespace else digest
+
+
 def cache_key(
     call_type: str,
     group: str | None,
@@ -75,16 +106,8 @@ def cache_key(
     query: str = "",
     headers: list[tuple[str, str]] | None = None,
 ) -> CacheKey:
-    """`params` is the request body (numbers exact); NON_KEY_PARAMS are dropped here, and
-    the model too when `group` (its caching group's name) stands in for it. `headers`: the
-    request headers that change the answer, as sent (name, value), in order."""
-    if group is None:
-        canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS}
-    else:
-        canonical = {k: v for k, v in params.items() if k not in NON_KEY_PARAMS and k != "model"}
-    material = dumps([call_type, group, scope, namespace, query, headers or (), canonical], orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(material).hexdigest()
-    return f"{namespace}/{digest}" if namespace else digest
+    """The key of a request's parts (see `canonical`)."""
+    return key_of(canonical(call_type, group, params, scope, namespace, query, headers))
 
 
 def key_of_json(

@@ -3,10 +3,11 @@
 Clients repeat requests byte for byte far more often than not, and everything the
 pipeline decides before its cache lookup — parse the body, merge the controls, route the
 model, scope the credential, build and hash the canonical key — is a pure function of
-the request's path, query, body and the few headers it reads (`request.READ_HEADERS`)
-under one process's settings, which never change while it serves. So the pipeline
-records that decision (a `Plan`) when it hands a call to its lookup, under the request's
-`MemoKey`, and a later request with the same `MemoKey` goes straight to the lookup.
+the request's path, query, body and the few headers it reads (`request.READ_HEADERS`,
+and those a tenant policy is matched by) under one process's settings, which never
+change while it serves. So the pipeline records that decision (a `Plan`) when it hands
+a call to its lookup, under the request's `MemoKey`, and a later request with the same
+`MemoKey` goes straight to the lookup.
 
 What is remembered holds nothing that changes: no entry, no time, no tier state. Entries
 are looked up, expiry and `s-maxage` are checked, on every request. Only calls whose
@@ -23,10 +24,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from app.asgi import OFFLOAD_BYTES
 from app.types import CacheKey, CallType
+
+if TYPE_CHECKING:
+    from app.policy import Policy
 
 # Plans kept (first in, first out): a process serves far fewer distinct repeated requests.
 MAX_PLANS = 4096
@@ -45,6 +49,7 @@ class Plan(NamedTuple):
     model: str  # the metric label's source ("" when the body's model is not a string)
     key: CacheKey
     max_age_s: float | None  # s-maxage / max-age
+    policy: Policy | None = None  # named in the hit's `x-cache-policy`
 
 
 def memo_key(path: str, query: bytes, read: list[tuple[bytes, bytes]], body: bytes) -> MemoKey | None:

@@ -108,6 +108,13 @@ class Metrics:
             ("model",),
             registry=r,
         )
+        self.cost_saved = Counter(
+            "llmcache_cost_saved_usd",
+            "USD the upstream calls not made would have cost, at the price table's prices "
+            "(answers from cache and coalesced ones; models without a price count nothing).",
+            ("model",),
+            registry=r,
+        )
         self.coalesced = Counter(
             "llmcache_coalesced",
             "Requests that waited for an identical in-flight upstream call.",
@@ -250,13 +257,15 @@ class Metrics:
         model = model[:MAX_MODEL_LABEL]
         if model in self._models:
             return model
-        if status in ("hit", "semantic-hit"):  # only answers are stored: the model is real
+        if status in ("hit", "semantic-hit", "stale"):  # only answers are stored: the model is real
             self.saw_model(model)
             if model in self._models:
                 return model
         return OTHER_MODEL
 
-    def request(self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int) -> None:
+    def request(
+        self, call_type: str, model: str, status: str, seconds: float, tokens_saved: int, usd_saved: float = 0.0
+    ) -> None:
         model = self._model_label(model, status)
         # The children one kind of request touches, found once: every request records two.
         pair = self._pairs.get((call_type, model, status))
@@ -267,8 +276,20 @@ class Metrics:
             )
         self._count(pair[0])
         self._observe(pair[1], seconds)
+        if tokens_saved or usd_saved:
+            self._saved(model, tokens_saved, usd_saved)
+
+    def saved(self, model: str, status: str, tokens_saved: int, usd_saved: float) -> None:
+        """What a request already counted saved, known only after its answer (a live stream)."""
+        self._saved(self._model_label(model, status), tokens_saved, usd_saved)
+
+    def _saved(self, label: str, tokens_saved: int, usd_saved: float) -> None:
+        # Each series is made on its first nonzero count: a model without a price has no
+        # cost series (rather than one stuck at 0 that reads as "saved nothing").
         if tokens_saved:
-            self._count(self._child(self.tokens_saved, model), tokens_saved)
+            self._count(self._child(self.tokens_saved, label), tokens_saved)
+        if usd_saved:
+            self._count(self._child(self.cost_saved, label), usd_saved)
 
     def upstream(self, call_type: str, seconds: float) -> None:
         self._observe(self._child(self.upstream_duration, call_type), seconds)
@@ -320,6 +341,11 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self._exposed())
 
+    def savings(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Tokens and USD saved by model, across every worker."""
+        exposed = self._exposed()
+        return by_model(exposed, "llmcache_tokens_saved_total"), by_model(exposed, "llmcache_cost_saved_usd_total")
+
     def status_counts(self) -> dict[str, int]:
         """Cacheable requests by cache status, across every worker."""
         counts = dict.fromkeys((status.value for status in CACHE_STATUSES), 0)
@@ -331,6 +357,17 @@ class Metrics:
                     status = sample.labels["cache_status"]
                     counts[status] = counts.get(status, 0) + int(sample.value)
         return counts
+
+
+def by_model(registry: CollectorRegistry, sample_name: str) -> dict[str, float]:
+    """A counter's values by its `model` label (every worker's, in a merged registry)."""
+    values: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == sample_name:
+                model = sample.labels.get("model", "")
+                values[model] = values.get(model, 0.0) + sample.value
+    return values
 
 
 def histogram_internals_usable(child: Any) -> bool:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-
 from app.asgi import ClientGone, Receive, Scope, Send, end_unfinished, send_error
 from app.errors import ProxyError, too_large
 from app.routing import Routing
-from app.upstream import Upstream, request_headers, response_headers, upstream_url
+from app.upstream import UPSTREAM_ERRORS, Upstream, request_headers, response_headers, upstream_url
 
 
 class Passthrough:
@@ -37,7 +35,7 @@ class Passthrough:
                 try:
                     async for chunk in response.aiter_bytes():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except httpx.HTTPError:
+                except UPSTREAM_ERRORS:
                     end_unfinished()  # upstream cut: leave the response unfinished, as the upstream did
                     return
                 await send({"type": "http.response.body", "body": b""})

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app import keys, tracing
+from app import keys, stale, tracing
 from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from app.calls.base import Call, Handler
 from app.coalesce import Flight, Flights, Outcome, json_object
@@ -34,13 +34,17 @@ from app.errors import ProxyError, internal_error
 from app.exact_json import dumps
 from app.memo import Memo, Plan, memo_key
 from app.metrics import Metrics
-from app.request import Request, read_head
+from app.policy import Policies
+from app.prices import Prices, configured_rows
+from app.request import Head, Request, read_head
 from app.respond import Responder, prebuild
 from app.routing import Routing
+from app.stale import StaleWindows, Use, use_of
+from app.tags import with_tags
 from app.tiers.chain import Chain
 from app.tiers.fleet import FleetLock
 from app.types import CacheKey, CacheStatus, Headers
-from app.upstream import Upstream, request_headers, response_headers, upstream_url
+from app.upstream import UPSTREAM_ERRORS, Upstream, request_headers, response_headers, upstream_url
 
 if TYPE_CHECKING:
     from app.semantic.cache import SemanticCache
@@ -122,7 +126,9 @@ class Pipeline:
                 "will be served each other's answers",
                 ", ".join(changing),
             )
-        self.respond = Responder(metrics)
+        self.respond = Responder(metrics, Prices(configured_rows(settings.prices), upstream_name=self.upstream_model))
+        self.policies = Policies(settings.policies) if settings.policies else None
+        self.stale = StaleWindows.configured(settings.cache.stale.if_error_s, settings.cache.stale.while_revalidate_s)
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None
         self.peek = tracing.traced_peek(chain)
@@ -131,7 +137,7 @@ class Pipeline:
 
     async def handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            head = read_head(scope)
+            head = self.head_of(scope)
             body = await read_body(receive, self.max_body, head.content_length)
             memo = self.memo
             if memo is not None:
@@ -154,6 +160,14 @@ class Pipeline:
             except Exception:  # the response had begun: uvicorn closes the connection
                 pass
 
+    def head_of(self, scope: Scope) -> Head:
+        """A request's head, with the headers its policies match by (a described one's too)."""
+        head = read_head(scope)
+        policies = self.policies
+        if policies is not None and policies.header_names:
+            policies.gather(head)
+        return head
+
     async def fast(self, plan: Plan, send: Send) -> bool:
         """Answer a remembered request from the local tier, if it holds the entry."""
         started = time.perf_counter()
@@ -169,19 +183,37 @@ class Pipeline:
     def begin(self, handler: Handler, request: Request, model: Any, body_control: Any) -> Call:
         head = request.head
         control = parse_control(head.controls, head.cache_control, body_control)
-        return Call(handler, model, control, time.perf_counter(), head, request.path)
+        call = Call(handler, model, control, time.perf_counter(), head, request.path)
+        if self.policies is not None:
+            policy = call.policy = self.policies.match(head, model)
+            if policy is not None:
+                if policy.forbidden:
+                    policy.check(head, body_control)
+                if policy.namespace is not None and control.namespace is not None:
+                    control.namespace = policy.nested(control.namespace)
+        return call
 
     def cacheable(self, call: Call) -> bool:
         use = call.control.use_cache
         if call.call_type not in self.enabled or use is False:
             return False
-        return use is True or self.cache.mode == "default_on"
+        policy = call.policy
+        mode = self.cache.mode if policy is None or policy.mode is None else policy.mode
+        return use is True or mode == "default_on"
 
     def scope_of(self, call: Call) -> str | None:
         return None if self.cache.share_across_keys else keys.credential_scope(call.head.credentials)
 
     def namespace_of(self, call: Call) -> str | None:
-        return call.control.namespace or self.cache.namespace
+        policy = call.policy
+        if policy is None or policy.namespace is None:
+            return call.control.namespace or self.cache.namespace
+        return call.control.namespace or policy.namespace  # a request's own: nested in `begin`
+
+    def semantic_for(self, call: Call) -> SemanticCache | None:
+        """The semantic cache, unless the call's policy turns it off."""
+        policy = call.policy
+        return None if policy is not None and policy.semantic is False else self.semantic
 
     def keyed(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         """The parameters that key a call: all but the ignored ones (config and control)."""
@@ -189,17 +221,35 @@ class Pipeline:
         return {k: v for k, v in params.items() if k not in ignored} if ignored else params
 
     def key_for(self, call: Call, params: dict[str, Any]) -> CacheKey:
+        """The one place a call's key is made (`handler.open` calls it for every key)."""
         if self.ignored or call.control.ignore_params:
             params = self.keyed(call, params)
         group = self.routing.group_of(call.model)
         named = call.handler.key_headers
         headers = [(n.decode(), v.decode("latin-1")) for n, v in call.head.raw if n in named] if named else None
-        return keys.cache_key(
+        canonical = keys.canonical(
             call.call_type, group, params, self.scope_of(call), self.namespace_of(call), call.head.query, headers
         )
+        shown = call.head.canonicals
+        if shown is not None:  # a request /cache/explain opened
+            shown.append(canonical)
+        return keys.key_of(canonical)
 
     def ttl(self, call: Call) -> float | None:
+        if call.policy is not None:
+            return call.policy.ttl(call.control.ttl_s, self.cache.ttl_s)
         return call.control.ttl_s if call.control.ttl_s is not None else self.cache.ttl_s
+
+    def stale_windows(self, call: Call) -> StaleWindows:
+        """How stale an answer `call` accepts, and how long tiers keep its entry past its
+        TTL: the request's controls, over the tenant's policy, over `cache.stale`."""
+        policy = call.policy  # its None fields keep the global windows
+        configured = (
+            self.stale
+            if policy is None
+            else self.stale.overridden(policy.stale_if_error_s, policy.stale_while_revalidate_s)
+        )
+        return configured.requested(call.control.stale_if_error_s, call.control.max_stale_s)
 
     def storable(self, call: Call) -> bool:
         return not call.control.no_store and self.ttl(call) != 0
@@ -225,7 +275,7 @@ class Pipeline:
         if call.key is None or call.control.no_cache or (call.stream and call.handler.streams):
             return None
         model = call.model if isinstance(call.model, str) else ""
-        return Plan(call.call_type, model, call.key, call.control.max_age_s)
+        return Plan(call.call_type, model, call.key, call.control.max_age_s, call.policy)
 
     def remember(self, call: Call) -> None:
         """Keep the plan of a call about to be looked up, for the identical requests to come."""
@@ -237,10 +287,11 @@ class Pipeline:
 
     # --- serving ------------------------------------------------------------------------
 
-    async def lookup(self, call: Call) -> Entry | None:
+    async def lookup(self, call: Call, stale_s: float = 0.0) -> Entry | None:
+        """The call's entry; with `stale_s`, perhaps one expired less than that long ago."""
         if call.key is None or call.control.no_cache:
             return None
-        entry = await self.chain.get(call.key, call.control.max_age_s)
+        entry = await self.chain.get(call.key, call.control.max_age_s, stale_s)
         if (
             entry is not None
             and call.stream
@@ -257,10 +308,21 @@ class Pipeline:
         if call.key is None:
             await self.forward(call, receive, send, CacheStatus.BYPASS, flight=None)
             return
-        entry = await self.lookup(call)
+        windows = self.stale_windows(call)
+        entry = await self.lookup(call, windows.serve_s)
+        fallback: Entry | None = None  # what answers if the upstream fails (stale-if-error)
         if entry is not None:
-            await self.respond.entry(call, send, entry)
-            return
+            use = use_of(entry, time.time(), windows) if windows.serve_s else Use.FRESH
+            if use is Use.FRESH:
+                await self.respond.entry(call, send, entry)
+                return
+            if use is Use.REVALIDATE:
+                if not call.control.only_if_cached:  # that client asked that the upstream not be called
+                    self.revalidate(call)
+                await self.respond.entry(call, send, entry, CacheStatus.STALE, warning=stale.STALE_WARNING)
+                return
+            if use is Use.IF_ERROR:
+                fallback = entry
         if call.control.only_if_cached:
             await self.respond.not_cached(call, send, call.cache_headers(CacheStatus.MISS))
             return
@@ -270,7 +332,12 @@ class Pipeline:
             # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
             with tracing.span(tracing.FLIGHT_WAIT, IN_PROCESS):
-                await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+                if fallback is None:
+                    await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+                else:
+                    await stale.answer(
+                        self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, follower=True
+                    )
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         if call.asked is not None and self.semantic is not None and not call.control.no_cache:
@@ -292,7 +359,36 @@ class Pipeline:
                 self.settle(flight, entry)
                 await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
                 return
-        await self.forward(call, receive, send, status, flight, lock if isinstance(lock, FleetLock) else None)
+        held = lock if isinstance(lock, FleetLock) else None
+        await self.forward(call, receive, send, status, flight, held, fallback)
+
+    def revalidate(self, call: Call) -> None:
+        """Refresh a stale entry behind its answer, once: an identical call in flight is
+        joined for good (never left, so its upstream call finishes and stores even if its
+        own clients go); else one is led with no client, whole even if this call streams,
+        and stored as a miss's answer is."""
+        assert call.key is not None
+        if self.flights.join(call.key) is not None:
+            return
+        flight = self.flights.lead(call.key, False, False)
+        flight.producer = self.chain.background.spawn(self._refresh(stale.unstreamed(call), flight))
+
+    async def _refresh(self, call: Call, flight: Flight) -> None:
+        key = call.key
+        assert key is not None
+        try:
+            lock = await self.chain.fleet.acquire(key)
+            if lock is False:  # another process of the fleet is refreshing it
+                with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                    entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+                if entry is not None:
+                    self.settle(flight, entry)
+                    return
+            await self._fly(call, flight, lock if isinstance(lock, FleetLock) else None)
+        finally:
+            if not flight.finished:  # whatever stopped it, a request that joined gets an answer
+                flight.finish(error=internal_error())
+                self.flights.land(flight)
 
     def settle(self, flight: Flight, entry: Entry) -> None:
         """A led flight answered without the upstream: its followers get `entry` too."""
@@ -343,8 +439,10 @@ class Pipeline:
         status: CacheStatus,
         flight: Flight | None,
         lock: FleetLock | None = None,
+        fallback: Entry | None = None,
     ) -> None:
-        """Call the upstream for `call`; `flight` (if any) lets followers share the result.
+        """Call the upstream for `call`; `flight` (if any) lets followers share the result;
+        `fallback` answers instead if the upstream fails (stale-if-error).
 
         The call runs in a task of its own: a client that leaves does not stop it while
         others wait on it, and storing happens after this client has its answer.
@@ -352,7 +450,9 @@ class Pipeline:
         if flight is None:
             flight = Flight(call.key or "", call.stream, call.include_usage)
         flight.producer = self.chain.background.spawn(self._fly(call, flight, lock))
-        if call.stream:
+        if fallback is not None:
+            await stale.answer(self.respond, call, flight, receive, send, status, fallback, follower=False)
+        elif call.stream:
             await self.respond.live(call, flight, receive, send, status)
         else:
             await self.respond.outcome(call, flight, send, status)
@@ -408,7 +508,10 @@ class Pipeline:
     async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
         body = dumps(outcome.completion) if outcome.sse else outcome.body
         ttl = self.ttl(call)
-        await self.chain.set_many(call.handler.entries(call, outcome, body, ttl), durable)
+        entries = call.handler.entries(call, outcome, body, ttl)
+        if call.control.tags:
+            entries = with_tags(entries, call.control.tags)
+        await self.chain.set_many(entries, durable, self.stale_windows(call).keep_s)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 
@@ -429,7 +532,7 @@ class Pipeline:
             try:
                 async for chunk in response.aiter_bytes():
                     flight.push(chunk)
-            except httpx.HTTPError as exc:
+            except UPSTREAM_ERRORS as exc:
                 log.info("upstream stream cut for %s: %r", call.key, exc)
                 flight.end(cut=True)
                 return Outcome(response.status_code, headers, b"", cut=True, sse=True)

@@ -3,15 +3,16 @@
 The head's `read` lists, as sent and in order, every header the cached routes read
 before their cache lookup: the `x-cache-*` controls, the credential headers, the body's
 type and length, `Cache-Control`, and the `anthropic-*` headers (a call type's
-`key_headers` must be among them). With the path, query and body, those are all a
-request's lookup can depend on (`app/memo.py`).
+`key_headers` must be among them), and the headers tenant policies are matched by
+(added by `Policies.gather`, `app/policy.py`). With the path, query and body, those are
+all a request's lookup can depend on (`app/memo.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app import keys
 from app.asgi import Receive, Scope
@@ -43,6 +44,9 @@ class Head:
     cache_control: str | None = None
     read: list[tuple[bytes, bytes]] = field(default_factory=list)
     memo_key: MemoKey | None = None  # set by the pipeline once the body is read
+    policy_headers: dict[bytes, bytes] | None = None  # those policies match by (`app/policy.py`)
+    # Set by /cache/explain: the canonical form of every key made for this request, in order.
+    canonicals: list[list[Any]] | None = None
 
 
 def read_head(scope: Scope) -> Head:

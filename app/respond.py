@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from app.asgi import JSON, Receive, Send, end_unfinished, send_error, send_response
 from app.calls.base import Call
 from app.coalesce import Flight, json_object
-from app.codec import Entry
+from app.codec import NO_USAGE, Entry, Usage
 from app.errors import not_cached, upstream_broken
 from app.exact_json import dumps
 from app.metrics import Metrics
+from app.prices import Prices
 from app.protocol import write_whole
 from app.types import CacheKey, CacheStatus, Headers
 
@@ -53,8 +54,13 @@ class Prebuilt:
     expires_at: float | None
     tokens: int
     cost: int
+    tags: tuple[str, ...]  # the chain checks them on every hit (when there are any)
     age: int = -1
     head_at_age: bytes = b""
+    usage: Usage = NO_USAGE
+    # What a hit on this entry saved, priced once for the model last asked for.
+    priced_for: str | None = None
+    usd_saved: float = 0.0
 
     def head_for(self, age: int) -> bytes:
         if age != self.age:
@@ -75,25 +81,48 @@ def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt 
     copied = len(body) if isinstance(body, bytes) else 0
     # head and tail, and the two joined around an age (head_for)
     cost = 2 * (len(head) + len(tail)) + len(key_bytes) + len(content_type) + copied + PREBUILT_OVERHEAD
-    return Prebuilt(key_bytes, content_type, head, tail, body, entry.created_at, entry.expires_at, entry.tokens, cost)
+    return Prebuilt(
+        key_bytes,
+        content_type,
+        head,
+        tail,
+        body,
+        entry.created_at,
+        entry.expires_at,
+        entry.tokens,
+        cost,
+        entry.tags,
+        usage=entry.usage,
+    )
 
 
 class Responder:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, prices: Prices | None = None) -> None:
         self.metrics = metrics
+        self.prices = prices if prices is not None else Prices(defaults=())
 
-    def done(self, call: Call, status: CacheStatus, tokens_saved: int = 0) -> None:
+    def done(self, call: Call, status: CacheStatus, saved: Usage = NO_USAGE) -> None:
+        """Count an answer; `saved`: what the upstream call it did not make would have cost."""
         model = call.model if isinstance(call.model, str) else ""
-        self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, tokens_saved)
+        usd = 0.0 if saved is NO_USAGE else self.prices.usd(model, saved)
+        self.metrics.request(call.call_type, model, status, time.perf_counter() - call.started, saved.total, usd)
 
     async def entry(
-        self, call: Call, send: Send, entry: Entry, status: CacheStatus = CacheStatus.HIT, match: Match | None = None
+        self,
+        call: Call,
+        send: Send,
+        entry: Entry,
+        status: CacheStatus = CacheStatus.HIT,
+        match: Match | None = None,
+        warning: bytes | None = None,
     ) -> None:
         if match is None:
             headers = call.cache_headers(status)
         else:  # a semantic hit names the entry it served, and how close its question was
             headers = call.cache_headers(status, match.candidate.key)
             headers.append((b"x-cache-similarity", f"{match.candidate.similarity:.4f}".encode()))
+        if warning is not None:  # a stale answer says so (app/stale.py)
+            headers.append((b"warning", warning))
         headers.append((b"age", str(int(entry.age(time.time()))).encode()))
         if call.stream and call.handler.streams:
             answer = json_object(entry.body, entry.content_type)
@@ -103,20 +132,27 @@ class Responder:
         else:
             headers.append((b"content-type", entry.content_type.encode()))
             await send_response(send, 200, headers, entry.body)
-        self.done(call, status, entry.tokens)
+        self.done(call, status, entry.usage)
 
     async def prebuilt(self, plan: Plan, hit: Prebuilt, send: Send, started: float, now: float) -> None:
         """A hit, answered as `entry` answers it, from what was built for its entry."""
         age = int(max(0.0, now - hit.created_at))
-        if not write_whole(send, hit.head_for(age), hit.body):
-            headers = [
+        policy = plan.policy
+        head = hit.head_for(age) if policy is None else policy.line + hit.head_for(age)
+        if not write_whole(send, head, hit.body):
+            headers = [] if policy is None else [policy.header]
+            headers += [
                 (b"x-cache-status", HIT),
                 (b"x-cache-key", hit.key),
                 (b"age", str(age).encode()),
                 (b"content-type", hit.content_type),
             ]
             await send_response(send, 200, headers, bytes(hit.body))
-        self.metrics.request(plan.call_type, plan.model, CacheStatus.HIT, time.perf_counter() - started, hit.tokens)
+        if hit.priced_for != plan.model:  # an entry is asked for under one model (or a few, grouped)
+            hit.usd_saved = self.prices.usd(plan.model, hit.usage)
+            hit.priced_for = plan.model
+        seconds = time.perf_counter() - started
+        self.metrics.request(plan.call_type, plan.model, CacheStatus.HIT, seconds, hit.tokens, hit.usd_saved)
 
     async def not_cached(self, call: Call, send: Send, headers: Headers) -> None:
         # The OpenAI and Anthropic SDKs retry a 504 unless told not to.
@@ -151,7 +187,10 @@ class Responder:
             await send_response(send, 200, headers, dumps(outcome.completion))
         else:
             await send_response(send, outcome.status, outcome.headers + headers, outcome.body)
-        self.done(call, status)
+        answered = not outcome.cut and 200 <= outcome.status < 300 and outcome.completion is not None
+        # A follower got the answer of a call it did not make: that call's cost is saved.
+        saved = call.handler.usage(outcome.completion) if answered and status is CacheStatus.COALESCED else NO_USAGE
+        self.done(call, status, saved)
 
     async def live(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
         """Relay a streamed flight to this client as the chunks arrive."""
@@ -173,6 +212,7 @@ class Responder:
             task.cancel()
 
         watcher = asyncio.get_running_loop().create_task(watch())
+        relayed = False
         try:
             await send(
                 {
@@ -187,6 +227,7 @@ class Responder:
                 end_unfinished()  # the client sees the same cut as the upstream made
                 return
             await send({"type": "http.response.body", "body": b""})
+            relayed = True
         except asyncio.CancelledError:
             if not gone:
                 raise
@@ -195,6 +236,15 @@ class Responder:
             watcher.cancel()
             flight.leave()
             self.done(call, status)
+        if relayed and status is CacheStatus.COALESCED:
+            # What this follower saved is the answer's usage, known once the leader has
+            # assembled the stream: counted then, after this client has its whole answer.
+            await flight.wait_finished()
+            outcome = flight.outcome
+            if outcome is not None and outcome.ok and outcome.completion is not None:
+                saved = call.handler.usage(outcome.completion)
+                model = call.model if isinstance(call.model, str) else ""
+                self.metrics.saved(model, status, saved.total, self.prices.usd(model, saved))
 
     async def follow(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
         live = call.stream and flight.stream and call.include_usage == flight.include_usage

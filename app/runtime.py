@@ -28,7 +28,8 @@ def build_chain(settings: Settings, metrics: Metrics, background: Background) ->
     tiers: list[GuardedTier[Any]] = [GuardedTier(build_tier(t), t, metrics) for t in settings.cache.tiers]
     encryption = settings.cache.encryption
     cipher = None if encryption is None else Cipher(encryption.secrets())
-    return Chain(tiers, background, cipher)
+    stale = settings.cache.stale
+    return Chain(tiers, background, cipher, keep_s=max(stale.if_error_s, stale.while_revalidate_s))
 
 
 class Runtime:

@@ -21,6 +21,7 @@ class CacheStatus(StrEnum):
     MISS = "miss"
     COALESCED = "coalesced"
     REFRESH = "refresh"
+    STALE = "stale"
     BYPASS = "bypass"
 
 

@@ -4,16 +4,25 @@ The transport is used without the `AsyncClient` layer on top: that layer stores 
 (which a proxy serving many callers must never replay), runs auth and redirect flows a
 proxy must not apply, and costs about 80 µs per call.
 
+Which transport: by default httpx's interface over aiohttp's connection pool
+(`httpx-aiohttp`, by an httpx maintainer; the OpenAI SDK offers the same pairing), which
+costs about half the CPU per upstream call of httpx's own httpcore pool (bench in
+docs/benchmarks.md); `upstream.client: httpx` keeps httpcore. aiohttp adds no header of
+its own here (`skip_auto_headers`): the upstream sees what it saw through httpcore.
+
 Transport failures are mapped here, once: timeouts become 504, anything else that keeps
 the upstream from answering becomes 502, both in the OpenAI error shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from app.config import UpstreamSettings
 from app.errors import ProxyError, upstream_broken, upstream_timeout, upstream_unreachable
@@ -55,12 +64,30 @@ RESPONSE_DROP = frozenset(
 )
 
 
+# What reading an upstream response may raise (httpx-aiohttp maps most aiohttp errors to
+# httpx's, and passes any other through).
+UPSTREAM_ERRORS = (httpx.HTTPError, aiohttp.ClientError)
+KEEPALIVE_S = 60
+# aiohttp would otherwise send its own Accept, Accept-Encoding (then the upstream
+# compresses and the body is decoded here again) and User-Agent.
+AIOHTTP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
+
+
 def create_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
+    if settings.client == "aiohttp":
+
+        def session() -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(
+                limit=settings.max_connections, keepalive_timeout=KEEPALIVE_S, ssl=httpx.create_ssl_context()
+            )
+            return aiohttp.ClientSession(connector=connector, skip_auto_headers=AIOHTTP_AUTO_HEADERS)
+
+        return AiohttpTransport(client=session)
     return httpx.AsyncHTTPTransport(
         limits=httpx.Limits(
             max_connections=settings.max_connections,
             max_keepalive_connections=min(settings.max_connections, 256),
-            keepalive_expiry=60,
+            keepalive_expiry=KEEPALIVE_S,
         ),
         retries=0,
     )
@@ -107,8 +134,15 @@ def upstream_url(base_url: str, path: str, query: str = "") -> str:
     return url
 
 
-def map_error(exc: httpx.HTTPError) -> ProxyError:
-    if isinstance(exc, httpx.TimeoutException):
+def map_error(exc: httpx.HTTPError | aiohttp.ClientError) -> ProxyError:
+    cause = exc.__cause__
+    # httpx-aiohttp maps every aiohttp connection error (a reset, a closed connection)
+    # to httpx.ConnectTimeout: only a real timeout is one here.
+    if isinstance(exc, httpx.TimeoutException) and (
+        not isinstance(cause, aiohttp.ClientError) or isinstance(cause, asyncio.TimeoutError)
+    ):
+        return upstream_timeout()
+    if isinstance(exc, aiohttp.ClientError) and isinstance(exc, asyncio.TimeoutError):
         return upstream_timeout()
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.DecodingError)):
         return upstream_broken(str(exc) or type(exc).__name__)
@@ -147,7 +181,7 @@ class Upstream:
                 await response.aread()
             finally:
                 await response.aclose()
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             raise map_error(exc) from exc
         return response
 
@@ -158,7 +192,7 @@ class Upstream:
         """A response whose body is still to be read; closed (connection released) on exit."""
         try:
             response = await self.transport.handle_async_request(self._request(method, url, headers, body))
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             raise map_error(exc) from exc
         try:
             yield response

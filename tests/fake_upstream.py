@@ -25,6 +25,9 @@ Per-request behaviour controls (request headers, none of them changes the conten
                                 response.completed, message_stop, speech.audio.done);
                                 non-stream: send headers and half the body, then drop
 * ``x-fake-id: X``              use X as the response id (images: in the names of the URLs)
+* ``x-fake-usage: {JSON}``      merge this object into every ``usage`` object of the answer
+                                (a stream's too; nested objects are merged key by key),
+                                e.g. ``{"prompt_tokens_details": {"cached_tokens": 7}}``
 * ``x-fake-bad: MODE``          answer status 200 with something that is not a complete
                                 success of the call (every MODE; a cache must not store it):
     - ``truncated``  the body the call would get (JSON, or a stream's events), cut in the
@@ -234,6 +237,7 @@ class Controls(NamedTuple):
     cut_after: int | None = None
     fixed_id: str | None = None
     bad: str | None = None
+    usage: dict[str, Any] | None = None
 
 
 BAD_MODES = ("truncated", "error", "html", "shape", "sse-error")
@@ -266,7 +270,58 @@ def parse_controls(headers: dict[str, str]) -> Controls:
         cut_after=_int_header(headers, "x-fake-cut-after", 0, 1_000_000),
         fixed_id=headers.get("x-fake-id"),
         bad=_bad_mode(headers),
+        usage=_usage_header(headers),
     )
+
+
+def _usage_header(headers: dict[str, str]) -> dict[str, Any] | None:
+    raw = headers.get("x-fake-usage")
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ApiError(400, f"header x-fake-usage must be a JSON object, got {raw!r}")
+    return value
+
+
+def _merged(into: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = dict(into)
+    for name, value in given.items():
+        inner = out.get(name)
+        out[name] = _merged(inner, value) if isinstance(inner, dict) and isinstance(value, dict) else value
+    return out
+
+
+def _with_usage(document: Any, given: dict[str, Any]) -> Any:
+    """`document` with `given` merged into every `usage` object in it, however deep."""
+    if isinstance(document, list):
+        return [_with_usage(item, given) for item in document]
+    if not isinstance(document, dict):
+        return document
+    out = {name: _with_usage(value, given) for name, value in document.items()}
+    if isinstance(out.get("usage"), dict):
+        out["usage"] = _merged(out["usage"], given)
+    return out
+
+
+def with_usage(reply: Full | Stream, given: dict[str, Any]) -> Full | Stream:
+    """What ``x-fake-usage`` makes of a reply: JSON bodies and SSE events' data rewritten."""
+    if isinstance(reply, Full):
+        if reply.content_type != JSON or not 200 <= reply.status < 300:
+            return reply
+        return reply._replace(body=orjson.dumps(_with_usage(orjson.loads(reply.body), given)))
+    events = []
+    for event in reply.events:
+        lines = []
+        for line in event.split(b"\n"):
+            if line.startswith(b"data: {"):
+                line = b"data: " + orjson.dumps(_with_usage(orjson.loads(line[6:]), given))
+            lines.append(line)
+        events.append(b"\n".join(lines))
+    return reply._replace(events=events)
 
 
 def _bad_mode(headers: dict[str, str]) -> str | None:
@@ -1069,6 +1124,8 @@ class FakeApp:
                 watcher.append(asyncio.ensure_future(receive()))
                 await self._pause(ctl.delay_ms, watcher[0])
             reply = self._answer(scope, kind, model_id, headers, ctl, got)
+            if ctl.usage is not None:
+                reply = with_usage(reply, ctl.usage)
             return (reply if ctl.bad is None else bad_reply(ctl.bad, reply, kind)), ctl
         except ApiError as exc:
             return _error_reply(exc, kind), _NO_CONTROLS

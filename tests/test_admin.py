@@ -43,6 +43,7 @@ async def test_stats(asgi, fake):
         "miss": 1,
         "coalesced": 0,
         "refresh": 0,
+        "stale": 0,
         "bypass": 1,
     }
     assert stats["hit_rate"] == 0.5

@@ -34,24 +34,54 @@ async def test_upstream_4xx_passes_through(asgi, fake):
     assert fake.chat_calls() == 2
 
 
-async def test_unreachable_upstream_is_502(asgi, fake):
-    client = await asgi(upstream={"base_url": "http://127.0.0.1:9/v1"})
+# Both upstream connection pools (`upstream.client`) map failures the same way.
+CLIENTS = pytest.mark.parametrize("pool", ["aiohttp", "httpx"])
+
+
+@CLIENTS
+async def test_unreachable_upstream_is_502(asgi, fake, pool):
+    client = await asgi(upstream={"base_url": "http://127.0.0.1:9/v1", "client": pool})
     assert_openai_error(await client.post("/v1/chat/completions", json=BODY), 502)
     assert_openai_error(await client.post("/v1/embeddings", json={"model": "e", "input": "x"}), 502)
 
 
-async def test_upstream_timeout_is_504(asgi, fake):
-    client = await asgi(upstream={"timeout_s": 0.3})
+@CLIENTS
+async def test_upstream_timeout_is_504(asgi, fake, pool):
+    client = await asgi(upstream={"timeout_s": 0.3, "client": pool})
     response = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-delay-ms": "2000"})
     assert_openai_error(response, 504)
 
 
-async def test_stream_timeout_is_504(asgi, fake):
-    client = await asgi(upstream={"timeout_s": 0.3})
+@CLIENTS
+async def test_stream_timeout_is_504(asgi, fake, pool):
+    client = await asgi(upstream={"timeout_s": 0.3, "client": pool})
     response = await client.post(
         "/v1/chat/completions", json={**BODY, "stream": True}, headers={"x-fake-delay-ms": "2000"}
     )
     assert_openai_error(response, 504)
+
+
+@CLIENTS
+async def test_a_dropped_upstream_connection_is_502_not_a_timeout(asgi, fake, pool):
+    # x-fake-cut-after on a non-stream request: the head and half the body, then the connection closes.
+    client = await asgi(upstream={"client": pool})
+    response = await client.post("/v1/chat/completions", json=BODY, headers={"x-fake-cut-after": "0"})
+    assert_openai_error(response, 502)
+    again = await client.post("/v1/chat/completions", json=BODY)
+    assert again.headers["x-cache-status"] == "miss"  # the cut answer was not stored
+
+
+@CLIENTS
+async def test_the_upstream_gets_the_clients_headers_and_no_others(asgi, fake, pool):
+    client = await asgi(upstream={"client": pool})
+    sent = {"authorization": "Bearer sk-test", "x-request-id": "r-1", "content-type": "application/json"}
+    response = await client.post("/v1/chat/completions", json=BODY, headers=sent)
+    assert response.status_code == 200
+    received = fake.stats()["requests"][-1]["headers"]
+    assert {name: received.get(name) for name in sent} == sent
+    # Neither pool adds headers of its own (aiohttp would add these three).
+    assert "user-agent" not in received or received["user-agent"] == response.request.headers.get("user-agent")
+    assert "accept-encoding" not in received
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b'"a string"', b"\xff\xfe"])

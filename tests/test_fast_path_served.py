@@ -72,13 +72,14 @@ def test_a_remembered_hit_is_the_whole_pipelines_hit(serve) -> None:
     fast_hit, slow_hit = answers["fast"][-1], answers["slow"][-1]
     assert without_clock(fast_hit[0]) == without_clock(slow_hit[0])
     assert fast.app.runtime.pipeline.memo is not None and len(fast.app.runtime.pipeline.memo) == 1
-    # Counted alike: requests, durations, tokens saved, tier reads.
+    # Counted alike: requests, durations, tokens and money saved, tier reads.
     with fast.admin() as a, slow.admin() as b:
         fast_metrics, slow_metrics = a.get("/metrics").text, b.get("/metrics").text
     for sample, labels in (
         ("llmcache_requests_total", {"cache_status": "hit"}),
         ("llmcache_request_duration_seconds_count", {"cache_status": "hit"}),
         ("llmcache_tokens_saved_total", {}),
+        ("llmcache_cost_saved_usd_total", {}),
         ("llmcache_tier_operations_total", {"tier": "local", "op": "get", "result": "hit"}),
         ("llmcache_tier_operations_total", {"tier": "local", "op": "get", "result": "miss"}),
     ):

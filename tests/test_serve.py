@@ -77,7 +77,13 @@ def test_workers_share_metrics(tmp_path, fake):
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "workers.log"
     # Memory tier only: the disk tier would be shared by the workers and hide which one served.
-    env = {**os.environ, "LLMCACHE_UPSTREAM__BASE_URL": fake.url, "LLMCACHE_CACHE__TIERS": '[{"type": "local"}]'}
+    env = {
+        **os.environ,
+        "LLMCACHE_UPSTREAM__BASE_URL": fake.url,
+        "LLMCACHE_CACHE__TIERS": '[{"type": "local"}]',
+        "LLMCACHE_ADMIN__TOKEN": "workers-admin",
+        "LLMCACHE_PRICES": '[{"model": "gpt-4o", "input": 2, "cached_input": 1, "output": 8}]',
+    }
     script = Path(sys.executable).parent / "llmcache"
     with log.open("a") as sink:
         process = subprocess.Popen(
@@ -95,13 +101,21 @@ def test_workers_share_metrics(tmp_path, fake):
         # that serves it: two upstream calls prove both workers answered.
         while fake.chat_calls() < 2 and sent < 400:
             with httpx.Client() as fresh_connection:
-                assert fresh_connection.post(url + "/v1/chat/completions", json=request).status_code == 200
+                answer = fresh_connection.post(url + "/v1/chat/completions", json=request)
+                assert answer.status_code == 200
             sent += 1
         assert fake.chat_calls() == 2
+        usage = answer.json()["usage"]
+        # every answer but the two misses was a hit, priced at the configured gpt-4o price
+        saved_usd = (sent - 2) * (usage["prompt_tokens"] * 2 + usage["completion_tokens"] * 8) / 1e6
         for _ in range(3):  # whichever worker answers the scrape reports both
             text = httpx.get(url + "/metrics").text
             assert metric_value(text, "llmcache_requests_total") == sent
             assert metric_value(text, "llmcache_request_duration_seconds_count") == sent
+            assert metric_value(text, "llmcache_cost_saved_usd_total", model="gpt-4o") == pytest.approx(saved_usd)
+            with httpx.Client() as fresh_connection:
+                stats = fresh_connection.get(url + "/cache/stats", headers={"authorization": "Bearer workers-admin"})
+            assert stats.json()["cost_saved_usd"]["total"] == pytest.approx(saved_usd)
     finally:
         process.terminate()
         process.wait(20)

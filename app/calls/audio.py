@@ -12,6 +12,8 @@ from app.types import CallType
 
 
 class Audio(FormHandler):
+    uncached = "a streamed transcription is relayed, not cached"
+
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return is_text_answer(content_type, document)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from app import usage
 from app.asgi import OFFLOAD_BYTES, offload
 from app.codec import Entry, Usage, new_entry
 from app.control import CacheControl
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from app.asgi import Send
     from app.coalesce import Outcome
     from app.pipeline import Pipeline
+    from app.policy import Policy
     from app.request import Request
     from app.semantic.cache import Asked
 
@@ -46,13 +48,18 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     asked: Asked | None = None  # the semantic side, when the semantic cache applies
+    policy: Policy | None = None  # the tenant policy that applies (`app/policy.py`)
+    # A call keyed item by item (an embeddings batch): each item's key, in input order.
+    item_keys: list[CacheKey] | None = None
 
     @property
     def call_type(self) -> CallType:
         return self.handler.call_type
 
     def cache_headers(self, status: CacheStatus, key: CacheKey | None = None) -> Headers:
-        out: Headers = [(b"x-cache-status", status.encode())]
+        named = (b"x-cache-status", status.encode())
+        # The policy first: the fast path writes its line before a prebuilt head.
+        out: Headers = [named] if self.policy is None else [self.policy.header, named]
         key = key or self.key
         if key is not None:
             out.append((b"x-cache-key", key.encode()))
@@ -69,6 +76,8 @@ class Handler(ABC):
     relays: ClassVar[bool] = False
     # Request headers that change the answer: keyed with the body (e.g. `anthropic-version`).
     key_headers: ClassVar[frozenset[bytes]] = frozenset()
+    # Why a request the cache applies to still has no key (`/cache/explain` says it).
+    uncached: ClassVar[str] = "this request is not cached"
 
     def credential(self, api_key: str) -> tuple[bytes, bytes]:
         """The header a route's configured `api_key` is sent in, for this API."""
@@ -79,8 +88,13 @@ class Handler(ABC):
         return error.body()
 
     @abstractmethod
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
+        """The request parsed and keyed (a 400 if it cannot be): the call `handle` serves,
+        and the one the admin routes seed and explain. No I/O."""
+
     async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
         """Turn the request into a call and serve it through the pipeline."""
+        await pipeline.serve(await self.open(pipeline, request), request.receive, send)
 
     @abstractmethod
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
@@ -95,19 +109,14 @@ class Handler(ABC):
         """The event stream equivalent to `answer`, for a streamed request that hits."""
         raise NotImplementedError(f"{self.call_type} does not stream")
 
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        """What a whole answer cost upstream (`app/usage.py`): by default its total only."""
+        return usage.total_only(answer)
+
     def entries(self, call: Call, outcome: Outcome, body: bytes, ttl_s: float | None) -> dict[CacheKey, Entry]:
         """What a whole answer stores: by default one entry under the call's key."""
         assert call.key is not None
-        return {call.key: new_entry(body, outcome.content_type, ttl_s, Usage(total_tokens(outcome.completion)))}
-
-
-def total_tokens(document: dict[str, Any] | None) -> int:
-    usage = document.get("usage") if document else None
-    if isinstance(usage, dict):
-        total = usage.get("total_tokens")
-        if isinstance(total, int) and total >= 0:
-            return total
-    return 0
+        return {call.key: new_entry(body, outcome.content_type, ttl_s, self.usage(outcome.completion))}
 
 
 _MISSING: Any = object()
@@ -136,14 +145,14 @@ class JsonHandler(Handler):
     """A call type whose requests are JSON objects: parsed exactly, keyed over every
     parameter but the transport ones, served through the pipeline."""
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
         call, payload = await open_json(pipeline, self, request)
         self.prepare(call, payload)
         if pipeline.cacheable(call) and self.keyable(payload):
             small = len(request.body) < OFFLOAD_BYTES  # the usual case: no thread, no coroutine
             call.key = pipeline.key_for(call, payload) if small else await offload(pipeline.key_for, call, payload)
             self.keyed(pipeline, call, payload)
-        await pipeline.serve(call, request.receive, send)
+        return call
 
     def prepare(self, call: Call, payload: dict[str, Any]) -> None:
         """Anything the call needs from the payload besides its key (none by default)."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from app import usage
 from app.answers import has_items
 from app.calls.base import Call, JsonHandler
+from app.codec import Usage
 from app.streaming import openai_chat
 from app.types import CallType
 
@@ -20,7 +22,7 @@ class Completions(JsonHandler):
     streams = True
 
     def keyed(self, pipeline: Pipeline, call: Call, payload: dict[str, Any]) -> None:
-        semantic = pipeline.semantic
+        semantic = pipeline.semantic_for(call)
         if semantic is not None:  # the only call types matched semantically
             call.asked = semantic.ask(
                 call.call_type,
@@ -37,6 +39,9 @@ class Completions(JsonHandler):
 
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
         return openai_chat.replay(answer, call.include_usage)
+
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        return usage.openai_chat(answer)
 
 
 class ChatCompletions(Completions):

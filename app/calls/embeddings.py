@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app import usage
 from app.answers import has_items
 from app.asgi import JSON, OFFLOAD_BYTES, Message, Send, offload, send_error, send_response
 from app.calls.base import Call, Handler, open_json
@@ -65,9 +66,8 @@ def split_tokens(total: int, count: int) -> list[int]:
 def vectors_of(document: dict[str, Any]) -> tuple[list[Any], Any, int]:
     """(vectors in input order, model, prompt tokens) of an embeddings answer."""
     data = sorted(document["data"], key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
-    usage = document.get("usage") or {}
-    tokens = usage.get("total_tokens", usage.get("prompt_tokens", 0)) if isinstance(usage, dict) else 0
-    return [d["embedding"] for d in data], document.get("model"), tokens if isinstance(tokens, int) else 0
+    counted = usage.embeddings(document)  # counts made safe: an upstream's numbers are not trusted
+    return [d["embedding"] for d in data], document.get("model"), counted.total or counted.input
 
 
 async def _never() -> Message:
@@ -81,12 +81,21 @@ class Embeddings(Handler):
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return has_items(document, "data", "embedding", (list, str))  # floats, or base64
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        return usage.embeddings(answer)
+
+    uncached = "only an input of a string, a list of strings, or token ids is cached"
+
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
+        return (await self._open(pipeline, request))[0]
+
+    async def _open(self, pipeline: Pipeline, request: Request) -> tuple[Call, dict[str, Any], list[Item] | None]:
+        """The call (a single input keyed like any call, a batch item by item), its payload
+        and its input items (None when it has no key: forwarded as it is)."""
         call, payload = await open_json(pipeline, self, request)
         items = split_inputs(payload.get("input"))
         if not pipeline.cacheable(call) or items is None:
-            await pipeline.serve(call, _never, send)  # no key: forwarded as it is
-            return
+            return call, payload, None
         params = {k: v for k, v in payload.items() if k != "input"}
 
         def keys() -> list[CacheKey]:
@@ -95,9 +104,16 @@ class Embeddings(Handler):
         item_keys = keys() if len(request.body) < OFFLOAD_BYTES else await offload(keys)
         if len(items) == 1:
             call.key = item_keys[0]
-            await pipeline.serve(call, _never, send)
+        else:
+            call.item_keys = item_keys
+        return call, payload, items
+
+    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+        call, payload, items = await self._open(pipeline, request)
+        if call.item_keys is None or items is None:
+            await pipeline.serve(call, _never, send)  # keyed as one call, or not at all
             return
-        await self._batch(pipeline, call, send, items, item_keys, payload)
+        await self._batch(pipeline, call, send, items, call.item_keys, payload)
 
     async def _batch(
         self,
@@ -126,6 +142,7 @@ class Embeddings(Handler):
         batch = Call(
             upstream, call.model, call.control, call.started, call.head, call.path, upstream.flight_key(), body
         )
+        batch.policy = call.policy  # its entries' TTL
         try:
             outcome = await pipeline.fetch(batch, lambda: upstream.cached(pipeline))
         except ProxyError as error:
@@ -144,7 +161,7 @@ class Embeddings(Handler):
         vectors, model, total = vectors_of(outcome.completion)
         fresh = dict(zip(missing, zip(vectors, split_tokens(total, len(missing)))))
         await send_response(send, 200, _json_headers(headers), _merge(item_keys, found, fresh, model))
-        pipeline.respond.done(call, status, sum(found[k].tokens for k in item_keys if k in found))
+        pipeline.respond.done(call, status, usage.added(found[k].usage for k in item_keys if k in found))
 
     async def _send_hit(
         self, pipeline: Pipeline, call: Call, send: Send, item_keys: list[str], found: dict[str, Entry]
@@ -154,7 +171,7 @@ class Embeddings(Handler):
         headers.append((b"age", str(int(max(found[k].age(now) for k in item_keys))).encode()))
         headers.append((b"content-type", JSON))
         await send_response(send, 200, headers, _merge(item_keys, found, {}, None))
-        pipeline.respond.done(call, CacheStatus.HIT, sum(found[k].tokens for k in item_keys))
+        pipeline.respond.done(call, CacheStatus.HIT, usage.added(found[k].usage for k in item_keys))
 
 
 class MissingItems(Embeddings):

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.asgi import OFFLOAD_BYTES, Send, offload
-from app.calls.base import Handler
+from app.asgi import OFFLOAD_BYTES, offload
+from app.calls.base import Call, Handler
 from app.errors import bad_request
 from app.multipart import CONTROL_FIELD, Form, build_form, form_of
 
@@ -28,7 +28,7 @@ def body_control(form: Form) -> Any:
 
 
 class FormHandler(Handler):
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
         body = request.body
         parse = (form_of, body, request.head.content_type or b"", pipeline.max_form_parts)
         form = parse[0](*parse[1:]) if len(body) < OFFLOAD_BYTES else await offload(*parse)
@@ -48,7 +48,7 @@ class FormHandler(Handler):
         if not call.stream and pipeline.cacheable(call):
             small = len(body) < OFFLOAD_BYTES
             call.key = pipeline.key_for(call, params) if small else await offload(pipeline.key_for, call, params)
-        await pipeline.serve(call, request.receive, send)
+        return call
 
     def streamed(self, form: Form) -> bool:
         """Whether the form asks for a stream: relayed, not cached (none by default)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from app.answers import has_items
-from app.asgi import Send
 from app.calls.base import Call, JsonHandler
 from app.calls.forms import FormHandler
 from app.coalesce import Outcome
@@ -25,11 +24,10 @@ class Images(JsonHandler, FormHandler):
     call_type = CallType.IMAGES
     paths = ("/v1/images/generations", "/v1/images/edits", "/v1/images/variations")
 
-    async def handle(self, pipeline: Pipeline, request: Request, send: Send) -> None:
+    async def open(self, pipeline: Pipeline, request: Request) -> Call:
         if request.path.endswith("/generations"):
-            await JsonHandler.handle(self, pipeline, request, send)
-        else:
-            await FormHandler.handle(self, pipeline, request, send)
+            return await JsonHandler.open(self, pipeline, request)
+        return await FormHandler.open(self, pipeline, request)
 
     def complete(self, content_type: str, document: dict[str, Any] | None) -> bool:
         return has_items(document, "data", "url", str) or has_items(document, "data", "b64_json", str)

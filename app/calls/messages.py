@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from app import usage
 from app.calls.base import Call, JsonHandler
+from app.codec import Usage
 from app.errors import ProxyError
 from app.streaming import anthropic
 from app.types import CallType
@@ -58,3 +60,6 @@ class Messages(JsonHandler):
 
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
         return anthropic.replay(answer)
+
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        return usage.anthropic(answer)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from app import usage
 from app.calls.base import Call, JsonHandler
+from app.codec import Usage
 from app.streaming import responses
 from app.types import CallType
 
@@ -24,6 +26,7 @@ class Responses(JsonHandler):
     call_type = CallType.RESPONSES
     paths = ("/v1/responses",)
     streams = True
+    uncached = "a Responses request with `background: true` or a `conversation` depends on state that changes"
 
     def keyable(self, payload: dict[str, Any]) -> bool:
         return not stateful(payload)
@@ -43,3 +46,6 @@ class Responses(JsonHandler):
 
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
         return responses.replay(answer)
+
+    def usage(self, answer: dict[str, Any] | None) -> Usage:
+        return usage.responses(answer)

@@ -185,14 +185,31 @@ class SemanticCache:
     async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:
         if asked.embedding is None:
             return  # the embedding failed at lookup; nothing to index
+        try:
+            await self.index.add(self._vector(asked, key, ttl_s))
+        except Exception as exc:
+            log.warning("semantic remember failed: %r", exc)
+
+    def _vector(self, asked: Asked, key: str, ttl_s: float | None) -> Vector:
+        assert asked.embedding is not None
         text = asked.question.text
         if self.chain.cipher is not None:
             text = self.chain.cipher.seal_text(text, QUESTION_CONTEXT + key.encode())
-        vector = Vector(key, text, asked.fingerprint, asked.namespace, asked.embedding, ttl_s)
+        return Vector(key, text, asked.fingerprint, asked.namespace, asked.embedding, ttl_s)
+
+    async def learn(self, asked: Asked, key: str, ttl_s: float | None, authorization: str | None) -> bool:
+        """Index an answer stored without a lookup before it (a seeded one): its question is
+        embedded first. Whether it was indexed (a failure is logged, never raised)."""
         try:
-            await self.index.add(vector)
+            async with asyncio.timeout(self.settings.timeout_s + self.settings.embedding.timeout_s):
+                asked.embedding = await self.embed(asked.question.text, authorization)
+                if not self._opened:
+                    await self._open(len(asked.embedding))
+                await self.index.add(self._vector(asked, key, ttl_s))
         except Exception as exc:
-            log.warning("semantic remember failed: %r", exc)
+            log.warning("semantic indexing of a seeded answer failed: %r", exc)
+            return False
+        return True
 
     async def clear(self, namespace: str | None) -> None:
         try:

@@ -39,6 +39,9 @@ class Tier(ABC):
     ping_writes: ClassVar[bool] = False
     # Whether writes run in a thread, which a timeout abandons but does not stop.
     writes_in_thread: ClassVar[bool] = False
+    # Whether the tier keeps which keys carry which tag (`tag`, `take_tagged`): keys any
+    # process wrote, found at an invalidation by tag. Without it, the chain's check alone.
+    indexes_tags: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -70,6 +73,14 @@ class Tier(ABC):
 
     async def stats(self) -> TierStats:
         return TierStats(None, None)
+
+    async def tag(self, tagged: dict[str, list[CacheKey]], ttl_s: float | None) -> None:
+        """Remember that these keys (written with `ttl_s`) carry these tags."""
+        raise NotImplementedError(f"{self.type} does not index tags")
+
+    async def take_tagged(self, tags: list[str]) -> list[CacheKey]:
+        """The keys remembered for `tags`, forgotten now."""
+        raise NotImplementedError(f"{self.type} does not index tags")
 
     async def close(self) -> None:
         return None

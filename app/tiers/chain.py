@@ -13,6 +13,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
 from app import codec, tracing
@@ -23,6 +25,7 @@ from app.tiers.base import SharedTier, Tier, TierStats
 from app.tiers.fleet import Fleet
 from app.tiers.guarded import Failed, GuardedTier, TierHealth
 from app.tiers.local import LocalTier
+from app.tiers.tagging import Tagging
 from app.tiers.writes import RETRY_DELAY_S, Held, WriteBuffer
 from app.types import CacheKey
 
@@ -45,18 +48,46 @@ class Ready(Protocol):
     def cost(self) -> int:
         """Bytes of memory it holds beyond the entry's own."""
 
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
 
 R = TypeVar("R", bound=Ready)
 
 
+class Presence(StrEnum):
+    """What one tier holds for a key, as `/cache/explain` reports it."""
+
+    LIVE = "live"
+    EXPIRED = "expired"  # still stored, no longer served
+    ABSENT = "absent"
+    UNREADABLE = "unreadable"  # does not decode or decrypt here: served as a miss
+    UNAVAILABLE = "unavailable"  # the tier failed or its breaker is open
+
+
+@dataclass(slots=True, frozen=True)
+class Holding:
+    name: str
+    type: str
+    presence: Presence
+    entry: Entry | None = None
+
+
 class Chain:
-    def __init__(self, tiers: list[GuardedTier[Any]], background: Background, cipher: Cipher | None = None) -> None:
+    def __init__(
+        self, tiers: list[GuardedTier[Any]], background: Background, cipher: Cipher | None = None, keep_s: float = 0.0
+    ) -> None:
         self.tiers = tiers
+        # Tiers hold an entry this long past its expiry, for stale answers (app/stale.py).
+        self.keep_s = keep_s
         self.background = background
         self.cipher = cipher
         self._warned: dict[tuple[str, str], float] = {}
         shared = next((t for t in tiers if isinstance(t.tier, SharedTier)), None)
         self.fleet = Fleet(shared, [t.tier for t in tiers if t.tier.in_process])
+        self.tagging = Tagging(self)
+        self.fleet.on_tags = self.tagging.announced
+        self.fleet.on_lost = self.tagging.forget_unread
         self._writers: list[asyncio.Task[None]] = []
         front = tiers[0] if tiers else None
         self.front: GuardedTier[LocalTier] | None = (
@@ -69,7 +100,7 @@ class Chain:
     def _cipher(self, guarded: GuardedTier[Any]) -> Cipher | None:
         return None if guarded.tier.in_process else self.cipher
 
-    def _decode(self, guarded: GuardedTier[Any], key: CacheKey, raw: bytes) -> Entry | None:
+    def decode(self, guarded: GuardedTier[Any], key: CacheKey, raw: bytes) -> Entry | None:
         try:
             return codec.decode(raw, self._cipher(guarded), key)
         except DecryptError as exc:
@@ -99,27 +130,57 @@ class Chain:
             guarded.metrics.tier(guarded.name, "get", "hit", 0.0)
         return raw
 
-    async def get(self, key: CacheKey, max_age_s: float | None = None) -> Entry | None:
-        """The first live entry along the chain; earlier tiers get a copy of it."""
+    async def get(self, key: CacheKey, max_age_s: float | None = None, stale_s: float = 0.0) -> Entry | None:
+        """The first live entry along the chain; earlier tiers get a copy of it. With
+        `stale_s`, when no tier holds a live one: the first entry expired less than `stale_s`
+        ago (not promoted: a tier that lacks it has dropped it, or will soon)."""
+        stale: Entry | None = None
         for index, guarded in enumerate(self.tiers):
             with tracing.span(tracing.LOOKUP, self._traced[index]) as traced:
                 raw: bytes | Failed | None = self._held(guarded, key)
                 if raw is None:
                     raw = await guarded.call("get", guarded.tier.get, key)
-                entry = None if raw is None or isinstance(raw, Failed) else self._decode(guarded, key, raw)
+                entry = None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
                 if traced is not None:
                     traced.set_attribute(tracing.RESULT, _result(raw, entry))
             if entry is None:
                 continue
+            if entry.tags and await self.tagging.dead(entry):  # a stale answer too
+                self._drop(guarded, key)
+                continue
             now = time.time()
             if entry.expired(now):
+                if stale_s and stale is None and now - cast(float, entry.expires_at) < stale_s:
+                    stale = entry
                 continue
             if max_age_s is not None and entry.age(now) > max_age_s:
                 return None  # every later tier holds an older or equal copy
             if index:
-                await self._write(self.tiers[:index], {key: entry})
+                await self.write(self.tiers[:index], {key: entry})
             return entry
-        return None
+        if stale is not None and max_age_s is not None and stale.age(time.time()) > max_age_s:
+            return None
+        return stale
+
+    async def holdings(self, key: CacheKey) -> list[Holding]:
+        """What each tier holds for `key`, read as `get` reads it but without promoting."""
+        found = []
+        now = time.time()
+        for guarded in self.tiers:
+            raw: bytes | Failed | None = self._held(guarded, key)
+            if raw is None:
+                raw = await guarded.call("get", guarded.tier.get, key)
+            entry = None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
+            if isinstance(raw, Failed):
+                presence = Presence.UNAVAILABLE
+            elif raw is None:
+                presence = Presence.ABSENT
+            elif entry is None:
+                presence = Presence.UNREADABLE
+            else:
+                presence = Presence.EXPIRED if entry.expired(now) else Presence.LIVE
+            found.append(Holding(guarded.name, guarded.tier.type, presence, entry))
+        return found
 
     def peek(
         self,
@@ -156,6 +217,9 @@ class Chain:
             max_age_s is not None and now - ready.created_at > max_age_s
         ):
             return None
+        tags = ready.tags
+        if tags and self.tagging.verdict(tags, ready.created_at) is not False:
+            return None  # dead, or its tags not read yet: `get` decides (and deletes)
         front.metrics.tier(front.name, "get", "hit", time.perf_counter() - started)
         return ready
 
@@ -184,8 +248,11 @@ class Chain:
             promoted: dict[CacheKey, Entry] = {}
             for key, raw in zip(wanted, held):
                 raw = raw if raw is not None else by_key[key]
-                entry = None if raw is None else self._decode(guarded, key, raw)
+                entry = None if raw is None else self.decode(guarded, key, raw)
                 if entry is None or entry.expired(now):
+                    continue
+                if entry.tags and await self.tagging.dead(entry):
+                    self._drop(guarded, key)
                     continue
                 del missing[key]
                 if max_age_s is not None and entry.age(now) > max_age_s:
@@ -193,28 +260,50 @@ class Chain:
                 found[key] = entry
                 promoted[key] = entry
             if index and promoted:
-                await self._write(self.tiers[:index], promoted)
+                await self.write(self.tiers[:index], promoted)
         return found
+
+    def _drop(self, guarded: GuardedTier[Any], key: CacheKey) -> None:
+        """A dead entry found in a tier (or held for it): deleted there, beside the request."""
+        if guarded.buffer is not None:
+            guarded.buffer.discard(key)
+        self.background.spawn(guarded.call("delete", guarded.tier.delete, key))
 
     # --- writes -----------------------------------------------------------------------
 
     async def set(self, key: CacheKey, entry: Entry, durable: bool = False) -> None:
         """Write through. `durable`: return only once every tier has the entry."""
-        await self._write(self.tiers, {key: entry}, durable)
+        await self.write(self.tiers, {key: entry}, durable)
 
-    async def set_many(self, entries: dict[CacheKey, Entry], durable: bool = False) -> None:
-        await self._write(self.tiers, entries, durable)
-
-    async def _write(
-        self, tiers: list[GuardedTier[Any]], entries: dict[CacheKey, Entry], durable: bool = False
+    async def set_many(
+        self, entries: dict[CacheKey, Entry], durable: bool = False, keep_s: float | None = None
     ) -> None:
-        """In-process tiers are written now; the rest through their buffers unless durable."""
+        """`keep_s`: how long past their expiry the tiers keep these (None: the chain's)."""
+        await self.write(self.tiers, entries, durable, keep_s)
+
+    async def write(
+        self,
+        tiers: list[GuardedTier[Any]],
+        entries: dict[CacheKey, Entry],
+        durable: bool = False,
+        keep_s: float | None = None,
+    ) -> None:
+        """In-process tiers are written now; the rest through their buffers unless durable.
+        A tier keeps an entry for the rest of its TTL and `keep_s` more (stale answers)."""
         now = time.time()
+        keep = self.keep_s if keep_s is None else keep_s
         by_ttl: dict[float | None, list[tuple[CacheKey, Entry]]] = {}
+        tagged = []
         for key, entry in entries.items():
             ttl = entry.remaining_ttl(now)
+            if ttl is not None and keep:
+                ttl += keep
             if ttl is None or ttl > 0:
                 by_ttl.setdefault(ttl, []).append((key, entry))
+                if entry.tags:
+                    tagged.append((key, entry))
+        if tagged:
+            self.tagging.wrote(tiers, tagged, now)
         pending = []
         for guarded in tiers:
             compress = guarded.settings.compress_min_bytes
@@ -289,6 +378,11 @@ class Chain:
         await self.fleet.announce({"op": "clear", "namespace": namespace})
         counts = [r for r in results if isinstance(r, int)]
         return max(counts) if counts else None
+
+    async def invalidate_tags(self, tags: tuple[str, ...]) -> int | None:
+        """Every entry carrying any of `tags` is dead from now on, in every process; the
+        number deleted at once (None if a tier's tag index could not be read)."""
+        return await self.tagging.invalidate(tags)
 
     # --- health and lifecycle ---------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import diskcache
 
 from app.tiers.base import CacheKey, Tier, TierStats, key_namespace
+from app.tiers.tag_index import TagIndex
 
 T = TypeVar("T")
 _PING_KEY = "__llmcache_ping__"
@@ -34,6 +35,7 @@ class DiskTier(Tier):
     type = "disk"
     ping_writes = True
     writes_in_thread = True
+    indexes_tags = True
 
     def __init__(self, name: str, path: str, max_bytes: int) -> None:
         super().__init__(name)
@@ -42,6 +44,7 @@ class DiskTier(Tier):
         self._database = os.path.join(path, diskcache.core.DBNAME)
         self._reopening = threading.Lock()
         self._cache = self._open()
+        self._tags = TagIndex(path)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"tier-{name}")
 
     def _open(self) -> diskcache.Cache:
@@ -90,8 +93,15 @@ class DiskTier(Tier):
 
     async def clear(self, namespace: str | None) -> int | None:
         if namespace is None:
+            await self._run(self._tags.clear)
             return await self._run(lambda: int(self._current().clear(retry=True)))
         return await self._run(lambda: int(self._current().evict(namespace, retry=True)))
+
+    async def tag(self, tagged: dict[str, list[CacheKey]], ttl_s: float | None) -> None:
+        await self._run(self._tags.add, tagged, ttl_s)
+
+    async def take_tagged(self, tags: list[str]) -> list[CacheKey]:
+        return await self._run(self._tags.take, tags)
 
     async def ping(self) -> None:
         def read_and_write() -> None:
@@ -113,4 +123,5 @@ class DiskTier(Tier):
 
     async def close(self) -> None:
         await self._run(self._cache.close)
+        await self._run(self._tags.close)
         self._pool.shutdown(wait=True)

@@ -16,6 +16,7 @@ import orjson
 
 from app.tiers.base import SharedTier, Tier
 from app.tiers.guarded import Failed, GuardedTier
+from app.tiers.tagging import tags_message
 from app.types import CacheKey
 
 log = logging.getLogger("llmcache.tiers")
@@ -36,6 +37,10 @@ class Fleet:
         self.local = local  # in-process tiers: what a message from another process updates
         self._filled: dict[CacheKey, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
+        # Set by the chain: a tag invalidation from another process, and a channel lost
+        # (announcements may have been missed meanwhile).
+        self.on_tags: Callable[[tuple[str, ...], float], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     async def announce(self, message: dict[str, Any]) -> None:
         shared = self.shared
@@ -106,6 +111,9 @@ class Fleet:
         elif op == "clear" and (namespace is None or isinstance(namespace, str)):
             for tier in self.local:
                 await tier.clear(namespace)
+        elif op == "tags" and (tagged := tags_message(message)) is not None:
+            if self.on_tags is not None:
+                self.on_tags(*tagged)
         else:
             log.warning("ignoring a malformed fleet message: %r", data[:200])
 
@@ -120,6 +128,8 @@ class Fleet:
                 log.info("fleet channel on %s lost (%r); reconnecting", tier.name, exc)
             # In-process tiers may have missed invalidations while the channel was down.
             await asyncio.sleep(RECONNECT_S)
+            if self.on_lost is not None:
+                self.on_lost()
 
     def start(self) -> None:
         if self.shared is not None and self._listener is None:

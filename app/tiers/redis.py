@@ -29,12 +29,29 @@ CHANNEL_SUFFIX = "events"
 SCAN_BATCH = 500
 # The subscriber waits in get_message(timeout=1); a dead connection shows within this.
 LISTEN_TIMEOUT_S = 5.0
+# A tag's set outlives every key in it: created with the first key's TTL, made longer
+# (or endless) by a later key's. ARGV[1]: the TTL in ms, -1 for none; then the keys.
+_TAG = """
+local existed = redis.call('exists', KEYS[1])
+redis.call('sadd', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl < 0 then
+  redis.call('persist', KEYS[1])
+elseif existed == 0 then
+  redis.call('pexpire', KEYS[1], ttl)
+else
+  local left = redis.call('pttl', KEYS[1])
+  if left >= 0 and left < ttl then redis.call('pexpire', KEYS[1], ttl) end
+end
+return 1
+"""
 # Compare-and-delete: a lock is released only by the holder whose token it carries.
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 class RedisTier(SharedTier):
     type = "redis"
+    indexes_tags = True
 
     def __init__(self, name: str, settings: RedisTierSettings) -> None:
         super().__init__(name)
@@ -42,6 +59,8 @@ class RedisTier(SharedTier):
         self.prefix = settings.prefix
         self.channel = f"{settings.prefix}{CHANNEL_SUFFIX}"
         self._lock_prefix = f"{settings.prefix}lock:"
+        # Neither a key (a namespace has no ':') nor a lock: never taken by either.
+        self._tag_prefix = f"{settings.prefix}tag:"
         self.lock_ttl_s = settings.lock_ttl_s
         self.connector = RedisConnector(settings)
         self.client: Redis | RedisCluster = self.connector.client()
@@ -94,6 +113,22 @@ class RedisTier(SharedTier):
     async def close(self) -> None:
         await self.client.aclose()
         await self.connector.close()
+
+    # --- tags: a set of keys per tag -------------------------------------------------------
+
+    async def tag(self, tagged: dict[str, list[CacheKey]], ttl_s: float | None) -> None:
+        ttl = -1 if ttl_s is None else max(1, int(ttl_s * 1000))
+        for tag, keys in tagged.items():  # a write carries a few tags; each set may live on its own node
+            await self.client.eval(_TAG, 1, self._tag_prefix + tag, ttl, *keys)
+
+    async def take_tagged(self, tags: list[str]) -> list[CacheKey]:
+        keys: set[CacheKey] = set()
+        for tag in tags:
+            name = self._tag_prefix + tag
+            members = await self.client.smembers(name)
+            await self.client.delete(name)
+            keys.update(m.decode() if isinstance(m, bytes) else m for m in members)
+        return sorted(keys)
 
     # --- fleet coordination ---------------------------------------------------------------
 

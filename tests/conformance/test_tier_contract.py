@@ -132,6 +132,19 @@ UNCOUNTED = {
 VALUE = bytes(range(256)) * 256
 
 
+async def test_a_tag_index_gives_its_keys_once(tier: Tier) -> None:
+    if not tier.indexes_tags:
+        return  # the chain's check alone, for this tier
+    await tier.tag({"t": ["ns/k1", "k2"], "u": ["k3"]}, 60)
+    await tier.tag({"t": ["k2", "k4"]}, None)
+    assert sorted(await tier.take_tagged(["t", "none"])) == ["k2", "k4", "ns/k1"]
+    assert await tier.take_tagged(["t"]) == []
+    assert await tier.take_tagged(["u"]) == ["k3"]
+    await tier.tag({"brief": ["k5"]}, 0.05)
+    await asyncio.sleep(0.2)  # past the key's expiry: the tag's keys expire with it
+    assert await tier.take_tagged(["brief"]) == []
+
+
 async def test_stats_count_entries_and_bytes(tier: Tier) -> None:
     if tier.type in UNCOUNTED:
         assert await tier.stats() == TierStats(None, None)

@@ -295,3 +295,27 @@ async def test_stats_of_a_failing_tier_are_unknown(make_chain: Callable[..., Cha
     [(_, local_stats), (tier, stats)] = await chain.stats()
     assert local_stats.entries == 1
     assert tier.name == "remote" and (stats.entries, stats.bytes) == (None, None)
+
+
+# --- what each tier holds (/cache/explain) -------------------------------------------------
+
+
+async def test_holdings_name_each_tiers_state_without_promoting(make_chain: Callable[..., Chain]) -> None:
+    expired = Entry(b"{}", "application/json", time.time() - 20, time.time() - 10)
+    front = local()
+    bad = StubTier("bad", {"k": stored()})
+    bad.failing.add("get")
+    old = StubTier("old", {"k": stored(expired)})
+    junk = StubTier("junk", {"k": b"not an entry"})
+    good = StubTier("good", {"k": stored()})
+    chain = make_chain(front, bad, old, junk, good, timeout_s=1)
+    found = await chain.holdings("k")
+    assert [(h.name, h.presence.value) for h in found] == [
+        ("local", "absent"),
+        ("bad", "unavailable"),
+        ("old", "expired"),
+        ("junk", "unreadable"),
+        ("good", "live"),
+    ]
+    assert found[4].entry == ENTRY and found[2].entry == expired
+    assert front.peek("k") is None  # read, not promoted

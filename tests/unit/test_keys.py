@@ -1,3 +1,6 @@
+import hashlib
+
+from app import keys
 from app.keys import cache_key, credential_scope, key_of_json
 
 
@@ -78,3 +81,12 @@ def test_a_model_name_cannot_pass_for_a_caching_group():
 
 def test_an_absent_model_is_not_a_null_one():
     assert key_of_json("chat_completions", b"{}") != key_of_json("chat_completions", b'{"model": null}')
+
+
+def test_a_key_is_the_hash_of_its_canonical_forms_one_spelling() -> None:
+    parts = ("chat_completions", None, {"b": 1, "a": [1.5], "stream": True}, "scope", "team", "q=1", [("h", "v")])
+    canonical = keys.canonical(*parts)
+    assert canonical[-1] == {"b": 1, "a": [1.5]}  # `stream` is no part of it
+    assert keys.material(canonical) == b'["chat_completions",null,"scope","team","q=1",[["h","v"]],{"a":[1.5],"b":1}]'
+    digest = hashlib.sha256(keys.material(canonical)).hexdigest()
+    assert keys.key_of(canonical) == keys.cache_key(*parts) == f"team/{digest}"
