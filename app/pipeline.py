@@ -490,13 +490,17 @@ class Pipeline:
         elif isinstance(call.model, str):
             self.metrics.saw_model(call.model)
 
-    async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
-        body = dumps(outcome.completion) if outcome.sse else outcome.body
-        ttl = self.ttl(call)
-        entries = call.handler.entries(call, outcome, body, ttl)
+    async def put(self, call: Call, entries: dict[CacheKey, Entry], durable: bool) -> None:
+        """Write a call's entries (an upstream's answer, or a seeded one) with its tags, kept
+        past their TTL as long as the call's stale windows need."""
         if call.control.tags:
             entries = with_tags(entries, call.control.tags)
         await self.chain.set_many(entries, durable, self.stale_windows(call).keep_s)
+
+    async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
+        body = dumps(outcome.completion) if outcome.sse else outcome.body
+        ttl = self.ttl(call)
+        await self.put(call, call.handler.entries(call, outcome, body, ttl), durable)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 
