@@ -47,7 +47,7 @@ from app.types import CacheKey, CacheStatus, Headers
 from app.upstream import UPSTREAM_ERRORS, Upstream, request_headers, response_headers, upstream_url
 
 if TYPE_CHECKING:
-    from app.semantic.cache import SemanticCache
+    from app.semantic.cache import Match, SemanticCache
 
 log = logging.getLogger("llmcache.pipeline")
 # Where the flight a call waits for runs: here (single flight), or in another process.
@@ -323,8 +323,12 @@ class Pipeline:
                 return
             if use is Use.IF_ERROR:
                 fallback = entry
-        if call.control.only_if_cached:
-            await self.respond.not_cached(call, send, call.cache_headers(CacheStatus.MISS))
+        if call.control.only_if_cached:  # a semantic match is a cached answer too
+            match = await self.semantic_match(call)
+            if match is not None:
+                await self.respond.entry(call, send, match.entry, CacheStatus.SEMANTIC_HIT, match)
+            else:
+                await self.respond.not_cached(call, send, call.cache_headers(CacheStatus.MISS))
             return
         status = CacheStatus.REFRESH if call.control.no_cache else CacheStatus.MISS
         flight = self.flights.join(call.key)
@@ -340,14 +344,11 @@ class Pipeline:
                     )
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
-        if call.asked is not None and self.semantic is not None and not call.control.no_cache:
-            match = await self.semantic.lookup(
-                call.asked, call.head.authorization, call.control.similarity_threshold, call.control.max_age_s
-            )
-            if match is not None:
-                self.settle(flight, match.entry)
-                await self.respond.entry(call, send, match.entry, CacheStatus.SEMANTIC_HIT, match)
-                return
+        match = await self.semantic_match(call)
+        if match is not None:
+            self.settle(flight, match.entry)
+            await self.respond.entry(call, send, match.entry, CacheStatus.SEMANTIC_HIT, match)
+            return
         lock = await self.chain.fleet.acquire(call.key)
         if lock is False:
             # Another process of the fleet is calling the upstream for this key.
@@ -361,6 +362,14 @@ class Pipeline:
                 return
         held = lock if isinstance(lock, FleetLock) else None
         await self.forward(call, receive, send, status, flight, held, fallback)
+
+    async def semantic_match(self, call: Call) -> Match | None:
+        """An entry answering a paraphrase of the call's question, if the semantic cache applies."""
+        if call.asked is None or self.semantic is None or call.control.no_cache:
+            return None
+        return await self.semantic.lookup(
+            call.asked, call.head.authorization, call.control.similarity_threshold, call.control.max_age_s
+        )
 
     def revalidate(self, call: Call) -> None:
         """Refresh a stale entry behind its answer, once: an identical call in flight is
@@ -505,13 +514,17 @@ class Pipeline:
         elif isinstance(call.model, str):
             self.metrics.saw_model(call.model)
 
-    async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
-        body = dumps(outcome.completion) if outcome.sse else outcome.body
-        ttl = self.ttl(call)
-        entries = call.handler.entries(call, outcome, body, ttl)
+    async def put(self, call: Call, entries: dict[CacheKey, Entry], durable: bool) -> None:
+        """Write a call's entries (an upstream's answer, or a seeded one) with its tags, kept
+        past their TTL as long as the call's stale windows need."""
         if call.control.tags:
             entries = with_tags(entries, call.control.tags)
         await self.chain.set_many(entries, durable, self.stale_windows(call).keep_s)
+
+    async def _store(self, call: Call, outcome: Outcome, durable: bool) -> None:
+        body = dumps(outcome.completion) if outcome.sse else outcome.body
+        ttl = self.ttl(call)
+        await self.put(call, call.handler.entries(call, outcome, body, ttl), durable)
         if call.asked is not None and self.semantic is not None and call.key is not None:
             self.chain.background.spawn(self.semantic.remember(call.asked, call.key, ttl))
 

@@ -108,7 +108,7 @@ async def seed(pipeline: Pipeline, call: Call, response: Any, ttl_s: Any) -> See
     entries = handler.entries(call, outcome, outcome.body, ttl)
     # Other processes of the fleet drop an older copy they hold in memory, and read this one.
     await asyncio.gather(*(pipeline.chain.fleet.announce({"op": "delete", "key": key}) for key in entries))
-    await pipeline.chain.set_many(entries, durable=True)
+    await pipeline.put(call, entries, durable=True)
     semantic = False
     semantic_cache = pipeline.semantic_for(call)
     if call.asked is not None and semantic_cache is not None and call.key is not None:

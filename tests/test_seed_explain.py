@@ -141,6 +141,23 @@ def test_a_seeded_chat_completion_is_a_hit_with_the_seeded_body_plain_and_stream
     assert other.headers["x-cache-status"] == "miss"
 
 
+def test_a_seed_carries_its_requests_tags_and_goes_with_them(serve: Any, fake: Any) -> None:
+    proxy = serve()
+    headers = {**BEARER, "x-cache-tags": "faq,release-7"}
+    response = put(
+        proxy,
+        {"request": {"path": "/v1/chat/completions", "headers": headers, "body": ASK}, "response": {"body": ANSWER}},
+    )
+    assert response.status_code == 200, response.text
+    client = sdk(proxy)
+    assert client.chat.completions.with_raw_response.create(**ASK).headers["x-cache-status"] == "hit"
+    with proxy.admin() as admin:
+        invalidated = admin.post("/cache/invalidate", json={"tags": ["release-7"]})
+    assert invalidated.status_code == 200 and invalidated.json()["deleted"] >= 1
+    assert client.chat.completions.with_raw_response.create(**ASK).headers["x-cache-status"] == "miss"
+    assert fake.calls("chat_completions") == 1
+
+
 def test_a_seeded_event_stream_is_stored_as_its_answer(serve: Any, fake: Any) -> None:
     proxy = serve()
     chunk = {k: v for k, v in ANSWER.items() if k not in ("choices", "usage")}

@@ -57,6 +57,18 @@ def test_paraphrase_is_a_semantic_hit(semantic_proxy, fake):
     assert 'cache_status="semantic-hit"' in metrics
 
 
+def test_only_if_cached_is_answered_by_a_semantic_match(semantic_proxy, fake):
+    # A paraphrase's stored answer is cached: `only-if-cached` takes it; with none, a 504.
+    post(semantic_proxy, chat(QUESTION))
+    semantic_proxy.drain()
+    only = {"cache-control": "only-if-cached"}
+    matched = post(semantic_proxy, chat(PARAPHRASE), only)
+    assert matched.status_code == 200 and matched.headers["x-cache-status"] == "semantic-hit"
+    unmatched = post(semantic_proxy, chat(UNRELATED), only)
+    assert unmatched.status_code == 504 and unmatched.headers["x-cache-status"] == "miss"
+    assert fake.chat_calls() == 1
+
+
 def test_unrelated_question_misses(semantic_proxy, fake):
     post(semantic_proxy, chat(QUESTION))
     semantic_proxy.drain()
