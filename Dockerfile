@@ -4,6 +4,7 @@
 #
 #   docker build -t llmcache:0.1.0 .
 #   docker build --build-arg LOCAL_EMBEDDER=1 -t llmcache:0.1.0-local .   # + extra [local]
+#   docker build --build-arg TRACING=1 -t llmcache:0.1.0-otel .            # + extra [otel]
 #   docker run -p 8080:8080 -v "$PWD/config.yaml:/etc/llmcache/config.yaml:ro" \
 #     -e LLMCACHE_UPSTREAM__API_KEY="$OPENAI_API_KEY" llmcache:0.1.0
 #
@@ -32,11 +33,14 @@ WORKDIR /src
 
 # 1 adds the extra [local]: the in-process embedder (onnxruntime and a 23 MB int8 model, no torch).
 ARG LOCAL_EMBEDDER=0
+# 1 adds the extra [otel]: OpenTelemetry tracing (tracing.enabled, OTEL_* variables).
+ARG TRACING=0
 
-# Dependencies first (their own layer, rebuilt only when pyproject.toml or LOCAL_EMBEDDER changes).
+# Dependencies first (their own layer, rebuilt only when pyproject.toml or a build arg changes).
 COPY pyproject.toml ./
 RUN case "$LOCAL_EMBEDDER" in 0|1) ;; *) echo "LOCAL_EMBEDDER must be 0 or 1" >&2; exit 1 ;; esac \
-    && python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + (p['optional-dependencies']['local'] if sys.argv[1] == '1' else [])))" "$LOCAL_EMBEDDER" \
+    && case "$TRACING" in 0|1) ;; *) echo "TRACING must be 0 or 1" >&2; exit 1 ;; esac \
+    && python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + (x['local'] if sys.argv[1] == '1' else []) + (x['otel'] if sys.argv[2] == '1' else [])))" "$LOCAL_EMBEDDER" "$TRACING" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

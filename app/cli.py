@@ -80,6 +80,8 @@ def describe(settings: Settings) -> str:
     if encryption is not None:
         count = len(encryption.secrets())
         lines.append(f"encryption: AES-256-GCM, {count} key{'s' if count > 1 else ''} (the first for new writes)")
+    if settings.tracing.enabled:
+        lines.append(f"tracing: on, service {settings.tracing.service_name}, OTLP/HTTP as OTEL_* variables say")
     if settings.policies:
         lines.append(f"policies (the first that matches applies): {', '.join(p.name for p in settings.policies)}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ file. `${VAR}` inside YAML strings is expanded from the environment before valid
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable
@@ -479,6 +480,31 @@ class MetricsSettings(Strict):
     enabled: bool = True
 
 
+# What `tracing.enabled` imports: the `otel` extra. The exporter's endpoint, headers,
+# sampler and batching come from the standard OTEL_* environment variables.
+OTEL_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+OTEL_EXTRA = "pip install 'llmcache[otel]'"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+class TracingSettings(Strict):
+    enabled: bool = False
+    service_name: str = Field("llmcache", min_length=1)
+
+    @model_validator(mode="after")
+    def _extra_installed(self) -> TracingSettings:
+        missing = [m for m in OTEL_MODULES if not _installed(m)] if self.enabled else []
+        if missing:
+            raise ValueError(f"enabled needs the otel extra ({', '.join(missing)} not found): {OTEL_EXTRA}")
+        return self
+
+
 # USD per million tokens: above this a price is a typo (and a count times it could overflow).
 MAX_PRICE = 1_000_000
 
@@ -506,6 +532,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     admin: AdminSettings = AdminSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     prices: tuple[ModelPrice, ...] = ()
     # Per-tenant policies, the first that matches a request applies (`app/policy.py`).
     policies: tuple[PolicySettings, ...] = ()

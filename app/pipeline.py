@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app import keys, stale
+from app import keys, stale, tracing
 from app.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from app.calls.base import Call, Handler
 from app.coalesce import Flight, Flights, Outcome, json_object
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from app.semantic.cache import Match, SemanticCache
 
 log = logging.getLogger("llmcache.pipeline")
+# Where the flight a call waits for runs: here (single flight), or in another process.
+IN_PROCESS = {tracing.FLIGHT_SCOPE: "process"}
+IN_FLEET = {tracing.FLIGHT_SCOPE: "fleet"}
 # Parameters that change what the model answers: leaving one out of the key serves one
 # request's answer to another that asked something else.
 ANSWER_PARAMS = frozenset(
@@ -128,6 +131,7 @@ class Pipeline:
         self.stale = StaleWindows.configured(settings.cache.stale.if_error_s, settings.cache.stale.while_revalidate_s)
         # Plans are only worth keeping where a hit can be answered without I/O.
         self.memo = Memo() if chain.front is not None else None
+        self.peek = tracing.traced_peek(chain)
 
     # --- entry --------------------------------------------------------------------------
 
@@ -168,7 +172,7 @@ class Pipeline:
         """Answer a remembered request from the local tier, if it holds the entry."""
         started = time.perf_counter()
         now = time.time()
-        hit = self.chain.peek(plan.key, plan.max_age_s, now, prebuild)
+        hit = self.peek(plan.key, plan.max_age_s, now, prebuild)
         if hit is None:
             return False
         await self.respond.prebuilt(plan, hit, send, started, now)
@@ -263,7 +267,7 @@ class Pipeline:
         url = upstream_url(route.base_url, call.path, call.head.query)
         credential = None if route.api_key is None else call.handler.credential(route.api_key)
         headers = request_headers(call.head.raw, credential, drop_controls=True, content_type=call.body_type)
-        return url, headers
+        return url, tracing.forwarded(headers)
 
     def plan_of(self, call: Call) -> Plan | None:
         """What the fast path may remember of a call about to be looked up: a keyed call
@@ -331,12 +335,13 @@ class Pipeline:
         if flight is not None:
             # Answered by an identical request's upstream call: an upstream call saved.
             self.metrics.coalesced.inc()
-            if fallback is None:
-                await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
-            else:
-                await stale.answer(
-                    self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, follower=True
-                )
+            with tracing.span(tracing.FLIGHT_WAIT, IN_PROCESS):
+                if fallback is None:
+                    await self.respond.follow(call, flight, receive, send, CacheStatus.COALESCED)
+                else:
+                    await stale.answer(
+                        self.respond, call, flight, receive, send, CacheStatus.COALESCED, fallback, follower=True
+                    )
             return
         flight = self.flights.lead(call.key, call.stream, call.include_usage)
         match = await self.semantic_match(call)
@@ -348,7 +353,8 @@ class Pipeline:
         if lock is False:
             # Another process of the fleet is calling the upstream for this key.
             key = call.key
-            entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+            with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
             if entry is not None:
                 self.metrics.coalesced.inc()
                 self.settle(flight, entry)
@@ -382,7 +388,8 @@ class Pipeline:
         try:
             lock = await self.chain.fleet.acquire(key)
             if lock is False:  # another process of the fleet is refreshing it
-                entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
+                with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                    entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
                 if entry is not None:
                     self.settle(flight, entry)
                     return
@@ -407,14 +414,16 @@ class Pipeline:
         if flight is not None:
             self.metrics.coalesced.inc()
             try:
-                await flight.wait_finished()
+                with tracing.span(tracing.FLIGHT_WAIT, IN_PROCESS):
+                    await flight.wait_finished()
             finally:
                 flight.leave()
         else:
             flight = self.flights.lead(call.key, False, False)
             lock = await self.chain.fleet.acquire(call.key)
             if lock is False:
-                outcome = await self.chain.fleet.wait(call.key, cached)
+                with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+                    outcome = await self.chain.fleet.wait(call.key, cached)
                 if outcome is not None:
                     self.metrics.coalesced.inc()
                     flight.finish(outcome)
@@ -467,7 +476,12 @@ class Pipeline:
         """
         started = time.perf_counter()
         try:
-            outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
+            with tracing.span(tracing.UPSTREAM, client=True) as traced:
+                outcome = await (self._produce_stream(call, flight) if call.stream else self._produce_body(call))
+                if traced is not None:
+                    traced.set_attribute(tracing.HTTP_STATUS, outcome.status)
+                    if not outcome.ok:
+                        tracing.failed(traced)
         except ProxyError as error:
             self.metrics.upstream_error(call.call_type, error.code)
             flight.finish(error=error)
@@ -484,7 +498,8 @@ class Pipeline:
             self._count(call, outcome)
             flight.finish(outcome)
             if outcome.ok and outcome.complete and call.key is not None and self.storable(call):
-                await self._store(call, outcome, durable=lock is not None)
+                with tracing.span(tracing.STORE):
+                    await self._store(call, outcome, durable=lock is not None)
         finally:
             self.metrics.upstream(call.call_type, time.perf_counter() - started)
             self.flights.land(flight)

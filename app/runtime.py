@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from app import tracing
 from app.background import Background
 from app.config import Settings, redact_url, tier_name
 from app.encryption import Cipher
@@ -34,6 +35,7 @@ def build_chain(settings: Settings, metrics: Metrics, background: Background) ->
 class Runtime:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
+        self.traced = tracing.start(settings.tracing)  # first: what is built next looks whether it traces
         routing = Routing(settings)
         self.metrics = Metrics(routing.known_models())
         self.background = Background()
@@ -47,6 +49,7 @@ class Runtime:
                 settings.cache.semantic, self.upstream, routing, self.chain, settings.cache.ttl_s, self.metrics
             )
         self.pipeline = Pipeline(settings, self.chain, self.upstream, self.metrics, self.semantic)
+        self.handle = tracing.traced(self.pipeline.handle)
         self.passthrough = Passthrough(self.upstream, routing, settings.server.max_body_bytes)
 
     def start(self) -> None:
@@ -65,3 +68,5 @@ class Runtime:
             await self.semantic.close()
         await self.metrics.stop()
         await self.upstream.close()
+        if self.traced:
+            await tracing.stop()  # last: the spans of the writes drained above are exported too

@@ -71,7 +71,7 @@ class LLMCache:
             if scope["method"] == "POST":
                 handler = ROUTES.get(path)
                 if handler is not None:
-                    await self.runtime.pipeline.handle(handler, scope, receive, send)
+                    await self.runtime.handle(handler, scope, receive, send)
                     return
             if path not in OWN_PATHS and not path.startswith("/cache/"):
                 await self.runtime.passthrough(scope, receive, send)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from app import tracing
 from app.codec import Entry
 from app.config import SemanticSettings
 from app.encryption import DecryptError
@@ -132,11 +133,15 @@ class SemanticCache:
         max_age_s: float | None,
         vetoes: list[RuleName],
     ) -> Match | None:
-        asked.embedding = await self.embed(asked.question.text, authorization)
+        with tracing.span(tracing.SEMANTIC_EMBED):
+            asked.embedding = await self.embed(asked.question.text, authorization)
         if not self._opened:
             await self._open(len(asked.embedding))
         floor = self.settings.threshold if threshold is None else threshold
-        candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
+        with tracing.span(tracing.SEMANTIC_SEARCH) as traced:
+            candidates = await self.index.search(asked.embedding, asked.fingerprint, self.settings.candidates, floor)
+            if traced is not None:
+                traced.set_attribute(tracing.CANDIDATES, len(candidates))
         for sealed in candidates:
             candidate = self._unsealed(sealed)
             if candidate is None:
@@ -171,7 +176,11 @@ class SemanticCache:
             return None
         # Off the loop: a long text costs milliseconds to analyse (two windows of
         # WINDOW_CHARS), and a swap between sentences embeds them.
-        return await asyncio.to_thread(self.guard.veto, text, candidate.text, candidate.similarity)
+        with tracing.span(tracing.SEMANTIC_GUARD, {tracing.SIMILARITY: candidate.similarity}) as traced:
+            rule = await asyncio.to_thread(self.guard.veto, text, candidate.text, candidate.similarity)
+            if traced is not None:
+                traced.set_attribute(tracing.VETO, str(rule) if rule is not None else "")
+        return rule
 
     async def remember(self, asked: Asked, key: str, ttl_s: float | None) -> None:
         if asked.embedding is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from app import tracing
 from app.codec import new_entry
 from app.errors import ProxyError
 from app.keys import cache_key
@@ -43,7 +44,8 @@ class RemoteEmbedder:
             headers.append((b"authorization", credential.encode()))
         body = orjson.dumps({"model": route.upstream_model or self.model, "input": text})
         try:
-            response = await self.upstream.call("POST", upstream_url(route.base_url, "/embeddings"), headers, body)
+            url = upstream_url(route.base_url, "/embeddings")
+            response = await self.upstream.call("POST", url, tracing.forwarded(headers), body)
         except ProxyError as exc:
             raise EmbeddingFailed(exc.message) from exc
         if not response.is_success:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
-from app import codec
+from app import codec, tracing
 from app.background import Background
 from app.codec import Entry
 from app.encryption import Cipher, DecryptError
@@ -93,6 +93,7 @@ class Chain:
         self.front: GuardedTier[LocalTier] | None = (
             cast(GuardedTier[LocalTier], front) if front is not None and isinstance(front.tier, LocalTier) else None
         )
+        self._traced = [tracing.lookup_attributes(t.name) for t in tiers]
 
     # --- reads ------------------------------------------------------------------------
 
@@ -135,12 +136,13 @@ class Chain:
         ago (not promoted: a tier that lacks it has dropped it, or will soon)."""
         stale: Entry | None = None
         for index, guarded in enumerate(self.tiers):
-            raw: bytes | Failed | None = self._held(guarded, key)
-            if raw is None:
-                raw = await guarded.call("get", guarded.tier.get, key)
-            if raw is None or isinstance(raw, Failed):
-                continue
-            entry = self.decode(guarded, key, raw)
+            with tracing.span(tracing.LOOKUP, self._traced[index]) as traced:
+                raw: bytes | Failed | None = self._held(guarded, key)
+                if raw is None:
+                    raw = await guarded.call("get", guarded.tier.get, key)
+                entry = None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
+                if traced is not None:
+                    traced.set_attribute(tracing.RESULT, _result(raw, entry))
             if entry is None:
                 continue
             if entry.tags and await self.tagging.dead(entry):  # a stale answer too
@@ -233,7 +235,12 @@ class Chain:
             unheld = [key for key, raw in zip(wanted, held) if raw is None]
             fetched: list[bytes | None] | Failed = []
             if unheld:
-                fetched = await guarded.call("get_many", guarded.tier.get_many, unheld)
+                with tracing.span(tracing.LOOKUP, self._traced[index]) as traced:
+                    fetched = await guarded.call("get_many", guarded.tier.get_many, unheld)
+                    if traced is not None:
+                        traced.set_attribute(tracing.KEYS, len(unheld))
+                        if isinstance(fetched, Failed):
+                            traced.set_attribute(tracing.RESULT, "error")
             if isinstance(fetched, Failed):
                 fetched = [None] * len(unheld)
             by_key = dict(zip(unheld, fetched))
@@ -431,3 +438,10 @@ class Chain:
                 await guarded.tier.close()
             except Exception as exc:
                 log.warning("tier %s close failed: %r", guarded.name, exc)
+
+
+def _result(raw: bytes | Failed | None, entry: Entry | None) -> str:
+    """A tier read, as its lookup span tells it: hit, miss or error (failed, unreadable)."""
+    if raw is None:
+        return "miss"
+    return "error" if entry is None else "hit"
