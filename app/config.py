@@ -257,6 +257,15 @@ def _valid_key(secret: SecretStr) -> SecretStr:
 EncryptionKey = Annotated[SecretStr, AfterValidator(_valid_key)]
 
 
+def _namespace(namespace: str) -> str:
+    if not valid_namespace(namespace):
+        raise ValueError("1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return namespace
+
+
+Namespace = Annotated[str, AfterValidator(_namespace)]
+
+
 class EncryptionSettings(Strict):
     """AES-256-GCM at rest. `key`: one key; `keys`: a rotation, the first seals new
     entries and every one opens. SecretStr: a key never appears in a repr or a log."""
@@ -286,7 +295,7 @@ class StaleSettings(Strict):
 class CacheSettings(Strict):
     mode: Literal["default_on", "default_off"] = "default_on"
     ttl_s: float | None = Field(3600, gt=0, le=MAX_TTL_S)
-    namespace: str | None = None
+    namespace: Namespace | None = None
     call_types: tuple[CallType, ...] = tuple(CallType)
     share_across_keys: bool = False
     caching_groups: tuple[tuple[str, ...], ...] = ()
@@ -299,13 +308,6 @@ class CacheSettings(Strict):
     semantic: SemanticSettings | None = None
     encryption: EncryptionSettings | None = None
     stale: StaleSettings = StaleSettings()
-
-    @field_validator("namespace")
-    @classmethod
-    def _valid_namespace(cls, namespace: str | None) -> str | None:
-        if namespace is not None and not valid_namespace(namespace):
-            raise ValueError("1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return namespace
 
     @field_validator("tiers")
     @classmethod
@@ -398,7 +400,7 @@ class PolicySettings(Strict):
     allow_controls: tuple[str, ...] | None = None  # only these per-request controls (the rest: 400)
     deny_controls: tuple[str, ...] | None = None  # these per-request controls are a 400
     semantic: bool | None = None
-    namespace: str | None = None  # its entries' namespace; a request's own is nested in it
+    namespace: Namespace | None = None  # its entries' namespace; a request's own is nested in it
     stale_if_error_s: float | None = Field(None, ge=0, le=MAX_TTL_S)
     stale_while_revalidate_s: float | None = Field(None, ge=0, le=MAX_TTL_S)
 
@@ -408,13 +410,6 @@ class PolicySettings(Strict):
         if not _POLICY_NAME.match(name):
             raise ValueError("1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
         return name
-
-    @field_validator("namespace")
-    @classmethod
-    def _valid_namespace(cls, namespace: str | None) -> str | None:
-        if namespace is not None and not valid_namespace(namespace):
-            raise ValueError("1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return namespace
 
     @field_validator("allow_controls", "deny_controls")
     @classmethod

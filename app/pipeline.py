@@ -552,19 +552,12 @@ class Pipeline:
         # Live clients finish now; assembly happens after their responses have ended.
         flight.end()
         raw = b"".join(flight.chunks)
-        if relays:  # kept as the bytes that came, if they are a whole answer
-            sse = content_type.startswith("text/event-stream")
-            whole = call.handler.complete(content_type, None) or (sse and call.handler.assemble(raw) is not None)
-            return Outcome(response.status_code, headers, raw, complete=whole, content_type=content_type)
-        try:
-            answer = call.handler.assemble(raw)
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
-            answer = None  # events of the wrong shape: relayed as they came, not stored
-        if answer is not None and not call.handler.complete("application/json", answer):
-            answer = None
         # Not cut: the upstream ended its response. Whether it is an answer to keep is
         # `complete`; a live client was relayed it as it came, either way.
-        return Outcome(response.status_code, headers, raw, answer, sse=True, complete=answer is not None)
+        answer, whole = call.handler.whole_stream(raw, content_type)
+        if relays:  # kept as the bytes that came
+            return Outcome(response.status_code, headers, raw, complete=whole, content_type=content_type)
+        return Outcome(response.status_code, headers, raw, answer, sse=True, complete=whole)
 
     @staticmethod
     def _outcome(handler: Handler, response: httpx.Response, body: bytes) -> Outcome:

@@ -56,13 +56,6 @@ def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
     return pipeline.ttl(call)
 
 
-def assembled(handler: Handler, body: bytes) -> dict[str, Any] | None:
-    try:
-        return handler.assemble(body)
-    except (TypeError, AttributeError, KeyError, ValueError, IndexError):
-        return None  # events of the wrong shape (as the pipeline judges an upstream stream)
-
-
 def answer_of(handler: Handler, response: Any) -> Outcome:
     """The seeded response as an upstream outcome, if it is a whole answer of the call type."""
     if not isinstance(response, dict):
@@ -76,13 +69,13 @@ def answer_of(handler: Handler, response: Any) -> Outcome:
     content_type = response.get("content_type", "application/json")
     if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
         raise invalid("response.content_type must be a media type such as application/json (printable ASCII)")
-    sse = content_type.startswith(EVENT_STREAM)
     if handler.relays:  # stored as the bytes they are (speech)
-        whole = handler.complete(content_type, None) or (sse and assembled(handler, body) is not None)
-        return Outcome(200, [], body, None, complete=whole, content_type=content_type)
-    if sse and handler.streams:
-        answer = assembled(handler, body)
-        if answer is None or not handler.complete("application/json", answer):
+        return Outcome(
+            200, [], body, None, complete=handler.whole_stream(body, content_type)[1], content_type=content_type
+        )
+    if content_type.startswith(EVENT_STREAM) and handler.streams:  # judged as the pipeline judges a stream
+        answer, whole = handler.whole_stream(body, content_type)
+        if answer is None:
             return Outcome(200, [], body, content_type=content_type)
         return Outcome(200, [], dumps(answer), answer, complete=True)  # stored as the pipeline stores a stream
     document = json_object(body, content_type)

@@ -58,31 +58,23 @@ def total_only(answer: dict[str, Any] | None) -> Usage:
     return NO_USAGE if usage is None else Usage(tokens(usage.get("total_tokens")))
 
 
-def openai_chat(answer: dict[str, Any] | None) -> Usage:
-    """Chat and legacy completions."""
+def _openai(answer: dict[str, Any] | None, input_name: str, output_name: str) -> Usage:
+    """OpenAI's usage: input and output under the names of its API, the cached part of
+    the input in `<input>_details.cached_tokens`."""
     usage = _usage(answer)
     if usage is None:
         return NO_USAGE
-    cached = tokens(_field(usage.get("prompt_tokens_details"), "cached_tokens"))
-    return of(
-        tokens(usage.get("prompt_tokens")),
-        tokens(usage.get("completion_tokens")),
-        cached,
-        tokens(usage.get("total_tokens")),
-    )
+    cached = tokens(_field(usage.get(input_name + "_details"), "cached_tokens"))
+    return of(tokens(usage.get(input_name)), tokens(usage.get(output_name)), cached, tokens(usage.get("total_tokens")))
+
+
+def openai_chat(answer: dict[str, Any] | None) -> Usage:
+    """Chat and legacy completions."""
+    return _openai(answer, "prompt_tokens", "completion_tokens")
 
 
 def responses(answer: dict[str, Any] | None) -> Usage:
-    usage = _usage(answer)
-    if usage is None:
-        return NO_USAGE
-    cached = tokens(_field(usage.get("input_tokens_details"), "cached_tokens"))
-    return of(
-        tokens(usage.get("input_tokens")),
-        tokens(usage.get("output_tokens")),
-        cached,
-        tokens(usage.get("total_tokens")),
-    )
+    return _openai(answer, "input_tokens", "output_tokens")
 
 
 def anthropic(answer: dict[str, Any] | None) -> Usage:

@@ -105,6 +105,24 @@ class Handler(ABC):
         """One answer from a whole event stream, or None if it holds none (no streaming)."""
         return None
 
+    def whole_stream(self, raw: bytes, content_type: str) -> tuple[dict[str, Any] | None, bool]:
+        """A finished stream's answer, and whether it is a whole answer of this call type
+        (only those are stored). A relayed answer is kept as its bytes: its answer is None.
+        Events of the wrong shape hold no answer."""
+        sse = content_type.startswith("text/event-stream")
+        if self.relays:
+            return None, self.complete(content_type, None) or (sse and self._assembled(raw) is not None)
+        answer = self._assembled(raw)
+        if answer is not None and not self.complete("application/json", answer):
+            answer = None
+        return answer, answer is not None
+
+    def _assembled(self, raw: bytes) -> dict[str, Any] | None:
+        try:
+            return self.assemble(raw)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            return None
+
     def replay(self, answer: dict[str, Any], call: Call) -> Iterator[bytes]:
         """The event stream equivalent to `answer`, for a streamed request that hits."""
         raise NotImplementedError(f"{self.call_type} does not stream")
