@@ -32,7 +32,7 @@ check: dev
 
 test: dev check
 	bash tests/install_test_servers.sh
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --cov --cov-report=term
 
 bench: dev
 	bash tests/install_test_servers.sh
