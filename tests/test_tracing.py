@@ -57,6 +57,12 @@ def ask(proxy: ServedProxy, headers: dict[str, str] | None = None, content: str 
     return client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
 
 
+def arrived(collector: Collector, *names: str) -> bool:
+    """Whether a span of each name has been exported (spans of one request may come in
+    different batches: the store ends after the answer, the request span when it is sent)."""
+    return all(collector.named(name) for name in names)
+
+
 def only(spans: list[Received]) -> Received:
     assert len(spans) == 1, spans
     return spans[0]
@@ -136,7 +142,7 @@ def test_a_hit_without_the_fast_path_reads_the_tiers_in_order(traced, collector,
 def test_without_a_caller_trace_the_request_span_is_a_root(traced, collector, fake):
     proxy = traced()
     ask(proxy)
-    assert wait_for(lambda: bool(collector.named("llmcache.upstream")))
+    assert wait_for(lambda: arrived(collector, "llmcache.request", "llmcache.upstream"))
     served = only(collector.named("llmcache.request"))
     assert served.parent_id == ""
     upstream = only(collector.named("llmcache.upstream"))
@@ -160,7 +166,7 @@ def test_a_malformed_traceparent_starts_a_new_trace_and_never_travels_on(traced,
     proxy = traced()
     response = ask(proxy, {"traceparent": traceparent, "tracestate": "x=" + "y" * 300})
     assert response.http_response.status_code == 200
-    assert wait_for(lambda: bool(collector.named("llmcache.upstream")))
+    assert wait_for(lambda: arrived(collector, "llmcache.request", "llmcache.upstream"))
     served = only(collector.named("llmcache.request"))
     assert served.parent_id == "" and served.trace_id != TRACE_ID
     upstream = only(collector.named("llmcache.upstream"))
@@ -183,7 +189,7 @@ def test_an_upstream_error_marks_the_upstream_and_request_spans(traced, collecto
 def test_a_hit_is_not_an_error(traced, collector, fake):
     proxy = traced()
     ask(proxy)
-    assert wait_for(lambda: bool(collector.named("llmcache.store")))
+    assert wait_for(lambda: arrived(collector, "llmcache.request", "llmcache.upstream", "llmcache.store"))
     assert {s.status for s in collector.spans} == {"STATUS_CODE_UNSET"}
 
 
@@ -299,7 +305,7 @@ def test_tracing_is_switched_on_by_the_environment(monkeypatch):
 def test_api_key_header_is_not_a_span_attribute(traced, collector, fake):
     proxy = traced()
     ask(proxy, {"traceparent": TRACEPARENT})
-    assert wait_for(lambda: bool(collector.named("llmcache.store")))
+    assert wait_for(lambda: arrived(collector, "llmcache.request", "llmcache.upstream", "llmcache.store"))
     values = [str(v) for s in collector.spans for v in s.attributes.values()]
     assert not any(API_KEY in v for v in values)
     assert httpx.get(proxy.root + "/health").status_code == 200
