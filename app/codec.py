@@ -118,11 +118,13 @@ def encode(entry: Entry, compress_min_bytes: int | None = None, cipher: Cipher |
 def decode(data: bytes, cipher: Cipher | None = None, key: str = "") -> Entry:
     """Raises CodecError (not an entry) or DecryptError (does not open with `cipher`)."""
     try:
-        magic, version, flags, created, expires, total, ctype_len = _HEADER_V1.unpack_from(data)
-        if version == _VERSION:
-            *_, input_tokens, output_tokens, cached, tags_len = _HEADER.unpack_from(data)
+        if len(data) > 2 and data[2] == _VERSION:  # the version byte: one unpack on the hit path
+            magic, version, flags, created, expires, total, ctype_len, input_tokens, output_tokens, cached, tags_len = (
+                _HEADER.unpack_from(data)
+            )
             ctype_at = _HEADER.size
         else:
+            magic, version, flags, created, expires, total, ctype_len = _HEADER_V1.unpack_from(data)
             input_tokens = output_tokens = cached = tags_len = 0
             ctype_at = _HEADER_V1.size
     except struct.error as exc:
