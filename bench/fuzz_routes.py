@@ -12,8 +12,19 @@ type, duplicate keys, broken JSON), random multipart bodies (random parts, bound
 bytes, malformed framing, too many parts), and random headers (x-cache-* controls,
 Cache-Control, content types, credentials including duplicates). Some requests are
 repeats of earlier ones (hits, stream ⇄ non-stream replays) and some are bursts of
-identical requests in parallel (coalescing). It never sends `x-fake-*` headers, so the
-fake upstream answers every request it understands.
+identical requests in parallel (coalescing). The only `x-fake-*` header it sends is
+`x-fake-status` on some repeats (the upstream fails: a stale answer or the failure passed
+on), so the fake upstream answers every other request it understands.
+
+Also the newer features: `x-cache-tags`, `max-stale` / `stale-if-error` (headers, body,
+Cache-Control), the header, model and credential the three tenant policies of the served
+configuration match by (FUZZ_POLICIES), `traceparent` / `tracestate` (tracing on when the
+otel extra is installed, spans exported to a sink), and the admin routes PUT
+/cache/entries, POST /cache/explain and POST /cache/invalidate with generated and mutated
+documents. Invariants checked besides: `x-cache-policy` names the first policy the request
+matches; a sample of keys equals what /cache/explain says; a seed replayed with
+only-if-cached is a hit of its key; a tagged entry is not served after its tag's
+invalidation; `warning` comes with, and only with, `x-cache-status: stale`.
 
 A finding is:
 - a 5xx response (the fake upstream only answers 5xx when asked, which never happens
@@ -105,6 +116,7 @@ class FuzzRequest:
     template: Any = None  # the JSON body as a Python object, when there is one (for repeats)
     fuzz_id: bytes = b""  # sent as x-fuzz-id, so the fake upstream's side can be looked up
     method: str = "POST"
+    answer_id: bytes = b""  # the id of the answer its miss got (the fake numbers its answers)
 
     @property
     def route(self) -> str:
@@ -573,7 +585,7 @@ BROKEN_JSON = (
     b"{} {}",
     b'{"model": "gpt-4o"}garbage',
 )
-FEATURES = ("query", "no-prefix", "repeat", "burst", "multipart", "admin")
+FEATURES = ("query", "no-prefix", "repeat", "burst", "multipart", "admin", "upstream-failure")
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 
 
@@ -595,6 +607,7 @@ class Generator:
         self.without = without  # FEATURES not to generate, e.g. to get past a known finding
         self.sent_ok: list[FuzzRequest] = []  # 2xx requests, for repeats
         self.answers: dict[str, list[tuple[bytes, bytes]]] = {}  # route: 2xx answers, to seed with
+        self.tagged: dict[str, list[FuzzRequest]] = {}  # tag: requests whose miss wrote entries with it
         self.audio = [self.rng.randbytes(self.rng.randint(0, 3000)) for _ in range(4)] + [b"", b"RIFF"]
 
     # ---- entry
@@ -625,6 +638,12 @@ class Generator:
             answers = self.answers.setdefault(request.route, [])
             answers.append((body, _header(headers or [], b"content-type") or b""))
             del answers[:-16]
+            found = ANSWER_ID.search(body)
+            if _header(headers or [], b"x-cache-status") == b"miss" and found is not None:
+                request.answer_id = found.group(1)
+                for tag in tags_written(request):
+                    self.tagged.setdefault(tag, []).append(request)
+                    del self.tagged[tag][:-8]
 
     def repeat(self, earlier: FuzzRequest) -> FuzzRequest:
         """The same request again (a hit), possibly with stream flipped or other headers."""
@@ -650,6 +669,21 @@ class Generator:
         elif rng.random() < 0.3:
             headers = self.random_headers(headers)
             note = "repeat (headers changed)"
+        elif rng.random() < 0.2 and "upstream-failure" not in self.without:
+            # The upstream fails this time: a stale answer (111) or the failure, passed on.
+            headers.append((b"x-fake-status", rng.choice((b"500", b"502", b"503", b"429"))))
+            if rng.random() < 0.8:
+                headers.append(
+                    rng.choice(
+                        (
+                            (b"x-cache-stale-if-error", rng.choice((b"600", b"1", b"0"))),
+                            (b"cache-control", b"stale-if-error=600"),
+                            (b"cache-control", b"max-stale=600"),
+                            (b"x-cache-max-stale", b"600"),
+                        )
+                    )
+                )
+            note = "repeat (upstream fails)"
         return FuzzRequest(earlier.path, headers, body, note, template)
 
     def burst(self) -> list[FuzzRequest]:
@@ -687,6 +721,8 @@ class Generator:
             tags: Any = [t for t in rng.choice(TAG_VALUES).split(",")] if rng.random() < 0.7 else None
             if tags is None:
                 tags = rng.choice(BODY_TAG_VALUES + ([f"t{i}" for i in range(1001)], ["a"] * 1000, "a"))
+            if self.tagged and rng.random() < 0.4:
+                tags = [rng.choice(sorted(self.tagged))]  # a tag of entries written: replayed after
             document = {"tags": tags}
         else:
             route, described, notes_of = self.described_request()
@@ -716,7 +752,32 @@ class Generator:
         if rng.random() < 0.03:
             method = rng.choice(("GET", "DELETE", "PATCH", "POST", "PUT"))
             notes.append(f"method {method}")
-        return FuzzRequest(path, headers, raw, ", ".join(notes), method=method)
+        replay = None
+        if path == "/cache/entries" and not set(notes) & {"jumbled", "broken-json"}:
+            replay = self.replay_of(document["request"])
+        return FuzzRequest(path, headers, raw, ", ".join(notes), template=replay, method=method)
+
+    def replay_of(self, described: dict[str, Any]) -> FuzzRequest | None:
+        """The request a seeding document describes, sent with only-if-cached: once the
+        seed is stored it must be a hit of the seeded key. None when the request carries
+        controls or tags that could make it miss (another writer, an invalidation)."""
+        sent = described.get("headers", {})
+        if len(sent) > 80:
+            return None  # with the client's own headers, past what the proxy takes (431)
+        if any(name.lower().startswith(("x-cache-", "cache-control")) for name in sent):
+            return None
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in sent.items()]
+        if "body" in described:
+            body = encode_text(to_json(described["body"], self.rng))
+            if not any(n.lower() == b"content-type" for n, _ in headers):
+                headers.append((b"content-type", b"application/json"))
+        else:
+            try:
+                body = base64.b64decode(described["body_base64"], validate=True)
+            except (ValueError, TypeError):
+                return None
+        headers.append((b"cache-control", b"only-if-cached"))
+        return FuzzRequest(described["path"], headers, body, "replay of a seed")
 
     def described_request(self) -> tuple[str, Any, list[str]]:
         """(route, the `request` member of an admin document, notes): a request for any
@@ -1560,6 +1621,10 @@ def check(
         if status == 504 and code == "only_if_cached":
             if (_header(headers, b"x-should-retry") or b"").lower() != b"false":
                 found.append(finding("only-if-cached-without-x-should-retry"))
+        elif _header(request.headers, b"x-fake-status") is not None and (
+            passed_through or code in UPSTREAM_FAILURE_CODES
+        ):
+            pass  # the fuzzer asked the upstream to fail (and no stale answer was there)
         elif passed_through:
             found.append(
                 finding("upstream-5xx", "the fake upstream answered 5xx (it should not); the proxy passed it on")
@@ -1583,8 +1648,17 @@ def check(
         if why is not None:
             found.append(finding("error-shape", ("not Anthropic-shaped: " if anthropic else "") + why))
     elif 200 <= status < 300 and not request.admin:
-        if _header(headers, b"x-cache-status") is None:
+        cache_status = _header(headers, b"x-cache-status")
+        if cache_status is None:
             found.append(finding("no-x-cache-status"))
+        warning = _header(headers, b"warning")
+        if cache_status == b"stale" and (
+            warning not in (b'110 - "Response is Stale"', b'111 - "Revalidation Failed"')
+            or _header(headers, b"age") is None
+        ):
+            found.append(finding("stale-without-warning", f"warning {warning!r}"))
+        elif cache_status != b"stale" and warning is not None:
+            found.append(finding("warning-not-stale", f"x-cache-status {cache_status!r}, warning {warning!r}"))
         expected = expected_policy(request)
         sent = _header(headers, b"x-cache-policy")
         if expected is not UNKNOWN and sent != (None if expected is None else expected.encode()):
@@ -1666,6 +1740,9 @@ class Report:
     sent: int = 0
     bursts: int = 0
     explained: int = 0  # requests whose key was checked against POST /cache/explain
+    replayed: int = 0  # seeds replayed with only-if-cached
+    invalidations_checked: int = 0  # tagged requests replayed after an invalidation
+    admin_refusals: Counter[str] = field(default_factory=Counter)  # what the admin routes refused, most often
     client_rejected: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_route: dict[str, Counter[str]] = field(default_factory=dict)
@@ -1696,7 +1773,8 @@ class Report:
             title,
             f"requests sent: {self.sent} in {time.monotonic() - self.started:.0f} s"
             f" ({self.bursts} parallel bursts; {self.client_rejected} refused by the HTTP client before sending;"
-            f" {self.explained} keys checked against /cache/explain)",
+            f" {self.explained} keys checked against /cache/explain; {self.replayed} seeds replayed;"
+            f" {self.invalidations_checked} replays after an invalidation)",
         ]
         lines.append("by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.by_status.items())))
         lines.append("by route:")
@@ -1706,6 +1784,9 @@ class Report:
             lines.append(f"  {route:28} {total:6}  ({detail})")
         lines.append("x-cache-status: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.cache_status.items())))
         lines.append(f"slowest: {self.slowest[0]:.2f} s  {self.slowest[1]}")
+        if self.admin_refusals:
+            lines.append("admin refusals, most frequent:")
+            lines.extend(f"  {n:6}  {what}" for what, n in self.admin_refusals.most_common(12))
         if self.stopped_early:
             lines.append(f"stopped early: {self.stopped_early}")
         kinds = Counter(f.kind for f in self.findings)
@@ -1781,7 +1862,85 @@ def send(
     upstream = upstream_status(fuzz_id) if upstream_status is not None else None
     found = check(request, status, response_headers, body, elapsed, error, upstream, upstream_status is not None)
     report.record(request, status, response_headers, elapsed, found)
+    if request.admin and status is not None and status >= 400:
+        message = re.sub(r"'[^']*'|\d+", "_", str(_error_message(body)))[:70]
+        with report.lock:
+            report.admin_refusals[f"{request.path} {status} {message}"] += 1
     return status, response_headers, body
+
+
+def _error_message(body: bytes) -> Any:
+    try:
+        return json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return body[:70]
+
+
+TAG = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+ANSWER_ID = re.compile(rb'"id" ?: ?"([^"]+)"')
+
+
+def tags_written(request: FuzzRequest) -> list[str]:
+    """The tags a request's entries carry, when the fuzzer can tell for sure: one
+    x-cache-tags header of valid tags, and no other control that could stop the write."""
+    sent = [v for n, v in request.headers if n.lower() == b"x-cache-tags"]
+    others = [n for n, _ in request.headers if n.lower().startswith((b"x-cache-", b"cache-control"))]
+    if len(sent) != 1 or len(others) != 1 or b'"cache"' in request.body:
+        return []
+    tags = [t.strip() for t in sent[0].decode("latin-1").split(",")]
+    return tags if tags and all(TAG.fullmatch(t) for t in tags) and len(set(tags)) <= 16 else []
+
+
+def check_invalidated(client: httpx.Client, root: str, generator: Generator, answer: bytes, report: Report) -> None:
+    """After POST /cache/invalidate, a request whose miss wrote an entry with one of the
+    tags is not answered from that entry any more. The same key may since have been
+    written again, by a request with other tags or none: the answer's id tells whether
+    the entry served is the one that miss wrote."""
+    try:
+        invalidated = json.loads(answer)["invalidated"]
+    except (ValueError, KeyError, TypeError):
+        return
+    for tag in invalidated:
+        for earlier in generator.tagged.pop(tag, [])[-2:]:
+            replay = FuzzRequest(
+                earlier.path,
+                earlier.headers + [(b"cache-control", b"only-if-cached")],
+                earlier.body,
+                f"replay after invalidating {tag!r}",
+            )
+            status, headers, body = send(client, root, replay, earlier.fuzz_id + b"-inv", report)
+            with report.lock:
+                report.invalidations_checked += 1
+            served = _header(headers, b"x-cache-status")
+            found = ANSWER_ID.search(body)
+            if status == 200 and served in (b"hit", b"stale") and found and found.group(1) == earlier.answer_id:
+                detail = f"served {served!r} (answer {earlier.answer_id!r}) after tag {tag!r} was invalidated"
+                with report.lock:
+                    report.findings.append(
+                        Finding("served-after-invalidation", replay, status, 0.0, headers, body, detail)
+                    )
+
+
+def check_seeded(client: httpx.Client, root: str, seeding: FuzzRequest, answer: bytes, report: Report) -> None:
+    """The request a 200 of PUT /cache/entries stored, sent with only-if-cached, is a hit
+    of the key the route named (unless the seed's TTL is too short to tell)."""
+    try:
+        stored = json.loads(answer)
+        key, ttl = stored["key"], stored["ttl_s"]
+    except (ValueError, KeyError, TypeError):
+        report.findings.append(Finding("seed-answer", seeding, 200, 0.0, [], answer, "not {key, ttl_s, ...}"))
+        return
+    if key is None or (ttl is not None and ttl < 30):
+        return  # an embeddings batch (one key per item), or a seed that may have expired already
+    replay: FuzzRequest = seeding.template
+    status, headers, body = send(client, root, replay, seeding.fuzz_id + b"-replay", report)
+    with report.lock:
+        report.replayed += 1
+    cache_status = _header(headers, b"x-cache-status")
+    if status != 200 or cache_status != b"hit" or _header(headers, b"x-cache-key") != key.encode():
+        detail = f"seeded key {key}; the replay got {status}, x-cache-status {cache_status!r}, key {_header(headers, b'x-cache-key')!r}"
+        with report.lock:
+            report.findings.append(Finding("seed-not-hit", replay, status, 0.0, headers, body, detail))
 
 
 def check_explain(
@@ -1859,6 +2018,10 @@ def worker(
                 key = _header(headers, b"x-cache-key")
                 if key and 200 <= status < 300 and not request.admin and generator.rng.random() < explain_rate:
                     check_explain(client, root, request, key, admin_token, report)
+                if status == 200 and isinstance(request.template, FuzzRequest):
+                    check_seeded(client, root, request, body, report)
+                if status == 200 and request.path == "/cache/invalidate":
+                    check_invalidated(client, root, generator, body, report)
 
 
 def _send_alone(
