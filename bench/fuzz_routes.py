@@ -1493,6 +1493,12 @@ def regression_requests() -> list[FuzzRequest]:
             "/v1/audio/transcriptions", form_type, form(cache_part), "regression: a form of only the cache field"
         ),
         FuzzRequest(
+            "/v1/responses",
+            json_type,
+            b'{"model":"gpt-4o","input":"hi","background":true,"metadata":' + deep(900) + b"}",
+            "regression: deep metadata, passed through (the fake upstream answered 500)",
+        ),
+        FuzzRequest(
             "/v1/audio/transcriptions",
             form_type,
             form(cache_part, end=b"--b\r\nConten"),
