@@ -40,6 +40,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from app.asgi import Send
+from app.calls.registry import ROUTES
 from app.config import ServerSettings
 from app.errors import ProxyError, bad_request, body_timeout, headers_too_large
 
@@ -234,7 +235,10 @@ class HttpProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        body = error.body()
+        # In the shape of the API the request was for (Anthropic's on /v1/messages), as
+        # the app answers its own errors; the target is known once its line was parsed.
+        handler = ROUTES.get(self.url.partition(b"?")[0].decode("latin-1"))
+        body = error.body() if handler is None else handler.error_body(error)
         transport.write(
             b"HTTP/1.1 " + status_line + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body

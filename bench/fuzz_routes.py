@@ -12,8 +12,19 @@ type, duplicate keys, broken JSON), random multipart bodies (random parts, bound
 bytes, malformed framing, too many parts), and random headers (x-cache-* controls,
 Cache-Control, content types, credentials including duplicates). Some requests are
 repeats of earlier ones (hits, stream ⇄ non-stream replays) and some are bursts of
-identical requests in parallel (coalescing). It never sends `x-fake-*` headers, so the
-fake upstream answers every request it understands.
+identical requests in parallel (coalescing). The only `x-fake-*` header it sends is
+`x-fake-status` on some repeats (the upstream fails: a stale answer or the failure passed
+on), so the fake upstream answers every other request it understands.
+
+Also the newer features: `x-cache-tags`, `max-stale` / `stale-if-error` (headers, body,
+Cache-Control), the header, model and credential the three tenant policies of the served
+configuration match by (FUZZ_POLICIES), `traceparent` / `tracestate` (tracing on when the
+otel extra is installed, spans exported to a sink), and the admin routes PUT
+/cache/entries, POST /cache/explain and POST /cache/invalidate with generated and mutated
+documents. Invariants checked besides: `x-cache-policy` names the first policy the request
+matches; a sample of keys equals what /cache/explain says; a seed replayed with
+only-if-cached is a hit of its key; a tagged entry is not served after its tag's
+invalidation; `warning` comes with, and only with, `x-cache-status: stale`.
 
 A finding is:
 - a 5xx response (the fake upstream only answers 5xx when asked, which never happens
@@ -35,8 +46,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fnmatch
+import hashlib
+import http.server
+import importlib.util
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -61,7 +77,26 @@ RESULTS = REPO / "bench" / "results"
 HANG_S = 10.0
 CLIENT_TIMEOUT_S = HANG_S + 1.0  # a request still unanswered by then is a hang
 ADMIN_TOKEN = "fuzz-admin-token"
-ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/audio/transcriptions")
+ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/messages",
+    "/v1/responses",
+)
+ADMIN_ROUTES = ("/cache/entries", "/cache/explain", "/cache/invalidate")
+# Every cached route (the admin routes describe requests for any of them).
+CACHED_ROUTES = ROUTES + (
+    "/v1/audio/translations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/images/variations",
+    "/v1/audio/speech",
+    "/v1/rerank",
+    "/v1/moderations",
+)
+ANTHROPIC_ROUTES = frozenset(("/v1/messages",))
 CALL_TYPE_OF = {route: route.rsplit("/", 1)[-1] for route in ROUTES}
 CALL_TYPE_OF["/v1/chat/completions"] = "chat"
 UPSTREAM_FAILURE_CODES = frozenset(("upstream_unreachable", "upstream_timeout", "upstream_protocol_error"))
@@ -80,14 +115,23 @@ class FuzzRequest:
     note: str  # what the generator did
     template: Any = None  # the JSON body as a Python object, when there is one (for repeats)
     fuzz_id: bytes = b""  # sent as x-fuzz-id, so the fake upstream's side can be looked up
+    method: str = "POST"
+    answer_id: bytes = b""  # the id of the answer its miss got (the fake numbers its answers)
 
     @property
     def route(self) -> str:
         path = self.path.split("?", 1)[0]
-        return path if path.startswith("/v1/") else "/v1" + path
+        return path if path.startswith(("/v1/", "/cache/")) else "/v1" + path
+
+    @property
+    def admin(self) -> bool:
+        return self.path.startswith("/cache/")
 
     def describe(self, limit: int = 700) -> str:
-        lines = [f"POST {self.path}   [{self.note}]" + (f"  x-fuzz-id {self.fuzz_id.decode()}" if self.fuzz_id else "")]
+        lines = [
+            f"{self.method} {self.path}   [{self.note}]"
+            + (f"  x-fuzz-id {self.fuzz_id.decode()}" if self.fuzz_id else "")
+        ]
         for name, value in self.headers:
             shown = value if len(value) <= 200 else value[:200] + b"...(%d bytes)" % len(value)
             lines.append(f"  {name.decode('latin-1')}: {_show(shown)}")
@@ -98,6 +142,7 @@ class FuzzRequest:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "method": self.method,
             "path": self.path,
             "note": self.note,
             "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in self.headers],
@@ -257,6 +302,9 @@ CONTROL_NAMES = (
     "use-cache",
     "similarity-threshold",
     "ignore-params",
+    "tags",
+    "max-stale",
+    "stale-if-error",
 )
 BODY_CONTROL_VALUES: tuple[Any, ...] = (
     60,
@@ -354,7 +402,115 @@ CACHE_CONTROL = (
     "max-age=1e400",
     "max-age=60",
     "no-cache, no-store, only-if-cached",
+    "max-stale=30",
+    "max-stale=0",
+    "max-stale=-1",
+    "max-stale=nan",
+    "max-stale=1e400",
+    "max-stale=99999999999999999999",
+    'max-stale="5"',
+    "max-stale=5, max-stale=10",
+    "max-stale=\u0663",
+    "stale-if-error",
+    "stale-if-error=60",
+    "stale-if-error=-0",
+    "stale-if-error=inf",
+    "stale-if-error=315360001",
+    "only-if-cached, max-stale",
+    "only-if-cached, max-stale=60",
+    "max-stale=60, stale-if-error=60, max-age=0",
 )
+# Values for the tags and stale-window controls, good and bad.
+TAG_VALUES = (
+    "a",
+    "doc:42,team-search",
+    "a,a,a",
+    "",
+    " , ",
+    "x" * 64,
+    "x" * 65,
+    "ü",
+    ",".join(f"t{i}" for i in range(16)),
+    ",".join(f"t{i}" for i in range(17)),
+    "a b",
+    "tag;x",
+    "-",
+    ":::",
+    "a,,b",
+    "_tags/a",
+    "x" * 5000,
+)
+BODY_TAG_VALUES: tuple[Any, ...] = (
+    ["a"],
+    ["doc:42", "team-search"],
+    [],
+    ["a", "a"],
+    [""],
+    [1],
+    [None],
+    "a,b",
+    "a",
+    {"a": 1},
+    [["a"]],
+    ["x" * 65],
+    [f"t{i}" for i in range(17)],
+    ["ü"],
+    [True],
+)
+STALE_VALUES = (
+    "0",
+    "30",
+    "600",
+    "-1",
+    "-0",
+    "1e400",
+    "nan",
+    "NaN",
+    "inf",
+    "",
+    "315360001",
+    "315360000",
+    "99999999999999999999",
+    "1.5",
+    "\u0663",
+    "abc",
+    "30,30",
+    "0x10",
+    "1_0",
+)
+BODY_STALE_VALUES: tuple[Any, ...] = (
+    0,
+    30,
+    600,
+    -1,
+    1.5,
+    True,
+    None,
+    "30",
+    [],
+    {},
+    Raw("1e400"),
+    Raw("-0"),
+    Raw("99999999999999999999"),
+    Raw("315360001"),
+    "nan",
+)
+TEAMS = (b"ml", b"ml", b"ML", b"other", b"", b"ml,ml", b"\xe9")
+TRACEPARENTS = (
+    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+    b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+    b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+    b"00-xyz",
+    b"",
+    b"garbage",
+    b"\xff\xfe",
+    b"00-" + b"a" * 5000,
+)
+TRACESTATES = (b"congo=t61rcWkgMzE", b"a=b,c=d", b"", b"=", b"x" * 8000, b"\xe9=\xe9", b"a=" + b",a=b" * 300)
 CREDENTIAL_NAMES = (b"authorization", b"api-key", b"x-api-key", b"openai-organization", b"openai-project")
 KEYS = (
     b"Bearer sk-fuzz-a",
@@ -364,6 +520,35 @@ KEYS = (
     b"Bearer sk-\xe9\xff",
     b"Basic Zm9vOmJhcg==",
 )
+# The proxy's configuration under fuzzing: tenant policies (by header, by model glob, by
+# credential) and stale windows, so their controls and matching are fuzzed too.
+FUZZ_POLICIES: list[dict[str, Any]] = [
+    {
+        "name": "team-ml",
+        "match": {"header": {"x-team": "ml"}},
+        "namespace": "ml",
+        "ttl_s": 1,
+        "stale_while_revalidate_s": 30,
+        "stale_if_error_s": 60,
+        "allow_controls": ["ttl", "namespace", "max-stale", "stale-if-error", "tags", "only-if-cached"],
+    },
+    {
+        "name": "mini-models",
+        "match": {"model": "gpt-4o-mini*"},
+        "namespace": "mini",
+        "max_ttl_s": 60,
+        "deny_controls": ["no-store", "similarity-threshold"],
+    },
+    {
+        "name": "key-b",
+        "match": {"credential_sha256": [hashlib.sha256(b"sk-fuzz-b").hexdigest()]},
+        "namespace": "keyb",
+        "stale_if_error_s": 5,
+        "stale_while_revalidate_s": 2,
+        "deny_controls": ["no-cache"],
+    },
+]
+FUZZ_CACHE: dict[str, Any] = {"stale": {"while_revalidate_s": 20, "if_error_s": 60}}
 JSON_TYPES = (
     b"application/json",
     b"application/json; charset=utf-8",
@@ -400,7 +585,7 @@ BROKEN_JSON = (
     b"{} {}",
     b'{"model": "gpt-4o"}garbage',
 )
-FEATURES = ("query", "no-prefix", "repeat", "burst", "multipart")
+FEATURES = ("query", "no-prefix", "repeat", "burst", "multipart", "admin", "upstream-failure")
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 
 
@@ -408,13 +593,21 @@ class Generator:
     """Seeded request generator. `small` keeps bodies small (for the in-suite run)."""
 
     def __init__(
-        self, seed: int, small: bool = False, max_body: int = 1 << 20, without: frozenset[str] = frozenset()
+        self,
+        seed: int,
+        small: bool = False,
+        max_body: int = 1 << 20,
+        without: frozenset[str] = frozenset(),
+        admin_token: str = ADMIN_TOKEN,
     ) -> None:
         self.rng = random.Random(seed)
+        self.admin_token = admin_token
         self.small = small
         self.max_body = max_body
         self.without = without  # FEATURES not to generate, e.g. to get past a known finding
         self.sent_ok: list[FuzzRequest] = []  # 2xx requests, for repeats
+        self.answers: dict[str, list[tuple[bytes, bytes]]] = {}  # route: 2xx answers, to seed with
+        self.tagged: dict[str, list[FuzzRequest]] = {}  # tag: requests whose miss wrote entries with it
         self.audio = [self.rng.randbytes(self.rng.randint(0, 3000)) for _ in range(4)] + [b"", b"RIFF"]
 
     # ---- entry
@@ -423,6 +616,8 @@ class Generator:
         rng = self.rng
         if self.sent_ok and rng.random() < 0.25 and "repeat" not in self.without:
             return self.repeat(rng.choice(self.sent_ok[-64:]))
+        if rng.random() < 0.12 and "admin" not in self.without:
+            return self.admin_request()
         route = rng.choice(ROUTES)
         if route == "/v1/audio/transcriptions" and "multipart" not in self.without:
             request = self.multipart(route)
@@ -436,10 +631,19 @@ class Generator:
             request.path += "?" + rng.choice(("api-version=2024-06-01", "a=1&a=2", "x=%ff", "", "q=" + "z" * 500))
         return request
 
-    def remember(self, request: FuzzRequest, status: int) -> None:
-        if 200 <= status < 300:
+    def remember(self, request: FuzzRequest, status: int, headers: Headers | None = None, body: bytes = b"") -> None:
+        if 200 <= status < 300 and not request.admin:
             self.sent_ok.append(request)
             del self.sent_ok[:-256]
+            answers = self.answers.setdefault(request.route, [])
+            answers.append((body, _header(headers or [], b"content-type") or b""))
+            del answers[:-16]
+            found = ANSWER_ID.search(body)
+            if _header(headers or [], b"x-cache-status") == b"miss" and found is not None:
+                request.answer_id = found.group(1)
+                for tag in tags_written(request):
+                    self.tagged.setdefault(tag, []).append(request)
+                    del self.tagged[tag][:-8]
 
     def repeat(self, earlier: FuzzRequest) -> FuzzRequest:
         """The same request again (a hit), possibly with stream flipped or other headers."""
@@ -465,6 +669,21 @@ class Generator:
         elif rng.random() < 0.3:
             headers = self.random_headers(headers)
             note = "repeat (headers changed)"
+        elif rng.random() < 0.2 and "upstream-failure" not in self.without:
+            # The upstream fails this time: a stale answer (111) or the failure, passed on.
+            headers.append((b"x-fake-status", rng.choice((b"500", b"502", b"503", b"429"))))
+            if rng.random() < 0.8:
+                headers.append(
+                    rng.choice(
+                        (
+                            (b"x-cache-stale-if-error", rng.choice((b"600", b"1", b"0"))),
+                            (b"cache-control", b"stale-if-error=600"),
+                            (b"cache-control", b"max-stale=600"),
+                            (b"x-cache-max-stale", b"600"),
+                        )
+                    )
+                )
+            note = "repeat (upstream fails)"
         return FuzzRequest(earlier.path, headers, body, note, template)
 
     def burst(self) -> list[FuzzRequest]:
@@ -489,6 +708,207 @@ class Generator:
             copies.append(FuzzRequest(base.path, list(base.headers), body, f"burst ({mode})", variant))
         return copies
 
+    # ---- admin documents
+
+    def admin_request(self) -> FuzzRequest:
+        """PUT /cache/entries, POST /cache/explain or POST /cache/invalidate with a JSON
+        document: well formed, or mutated (wrong types, unknown fields, junk)."""
+        rng = self.rng
+        path = rng.choice(ADMIN_ROUTES)
+        notes = [path.rsplit("/", 1)[-1]]
+        document: Any
+        if path == "/cache/invalidate":
+            tags: Any = [t for t in rng.choice(TAG_VALUES).split(",")] if rng.random() < 0.7 else None
+            if tags is None:
+                tags = rng.choice(BODY_TAG_VALUES + ([f"t{i}" for i in range(1001)], ["a"] * 1000, "a"))
+            if self.tagged and rng.random() < 0.4:
+                tags = [rng.choice(sorted(self.tagged))]  # a tag of entries written: replayed after
+            document = {"tags": tags}
+        else:
+            route, described, notes_of = self.described_request()
+            notes += notes_of
+            document = {"request": described}
+            if path == "/cache/entries":
+                document["response"] = self.described_response(route)
+                if rng.random() < 0.4:
+                    document["ttl_s"] = rng.choice(BODY_CONTROL_VALUES + BODY_STALE_VALUES)
+        if rng.random() < 0.4:
+            document = self.jumble(document)
+            notes.append("jumbled")
+        raw = encode_text(to_json(document, rng, fancy=rng.random() < 0.3))
+        if rng.random() < 0.05:
+            raw = self.break_json(raw)
+            notes.append("broken-json")
+        headers: Headers = [(b"content-type", b"application/json")]
+        roll = rng.random()
+        if roll < 0.93:
+            headers.append((b"authorization", b"Bearer " + self.admin_token.encode()))
+        elif roll < 0.97:
+            headers.append((b"authorization", rng.choice(KEYS)))
+            notes.append("wrong-token")
+        else:
+            notes.append("no-token")
+        method = "PUT" if path == "/cache/entries" else "POST"
+        if rng.random() < 0.03:
+            method = rng.choice(("GET", "DELETE", "PATCH", "POST", "PUT"))
+            notes.append(f"method {method}")
+        replay = None
+        if path == "/cache/entries" and not set(notes) & {"jumbled", "broken-json"}:
+            replay = self.replay_of(document["request"])
+        return FuzzRequest(path, headers, raw, ", ".join(notes), template=replay, method=method)
+
+    def replay_of(self, described: dict[str, Any]) -> FuzzRequest | None:
+        """The request a seeding document describes, sent with only-if-cached: once the
+        seed is stored it must be a hit of the seeded key. None when the request carries
+        controls or tags that could make it miss (another writer, an invalidation)."""
+        sent = described.get("headers", {})
+        if len(sent) > 80:
+            return None  # with the client's own headers, past what the proxy takes (431)
+        if any(name.lower().startswith(("x-cache-", "cache-control")) for name in sent):
+            return None
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in sent.items()]
+        if "body" in described:
+            body = encode_text(to_json(described["body"], self.rng))
+            if not any(n.lower() == b"content-type" for n, _ in headers):
+                headers.append((b"content-type", b"application/json"))
+        else:
+            try:
+                body = base64.b64decode(described["body_base64"], validate=True)
+            except (ValueError, TypeError):
+                return None
+        headers.append((b"cache-control", b"only-if-cached"))
+        return FuzzRequest(described["path"], headers, body, "replay of a seed")
+
+    def described_request(self) -> tuple[str, Any, list[str]]:
+        """(route, the `request` member of an admin document, notes): a request for any
+        cached route, or junk."""
+        rng = self.rng
+        route = rng.choice(CACHED_ROUTES)
+        notes = [route]
+        described: dict[str, Any] = {}
+        path = route if rng.random() < 0.7 else route[3:]
+        if rng.random() < 0.1:
+            path = rng.choice(
+                (
+                    "",
+                    "x",
+                    "/v1/models",
+                    "/cache/explain",
+                    route + "/",
+                    route + "/../x",
+                    "http://h" + route,
+                    route + "\xe9",
+                )
+            )
+            notes.append("odd-path")
+        if rng.random() < 0.08:
+            path += "?" + rng.choice(("api-version=2024-06-01", "a=1&a=2", "", "x=%ff"))
+        described["path"] = path
+        body: Any
+        content_type = b"application/json"
+        if route in ("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/images/edits", "/v1/images/variations"):
+            form = self.multipart("/v1/audio/transcriptions")
+            body, content_type = form.body, _header(form.headers, b"content-type") or b""
+            encoded = True
+        else:
+            body = self.api_body(route)
+            encoded = rng.random() < 0.25
+        if encoded:
+            raw = body if isinstance(body, bytes) else encode_text(to_json(body, rng))
+            text = base64.b64encode(raw).decode()
+            if rng.random() < 0.1:
+                text = rng.choice((text[:-1], text + "!", "%%%", text.replace("=", ""), "", "\xe9", text + "\n"))
+                notes.append("bad-base64")
+            described["body_base64"] = text
+        else:
+            described["body"] = body
+        if rng.random() < 0.05:
+            described["body_base64" if "body" in described else "body"] = {}
+            notes.append("both-bodies")
+        headers = self.random_headers(self.base_headers(content_type if encoded else None))
+        if route in ANTHROPIC_ROUTES and rng.random() < 0.8:
+            headers.append((b"anthropic-version", b"2023-06-01"))
+        if rng.random() < 0.9:
+            described["headers"] = {n.decode("latin-1"): v.decode("latin-1") for n, v in headers}
+        return route, described, notes
+
+    def api_body(self, route: str) -> dict[str, Any]:
+        """A plausible JSON body for a cached route."""
+        rng = self.rng
+        if route == "/v1/chat/completions":
+            return self.chat_body()
+        if route == "/v1/completions":
+            return self.completion_body()
+        if route == "/v1/embeddings":
+            return self.embeddings_body()
+        if route == "/v1/messages":
+            return self.messages_body()
+        if route == "/v1/responses":
+            return self.responses_body()
+        if route == "/v1/images/generations":
+            return {"model": "dall-e-3", "prompt": self.text(), "n": rng.randint(1, 2)}
+        if route == "/v1/audio/speech":
+            return {"model": "tts-1", "input": self.text(), "voice": "alloy"}
+        if route == "/v1/rerank":
+            return {"model": "rerank-1", "query": self.text(), "documents": [self.text(), self.text()]}
+        return {"model": "omni-moderation-latest", "input": self.text()}
+
+    def described_response(self, route: str) -> Any:
+        """The `response` member of a seeding document: an answer this route gave, or junk."""
+        rng = self.rng
+        answers = self.answers.get(route)
+        if not answers or rng.random() < 0.15:
+            body: bytes = rng.choice(
+                (b"{}", b'{"error": {"message": "x"}}', b"<html></html>", b"data: [DONE]\n\n", b"", b"\xff\xfe")
+            )
+            content_type = rng.choice((b"application/json", b"text/event-stream", b"text/html", b""))
+        else:
+            body, content_type = rng.choice(answers)
+        response: dict[str, Any] = {}
+        parsed = None
+        if content_type.startswith(b"application/json"):
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict) and rng.random() < 0.6:
+            response["body"] = parsed
+        else:
+            response["body_base64"] = base64.b64encode(body).decode()
+        if rng.random() < 0.6:
+            response["content_type"] = content_type.decode("latin-1")
+        if rng.random() < 0.05:
+            response["content_type"] = rng.choice(("", "x" * 5000, "\xe9", "text/event-stream; charset=utf-8"))
+        return response
+
+    def jumble(self, value: Any, depth: int = 0) -> Any:
+        """`value` with random members replaced, removed or added (JSON structure junk)."""
+        rng = self.rng
+        if depth == 0 and rng.random() < 0.05:
+            return rng.choice(([], "x", 1, None, [value], self.nested(rng.choice((100, 3000)))))
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for name, item in value.items():
+                roll = rng.random()
+                if roll < 0.08:
+                    continue
+                if roll < 0.2:
+                    out[name] = self.random_value()
+                elif roll < 0.23:
+                    out[name] = "z" * 100_000 if not self.small else "z" * 5000
+                else:
+                    out[name] = self.jumble(item, depth + 1)
+            if rng.random() < 0.1:
+                out[rng.choice(("extra", "Request", "body ", "ttl", "__proto__", self.text()[:20]))] = (
+                    self.random_value()
+                )
+            if rng.random() < 0.05:
+                return Dupes(out, [(rng.choice(sorted(out) or ["x"]), self.random_value())])
+            return out
+        if isinstance(value, list) and value and rng.random() < 0.2:
+            return [self.jumble(item, depth + 1) for item in value] + [self.random_value()]
+        return value
+
     # ---- headers
 
     def base_headers(self, content_type: bytes | None) -> Headers:
@@ -503,6 +923,8 @@ class Generator:
     def random_headers(self, headers: Headers) -> Headers:
         rng = self.rng
         headers = list(headers)
+        if rng.random() < 0.4:
+            headers = self.feature_headers(headers)
         for _ in range(rng.choice((0, 0, 1, 1, 2, 3, 5))):
             kind = rng.random()
             if kind < 0.35:
@@ -528,6 +950,29 @@ class Generator:
         if rng.random() < 0.01 and not self.small:  # a head larger than the proxy takes
             headers.append((b"x-big", b"v" * 70_000))
         return headers
+
+    def feature_headers(self, headers: Headers) -> Headers:
+        """Headers of the newer features: tags and stale-window controls, the header a tenant
+        policy matches by, W3C trace context; good and bad values, some sent twice."""
+        rng = self.rng
+        kind = rng.random()
+        if kind < 0.2:
+            added = [(b"x-cache-tags", rng.choice(TAG_VALUES).encode())]
+        elif kind < 0.4:
+            name = rng.choice((b"x-cache-max-stale", b"x-cache-stale-if-error"))
+            added = [(name, rng.choice(STALE_VALUES).encode())]
+        elif kind < 0.7:
+            added = [(b"x-team", rng.choice(TEAMS))]
+        elif kind < 0.9:
+            added = [(b"traceparent", rng.choice(TRACEPARENTS))]
+            if rng.random() < 0.5:
+                added.append((b"tracestate", rng.choice(TRACESTATES)))
+        else:
+            added = [(b"authorization" if rng.random() < 0.5 else b"x-api-key", b"sk-fuzz-b")]
+            headers = [(n, v) for n, v in headers if n not in CREDENTIAL_NAMES]
+        if rng.random() < 0.1:  # the same header twice
+            added.append((added[0][0], rng.choice((added[0][1], b"ml", b"30", b"a"))))
+        return headers + added
 
     def header_name(self) -> bytes:
         rng = self.rng
@@ -659,6 +1104,36 @@ class Generator:
             body["encoding_format"] = rng.choice(("float", "base64"))
         return body
 
+    def messages_body(self) -> dict[str, Any]:
+        """Anthropic's Messages API."""
+        rng = self.rng
+        turns = [m for m in self.messages() if m.get("role") == "user"]
+        body: dict[str, Any] = {
+            "model": rng.choice(("claude-3-5-haiku-latest", "claude-sonnet-4-0", "gpt-4o-mini")),
+            "max_tokens": rng.randint(1, 64),
+            "messages": turns,
+        }
+        if rng.random() < 0.3:
+            body["system"] = self.text()
+        if rng.random() < 0.2:
+            body["temperature"] = rng.choice((0, 0.5, 1))
+        return body
+
+    def responses_body(self) -> dict[str, Any]:
+        """OpenAI's Responses API."""
+        rng = self.rng
+        body: dict[str, Any] = {
+            "model": rng.choice(MODELS[:3]),
+            "input": self.text() if rng.random() < 0.6 else self.messages(),
+        }
+        if rng.random() < 0.2:
+            body["instructions"] = self.text()
+        if rng.random() < 0.05:
+            body["background"] = True
+        if rng.random() < 0.05:
+            body["previous_response_id"] = "resp_" + self.text()[:10]
+        return body
+
     def random_value(self, depth: int = 0) -> Any:
         rng = self.rng
         kind = rng.random()
@@ -685,7 +1160,16 @@ class Generator:
         if rng.random() < 0.1:
             return self.random_value()
         names = CONTROL_NAMES + ("foo", "only-if-cached", "TTL", "")
-        return {rng.choice(names): rng.choice(BODY_CONTROL_VALUES) for _ in range(rng.randint(0, 3))}
+        control = {}
+        for _ in range(rng.randint(0, 3)):
+            name = rng.choice(names)
+            if name == "tags" and rng.random() < 0.8:
+                control[name] = rng.choice(BODY_TAG_VALUES)
+            elif name in ("max-stale", "stale-if-error") and rng.random() < 0.8:
+                control[name] = rng.choice(BODY_STALE_VALUES)
+            else:
+                control[name] = rng.choice(BODY_CONTROL_VALUES)
+        return control
 
     def nested(self, depth: int) -> Raw:
         """`depth` arrays or objects one inside the other (as text: no recursion here)."""
@@ -761,12 +1245,14 @@ class Generator:
             "/v1/chat/completions": self.chat_body,
             "/v1/completions": self.completion_body,
             "/v1/embeddings": self.embeddings_body,
+            "/v1/messages": self.messages_body,
+            "/v1/responses": self.responses_body,
         }[route]
         body = make()
         notes = [CALL_TYPE_OF[route]]
         if route != "/v1/embeddings" and rng.random() < 0.35:
             body["stream"] = True
-            if rng.random() < 0.5:
+            if route in ("/v1/chat/completions", "/v1/completions") and rng.random() < 0.5:
                 body["stream_options"] = {"include_usage": rng.random() < 0.7}
         if rng.random() < 0.15:
             body["cache"] = self.cache_object()
@@ -787,6 +1273,12 @@ class Generator:
             notes.append(f"big-body({size})")
             template = None
         headers = self.base_headers(b"application/json")
+        if route in ANTHROPIC_ROUTES and rng.random() < 0.9:
+            headers.append((b"anthropic-version", b"2023-06-01"))
+            if rng.random() < 0.5:
+                headers = [
+                    (b"x-api-key", v.removeprefix(b"Bearer ")) if n == b"authorization" else (n, v) for n, v in headers
+                ]
         if mutate:
             headers = self.random_headers(headers)
         return FuzzRequest(route, headers, raw, ", ".join(notes), template)
@@ -1001,6 +1493,12 @@ def regression_requests() -> list[FuzzRequest]:
             "/v1/audio/transcriptions", form_type, form(cache_part), "regression: a form of only the cache field"
         ),
         FuzzRequest(
+            "/v1/responses",
+            json_type,
+            b'{"model":"gpt-4o","input":"hi","background":true,"metadata":' + deep(900) + b"}",
+            "regression: deep metadata, passed through (the fake upstream answered 500)",
+        ),
+        FuzzRequest(
             "/v1/audio/transcriptions",
             form_type,
             form(cache_part, end=b"--b\r\nConten"),
@@ -1058,9 +1556,13 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _error_code(body: bytes) -> Any:
+    """The OpenAI-shaped error's code; Anthropic's shape has none: its only-if-cached 504
+    is told by its message."""
     try:
-        document = json.loads(body)
-        return document["error"]["code"]
+        error = json.loads(body)["error"]
+        if "code" not in error and "only-if-cached" in error["message"]:
+            return "only_if_cached"
+        return error["code"]
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -1125,6 +1627,10 @@ def check(
         if status == 504 and code == "only_if_cached":
             if (_header(headers, b"x-should-retry") or b"").lower() != b"false":
                 found.append(finding("only-if-cached-without-x-should-retry"))
+        elif _header(request.headers, b"x-fake-status") is not None and (
+            passed_through or code in UPSTREAM_FAILURE_CODES
+        ):
+            pass  # the fuzzer asked the upstream to fail (and no stale answer was there)
         elif passed_through:
             found.append(
                 finding("upstream-5xx", "the fake upstream answered 5xx (it should not); the proxy passed it on")
@@ -1143,12 +1649,92 @@ def check(
             )
             found.append(finding("proxy-5xx", detail))
     elif status >= 400 and not passed_through:
-        why = _openai_shaped(headers, body)
+        anthropic = request.route in ANTHROPIC_ROUTES
+        why = _anthropic_shaped(headers, body) if anthropic else _openai_shaped(headers, body)
         if why is not None:
-            found.append(finding("error-shape", why))
-    elif 200 <= status < 300 and _header(headers, b"x-cache-status") is None:
-        found.append(finding("no-x-cache-status"))
+            found.append(finding("error-shape", ("not Anthropic-shaped: " if anthropic else "") + why))
+    elif 200 <= status < 300 and not request.admin:
+        cache_status = _header(headers, b"x-cache-status")
+        if cache_status is None:
+            found.append(finding("no-x-cache-status"))
+        warning = _header(headers, b"warning")
+        if cache_status == b"stale" and (
+            warning not in (b'110 - "Response is Stale"', b'111 - "Revalidation Failed"')
+            or _header(headers, b"age") is None
+        ):
+            found.append(finding("stale-without-warning", f"warning {warning!r}"))
+        elif cache_status != b"stale" and warning is not None:
+            found.append(finding("warning-not-stale", f"x-cache-status {cache_status!r}, warning {warning!r}"))
+        expected = expected_policy(request)
+        sent = _header(headers, b"x-cache-policy")
+        if expected is not UNKNOWN and sent != (None if expected is None else expected.encode()):
+            found.append(finding("wrong-policy", f"x-cache-policy {sent!r}; the request matches {expected!r}"))
     return found
+
+
+def _anthropic_shaped(headers: Headers, body: bytes) -> str | None:
+    """Why an error the proxy wrote on /v1/messages is not Anthropic-shaped
+    (`{"type": "error", "error": {"type": str, "message": str}}`), None when it is."""
+    content_type = (_header(headers, b"content-type") or b"").split(b";")[0].strip()
+    if content_type != b"application/json":
+        return f"content-type {content_type!r}"
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "body is not JSON"
+    if not isinstance(document, dict) or document.get("type") != "error":
+        return 'no "type": "error"'
+    error = document.get("error")
+    if not isinstance(error, dict) or not all(isinstance(error.get(k), str) for k in ("type", "message")):
+        return "error.type/message not strings"
+    return None
+
+
+UNKNOWN = "<unknown>"  # the fuzzer cannot tell which policy a request matches
+_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key")
+
+
+def expected_policy(request: FuzzRequest) -> str | None:
+    """The name of the first of FUZZ_POLICIES that `request` matches (None: none), or
+    UNKNOWN when the fuzzer cannot read the request as the proxy does (a form, duplicate
+    JSON keys, a header sent twice)."""
+    if request.route in ("/v1/audio/transcriptions", "/v1/audio/translations") or "duplicate-key" in request.note:
+        return UNKNOWN
+    sent: dict[bytes, list[bytes]] = {}
+    for name, value in request.headers:
+        sent.setdefault(name.lower(), []).append(value.strip(b" \t"))
+    try:
+        document = json.loads(request.body)
+    except ValueError:
+        return UNKNOWN
+    model = document.get("model") if isinstance(document, dict) else None
+    for policy in FUZZ_POLICIES:
+        match = policy.get("match", {})
+        for name, value in match.get("header", {}).items():
+            values = sent.get(name.encode(), [])
+            if len(values) > 1:
+                return UNKNOWN
+            if values != [value.encode()]:
+                break
+        else:
+            glob = match.get("model")
+            if glob is not None and not (isinstance(model, str) and fnmatch.fnmatchcase(model, glob)):
+                continue
+            digests = match.get("credential_sha256")
+            if digests is not None and not any(
+                hashlib.sha256(_api_key(name, value)).hexdigest() in digests
+                for name in _KEY_HEADERS
+                for value in sent.get(name, [])
+            ):
+                continue
+            return str(policy["name"])
+    return None
+
+
+def _api_key(name: bytes, value: bytes) -> bytes:
+    if name == b"authorization" and value[:7].lower() == b"bearer ":
+        value = value[7:]
+    return value.strip()
 
 
 # =========================================================================== running
@@ -1159,6 +1745,10 @@ class Report:
     started: float = field(default_factory=time.monotonic)
     sent: int = 0
     bursts: int = 0
+    explained: int = 0  # requests whose key was checked against POST /cache/explain
+    replayed: int = 0  # seeds replayed with only-if-cached
+    invalidations_checked: int = 0  # tagged requests replayed after an invalidation
+    admin_refusals: Counter[str] = field(default_factory=Counter)  # what the admin routes refused, most often
     client_rejected: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_route: dict[str, Counter[str]] = field(default_factory=dict)
@@ -1188,7 +1778,9 @@ class Report:
         lines = [
             title,
             f"requests sent: {self.sent} in {time.monotonic() - self.started:.0f} s"
-            f" ({self.bursts} parallel bursts; {self.client_rejected} refused by the HTTP client before sending)",
+            f" ({self.bursts} parallel bursts; {self.client_rejected} refused by the HTTP client before sending;"
+            f" {self.explained} keys checked against /cache/explain; {self.replayed} seeds replayed;"
+            f" {self.invalidations_checked} replays after an invalidation)",
         ]
         lines.append("by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.by_status.items())))
         lines.append("by route:")
@@ -1198,6 +1790,9 @@ class Report:
             lines.append(f"  {route:28} {total:6}  ({detail})")
         lines.append("x-cache-status: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.cache_status.items())))
         lines.append(f"slowest: {self.slowest[0]:.2f} s  {self.slowest[1]}")
+        if self.admin_refusals:
+            lines.append("admin refusals, most frequent:")
+            lines.extend(f"  {n:6}  {what}" for what, n in self.admin_refusals.most_common(12))
         if self.stopped_early:
             lines.append(f"stopped early: {self.stopped_early}")
         kinds = Counter(f.kind for f in self.findings)
@@ -1249,7 +1844,8 @@ def send(
     fuzz_id: bytes,
     report: Report,
     upstream_status: UpstreamStatus | None = None,
-) -> int | None:
+) -> tuple[int | None, Headers, bytes]:
+    """Send `request`, check its answer into `report`: (status, headers, body)."""
     request.fuzz_id = fuzz_id
     # A server strips the whitespace around a header value anyway; h11 refuses to send it.
     headers = [(name, value.strip(b" \t")) for name, value in request.headers]
@@ -1260,19 +1856,131 @@ def send(
     body = b""
     error = ""
     try:
-        response = client.post(root + request.path, content=request.body, headers=headers)
+        response = client.request(request.method, root + request.path, content=request.body, headers=headers)
         status, response_headers, body = response.status_code, list(response.headers.raw), response.content
     except httpx.LocalProtocolError:  # h11 would not send it: not the proxy's doing
         with report.lock:
             report.client_rejected += 1
-        return None
+        return None, [], b""
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     elapsed = time.monotonic() - started
     upstream = upstream_status(fuzz_id) if upstream_status is not None else None
     found = check(request, status, response_headers, body, elapsed, error, upstream, upstream_status is not None)
     report.record(request, status, response_headers, elapsed, found)
-    return status
+    if request.admin and status is not None and status >= 400:
+        message = re.sub(r"'[^']*'|\d+", "_", str(_error_message(body)))[:70]
+        with report.lock:
+            report.admin_refusals[f"{request.path} {status} {message}"] += 1
+    return status, response_headers, body
+
+
+def _error_message(body: bytes) -> Any:
+    try:
+        return json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return body[:70]
+
+
+TAG = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+ANSWER_ID = re.compile(rb'"id" ?: ?"([^"]+)"')
+
+
+def tags_written(request: FuzzRequest) -> list[str]:
+    """The tags a request's entries carry, when the fuzzer can tell for sure: one
+    x-cache-tags header of valid tags, and no other control that could stop the write."""
+    sent = [v for n, v in request.headers if n.lower() == b"x-cache-tags"]
+    others = [n for n, _ in request.headers if n.lower().startswith((b"x-cache-", b"cache-control"))]
+    if len(sent) != 1 or len(others) != 1 or b'"cache"' in request.body:
+        return []
+    tags = [t.strip() for t in sent[0].decode("latin-1").split(",")]
+    return tags if tags and all(TAG.fullmatch(t) for t in tags) and len(set(tags)) <= 16 else []
+
+
+def check_invalidated(client: httpx.Client, root: str, generator: Generator, answer: bytes, report: Report) -> None:
+    """After POST /cache/invalidate, a request whose miss wrote an entry with one of the
+    tags is not answered from that entry any more. The same key may since have been
+    written again, by a request with other tags or none: the answer's id tells whether
+    the entry served is the one that miss wrote."""
+    try:
+        invalidated = json.loads(answer)["invalidated"]
+    except (ValueError, KeyError, TypeError):
+        return
+    for tag in invalidated:
+        for earlier in generator.tagged.pop(tag, [])[-2:]:
+            replay = FuzzRequest(
+                earlier.path,
+                earlier.headers + [(b"cache-control", b"only-if-cached")],
+                earlier.body,
+                f"replay after invalidating {tag!r}",
+            )
+            status, headers, body = send(client, root, replay, earlier.fuzz_id + b"-inv", report)
+            with report.lock:
+                report.invalidations_checked += 1
+            served = _header(headers, b"x-cache-status")
+            found = ANSWER_ID.search(body)
+            if status == 200 and served in (b"hit", b"stale") and found and found.group(1) == earlier.answer_id:
+                detail = f"served {served!r} (answer {earlier.answer_id!r}) after tag {tag!r} was invalidated"
+                with report.lock:
+                    report.findings.append(
+                        Finding("served-after-invalidation", replay, status, 0.0, headers, body, detail)
+                    )
+
+
+def check_seeded(client: httpx.Client, root: str, seeding: FuzzRequest, answer: bytes, report: Report) -> None:
+    """The request a 200 of PUT /cache/entries stored, sent with only-if-cached, is a hit
+    of the key the route named (unless the seed's TTL is too short to tell)."""
+    try:
+        stored = json.loads(answer)
+        key, ttl = stored["key"], stored["ttl_s"]
+    except (ValueError, KeyError, TypeError):
+        report.findings.append(Finding("seed-answer", seeding, 200, 0.0, [], answer, "not {key, ttl_s, ...}"))
+        return
+    if key is None or (ttl is not None and ttl < 30):
+        return  # an embeddings batch (one key per item), or a seed that may have expired already
+    replay: FuzzRequest = seeding.template
+    status, headers, body = send(client, root, replay, seeding.fuzz_id + b"-replay", report)
+    with report.lock:
+        report.replayed += 1
+    cache_status = _header(headers, b"x-cache-status")
+    if status != 200 or cache_status != b"hit" or _header(headers, b"x-cache-key") != key.encode():
+        detail = f"seeded key {key}; the replay got {status}, x-cache-status {cache_status!r}, key {_header(headers, b'x-cache-key')!r}"
+        with report.lock:
+            report.findings.append(Finding("seed-not-hit", replay, status, 0.0, headers, body, detail))
+
+
+def check_explain(
+    client: httpx.Client, root: str, request: FuzzRequest, key: bytes, admin_token: str, report: Report
+) -> None:
+    """POST /cache/explain of a request the proxy just answered with `x-cache-key: key`
+    must name the same key."""
+    described: dict[str, str] = {}
+    for name, value in request.headers + [(b"x-fuzz-id", request.fuzz_id)]:
+        lowered = name.decode("latin-1").lower()
+        if lowered in described:
+            return  # a header twice: a described request cannot say that
+        described[lowered] = value.strip(b" \t").decode("latin-1")
+    document = {
+        "request": {"path": request.path, "headers": described, "body_base64": base64.b64encode(request.body).decode()}
+    }
+    explain = FuzzRequest(
+        "/cache/explain",
+        [(b"content-type", b"application/json"), (b"authorization", b"Bearer " + admin_token.encode())],
+        json.dumps(document).encode(),
+        f"explain of {request.fuzz_id.decode()} ({request.note})",
+    )
+    status, headers, body = send(client, root, explain, request.fuzz_id + b"-explain", report)
+    with report.lock:
+        report.explained += 1
+    try:
+        explained = json.loads(body).get("key") if status == 200 else None
+    except (ValueError, AttributeError):
+        explained = None
+    if explained != key.decode("latin-1"):
+        detail = f"x-cache-key {key.decode('latin-1')}, explain answered {status} with key {explained!r}"
+        found = Finding("explain-key", request, status, 0.0, headers, body, detail)
+        with report.lock:
+            report.findings.append(found)
 
 
 def worker(
@@ -1285,8 +1993,10 @@ def worker(
     upstream_status: UpstreamStatus | None = None,
     burst_rate: float = 0.03,
     without: frozenset[str] = frozenset(),
+    admin_token: str = ADMIN_TOKEN,
+    explain_rate: float = 0.08,
 ) -> None:
-    generator = Generator(seed, small=small, max_body=max_body, without=without)
+    generator = Generator(seed, small=small, max_body=max_body, without=without, admin_token=admin_token)
     counter = 0
     timeout = httpx.Timeout(CLIENT_TIMEOUT_S, connect=5.0)
     with httpx.Client(timeout=timeout) as client:
@@ -1308,9 +2018,16 @@ def worker(
                     thread.join()
                 continue
             request = generator.request()
-            status = send(client, root, request, b"%d-%d" % (seed, counter), report, upstream_status)
+            status, headers, body = send(client, root, request, b"%d-%d" % (seed, counter), report, upstream_status)
             if status is not None:
-                generator.remember(request, status)
+                generator.remember(request, status, headers, body)
+                key = _header(headers, b"x-cache-key")
+                if key and 200 <= status < 300 and not request.admin and generator.rng.random() < explain_rate:
+                    check_explain(client, root, request, key, admin_token, report)
+                if status == 200 and isinstance(request.template, FuzzRequest):
+                    check_seeded(client, root, request, body, report)
+                if status == 200 and request.path == "/cache/invalidate":
+                    check_invalidated(client, root, generator, body, report)
 
 
 def _send_alone(
@@ -1334,6 +2051,8 @@ def run(
     max_hangs: int | None = None,
     without: frozenset[str] = frozenset(),
     regressions: bool = True,
+    admin_token: str = ADMIN_TOKEN,
+    explain_rate: float = 0.08,
 ) -> Report:
     """Fuzz the proxy at `root` until `requests` have been sent (counted per worker) or
     `seconds` have passed, or (with `max_hangs`) that many requests have hung. The
@@ -1376,6 +2095,8 @@ def run(
                 upstream_status,
                 burst_rate,
                 without,
+                admin_token,
+                explain_rate,
             )
             for i in range(concurrency)
         ]
@@ -1431,14 +2152,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, upstream_url: str, port: int, max_body: int) -> Path:
+def write_config(directory: Path, upstream_url: str, port: int, max_body: int, tracing: bool = False) -> Path:
     path = directory / "llmcache.yaml"
     path.write_text(
         "server:\n"
         f"  host: 127.0.0.1\n  port: {port}\n  max_body_bytes: {max_body}\n"
         "upstream:\n"
         f"  base_url: {upstream_url}\n  timeout_s: 30\n"
+        f"policies: {json.dumps(FUZZ_POLICIES)}\n"
+        f"tracing: {{enabled: {json.dumps(tracing)}}}\n"
         "cache:\n"
+        f"  stale: {json.dumps(FUZZ_CACHE['stale'])}\n"
         "  tiers:\n"
         "    - {type: local}\n"
         f"    - {{type: disk, path: {json.dumps(str(directory / 'cache'))}}}\n"
@@ -1448,11 +2172,41 @@ def write_config(directory: Path, upstream_url: str, port: int, max_body: int) -
     return path
 
 
-def start_server(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+class SpanSink:
+    """An OTLP/HTTP endpoint that takes every export and keeps nothing but a count, so the
+    server runs with tracing on (the `traceparent` values sent are continued)."""
+
+    def __init__(self) -> None:
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                sink.exports += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.exports = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_server(config: Path, port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
             cwd=REPO,
+            env=None if env is None else {**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -1555,9 +2309,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("python_multipart").setLevel(logging.ERROR)
         directory = Path(scratch)
         port = free_port()
-        config = write_config(directory, upstream.url, port, args.max_body)
+        tracing = importlib.util.find_spec("opentelemetry.sdk") is not None
+        sink = SpanSink()
+        config = write_config(directory, upstream.url, port, args.max_body, tracing)
         log = directory / "server.log"
-        server = start_server(config, port, log)
+        server = start_server(config, port, log, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.url})
         root = f"http://127.0.0.1:{port}"
         title = (
             f"llmcache route fuzzer: seed {args.seed}, concurrency {args.concurrency}, "
@@ -1578,6 +2334,8 @@ def main(argv: list[str] | None = None) -> int:
             alive = server.poll() is None
         finally:
             stop_server(server)
+            sink.close()
+        print(f"tracing {'on' if tracing else 'off (no opentelemetry)'}: {sink.exports} span exports", file=sys.stderr)
         report.log_errors = log_errors(log.read_text(errors="replace"))
         if not alive:
             report.log_errors.insert(0, f"the server exited during the run (code {server.returncode})")

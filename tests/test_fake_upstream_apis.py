@@ -145,6 +145,16 @@ def test_responses_text(oai: openai.OpenAI, fake: FakeUpstream) -> None:
     assert stats["requests"][0]["json"]["input"] == USER_TEXT
 
 
+def test_responses_refuses_metadata_that_is_not_a_map_of_strings(oai: openai.OpenAI) -> None:
+    """The fake echoes metadata: 900 nested arrays made it a 500 (orjson's depth limit),
+    found by the route fuzzer; OpenAI takes only a map of strings."""
+    deep: Any = 1
+    for _ in range(900):
+        deep = [deep]
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model="gpt-4o", input="hi", metadata=deep)
+
+
 def test_responses_content_is_deterministic_ids_are_not(oai: openai.OpenAI) -> None:
     kwargs: Any = {"model": "fake-reasoning-model", "input": USER_TEXT, "tools": FUNCTION_TOOLS}
     first, second = oai.responses.create(**kwargs), oai.responses.create(**kwargs)

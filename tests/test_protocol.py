@@ -3,9 +3,12 @@ what a client may send (the write path itself is in tests/unit/test_protocol.py)
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from typing import Any
+
+import pytest
 
 
 def _exchange(url: str, request: bytes, expect_responses: int) -> bytes:
@@ -122,3 +125,39 @@ def test_an_unparsable_request_gets_an_openai_shaped_400(serve: Any) -> None:
         sock.sendall(b"GET /health HTTP/1.1\r\nbad header line\r\n\r\n")
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400") and b'"code":"invalid_http_request"' in answer
+
+
+def test_heads_refused_on_messages_get_anthropics_error_shape(serve: Any) -> None:
+    """The protocol answers a refused head itself, before the app: on /v1/messages in
+    Anthropic's error shape, as the app answers its own errors there (found by the route
+    fuzzer: the Anthropic SDK got an OpenAI-shaped 431)."""
+    import anthropic
+
+    proxy = serve(server={"body_timeout_s": 0.5})
+    many = {f"x-h{i}": "v" for i in range(200)}
+    client = anthropic.Anthropic(base_url=proxy.root, api_key="sk-ant-a", max_retries=0, default_headers=many)
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        client.messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.status_code == 431
+    body = refused.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert body["error"]["type"] == "invalid_request_error" and "header" in body["error"]["message"]
+    # A body that never arrives: the 408 too.
+    host, port = proxy.root.removeprefix("http://").split(":")
+    head = b"POST /messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head + b'{"model":')
+        answer = sock.recv(65536)
+    document = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert answer.startswith(b"HTTP/1.1 408") and document["type"] == "error", answer
+    # Other routes keep OpenAI's shape.
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+            + b"".join(f"{n}: v\r\n".encode() for n in many)
+            + b"\r\n"
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431") and b'"code":"headers_too_large"' in answer

@@ -68,6 +68,11 @@ def reply(body: dict[str, Any], fixed_id: str | None) -> Full | Stream:
     raw_input = body.get("input")
     if raw_input is not None and not isinstance(raw_input, (str, list)):
         raise ApiError(400, "Invalid type for 'input': expected a string or an array.", param="input")
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):  # echoed in the answer: a map of strings, as OpenAI takes (deep junk broke orjson here)
+        raise ApiError(400, "Invalid type for 'metadata': expected an object of strings.", param="metadata")
     limit = int_param(body, "max_output_tokens", 1, 10**9, None)
     output = _output(body, model, _last_user_text(raw_input), limit)
     response_id = fixed_id or f"resp_{next(ids)}"
