@@ -13,21 +13,21 @@ from app.errors import ProxyError, bad_request
 from app.tags import TAG_RULE, read_tags
 from app.types import MAX_TTL_S, valid_namespace
 
-CONTROL_NAMES = frozenset(
-    (
-        "ttl",
-        "s-maxage",
-        "namespace",
-        "no-cache",
-        "no-store",
-        "use-cache",
-        "similarity-threshold",
-        "ignore-params",
-        "max-stale",
-        "stale-if-error",
-        "tags",
-    )
+# The per-request controls, in the order the README lists them.
+CONTROLS = (
+    "ttl",
+    "s-maxage",
+    "namespace",
+    "no-cache",
+    "no-store",
+    "use-cache",
+    "similarity-threshold",
+    "ignore-params",
+    "tags",
+    "max-stale",
+    "stale-if-error",
 )
+CONTROL_NAMES = frozenset(CONTROLS)
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
 

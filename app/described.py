@@ -40,6 +40,16 @@ def invalid(message: str) -> ProxyError:
     return bad_request(message, CODE)
 
 
+def fields_of(value: Any, where: str, known: frozenset[str], shape: str) -> dict[str, Any]:
+    """`value` as an object of `known` fields (the 400 says `where` and its `shape`)."""
+    if not isinstance(value, dict):
+        raise invalid(f"{where!r} must be an object with {shape}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise invalid(f"unknown {where} field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+    return value
+
+
 async def admin_document(body: bytes, fields: frozenset[str], required: frozenset[str]) -> dict[str, Any]:
     """An admin route's JSON body: an object of `fields` (numbers exact, as in a request)."""
     try:
@@ -110,13 +120,7 @@ async def _no_client() -> Message:
 def described(document: Any, pipeline: Pipeline) -> Request:
     """The request `document` describes, as the server would have read it."""
     max_body = pipeline.max_body
-    if not isinstance(document, dict):
-        raise invalid("'request' must be an object with 'path', 'headers' and 'body' (or 'body_base64')")
-    unknown = sorted(set(document) - REQUEST_FIELDS)
-    if unknown:
-        raise invalid(
-            f"unknown request field(s) {', '.join(map(repr, unknown))}; known: path, headers, body, body_base64"
-        )
+    document = fields_of(document, "request", REQUEST_FIELDS, "'path', 'headers' and 'body' (or 'body_base64')")
     path = document.get("path")
     if not isinstance(path, str) or not _PATH.match(path):
         raise invalid("request.path must be a path such as /v1/chat/completions (printable ASCII)")

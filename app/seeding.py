@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from app.calls.base import Call, Handler
 from app.calls.embeddings import MissingItems
 from app.coalesce import Outcome, json_object
-from app.described import body_bytes, invalid
+from app.described import body_bytes, fields_of, invalid
 from app.exact_json import dumps
 from app.explain import uncached_reason
 from app.types import MAX_TTL_S, CacheKey
@@ -58,13 +58,7 @@ def ttl_of(pipeline: Pipeline, call: Call, given: Any) -> float | None:
 
 def answer_of(handler: Handler, response: Any) -> Outcome:
     """The seeded response as an upstream outcome, if it is a whole answer of the call type."""
-    if not isinstance(response, dict):
-        raise invalid("'response' must be an object with 'body' (or 'body_base64') and 'content_type'")
-    unknown = sorted(set(response) - RESPONSE_FIELDS)
-    if unknown:
-        raise invalid(
-            f"unknown response field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(RESPONSE_FIELDS))}"
-        )
+    response = fields_of(response, "response", RESPONSE_FIELDS, "'body' (or 'body_base64') and 'content_type'")
     body = body_bytes(response, "response")
     content_type = response.get("content_type", "application/json")
     if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):

@@ -72,6 +72,8 @@ from typing import Any
 
 import httpx
 
+from app.control import CONTROLS
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 HANG_S = 10.0
@@ -293,19 +295,7 @@ WEIRD_STRINGS = (
     "Ω≈ç√∫",
     "\U0010ffff",
 )
-CONTROL_NAMES = (
-    "ttl",
-    "s-maxage",
-    "namespace",
-    "no-cache",
-    "no-store",
-    "use-cache",
-    "similarity-threshold",
-    "ignore-params",
-    "tags",
-    "max-stale",
-    "stale-if-error",
-)
+CONTROL_NAMES = CONTROLS
 BODY_CONTROL_VALUES: tuple[Any, ...] = (
     60,
     0,
