@@ -349,19 +349,23 @@ class Pipeline:
             self.settle(flight, match.entry)
             await self.respond.entry(call, send, match.entry, CacheStatus.SEMANTIC_HIT, match)
             return
-        lock = await self.chain.fleet.acquire(call.key)
-        if lock is False:
-            # Another process of the fleet is calling the upstream for this key.
-            key = call.key
-            with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
-                entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
-            if entry is not None:
-                self.metrics.coalesced.inc()
-                self.settle(flight, entry)
-                await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
-                return
-        held = lock if isinstance(lock, FleetLock) else None
+        held, entry = await self.lead_in_fleet(call.key)
+        if entry is not None:
+            self.metrics.coalesced.inc()
+            self.settle(flight, entry)
+            await self.respond.entry(call, send, entry, CacheStatus.COALESCED)
+            return
         await self.forward(call, receive, send, status, flight, held, fallback)
+
+    async def lead_in_fleet(self, key: CacheKey) -> tuple[FleetLock | None, Entry | None]:
+        """The fleet's lock on calling the upstream for `key` (None without a shared tier, or
+        after a wait that found nothing), or the entry another process's call stored while
+        this one waited for it."""
+        lock = await self.chain.fleet.acquire(key)
+        if lock is not False:
+            return (lock if isinstance(lock, FleetLock) else None), None
+        with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
+            return None, await self.chain.fleet.wait(key, lambda: self.chain.get(key))
 
     async def semantic_match(self, call: Call) -> Match | None:
         """An entry answering a paraphrase of the call's question, if the semantic cache applies."""
@@ -386,14 +390,11 @@ class Pipeline:
         key = call.key
         assert key is not None
         try:
-            lock = await self.chain.fleet.acquire(key)
-            if lock is False:  # another process of the fleet is refreshing it
-                with tracing.span(tracing.FLIGHT_WAIT, IN_FLEET):
-                    entry = await self.chain.fleet.wait(key, lambda: self.chain.get(key))
-                if entry is not None:
-                    self.settle(flight, entry)
-                    return
-            await self._fly(call, flight, lock if isinstance(lock, FleetLock) else None)
+            held, entry = await self.lead_in_fleet(key)
+            if entry is not None:  # another process of the fleet refreshed it
+                self.settle(flight, entry)
+                return
+            await self._fly(call, flight, held)
         finally:
             if not flight.finished:  # whatever stopped it, a request that joined gets an answer
                 flight.finish(error=internal_error())

@@ -96,6 +96,12 @@ def prebuild(key: CacheKey, entry: Entry, body: bytes | memoryview) -> Prebuilt 
     )
 
 
+def follows_live(call: Call, flight: Flight) -> bool:
+    """Whether a call that joins `flight` is relayed its stream live (it streams, and asks
+    for the same events), rather than answered from its finished outcome."""
+    return call.stream and flight.stream and call.include_usage == flight.include_usage
+
+
 class Responder:
     def __init__(self, metrics: Metrics, prices: Prices | None = None) -> None:
         self.metrics = metrics
@@ -247,8 +253,7 @@ class Responder:
                 self.metrics.saved(model, status, saved.total, self.prices.usd(model, saved))
 
     async def follow(self, call: Call, flight: Flight, receive: Receive, send: Send, status: CacheStatus) -> None:
-        live = call.stream and flight.stream and call.include_usage == flight.include_usage
-        if live:
+        if follows_live(call, flight):
             await self.live(call, flight, receive, send, status)
             return
         try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from app.asgi import Receive, Send
 from app.codec import Entry
 from app.exact_json import dumps, parse_object
+from app.respond import follows_live
 from app.types import CacheStatus
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ async def answer(
 ) -> None:
     """Answer `call` from `flight`, or with `fallback` if the upstream failed before a byte
     of its answer could reach this client (a live stream's status comes before its body)."""
-    live = call.stream and (not follower or (flight.stream and call.include_usage == flight.include_usage))
+    live = follows_live(call, flight) if follower else call.stream
     if live:
         await flight.wait_started()
     else:

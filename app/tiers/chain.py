@@ -130,6 +130,13 @@ class Chain:
             guarded.metrics.tier(guarded.name, "get", "hit", 0.0)
         return raw
 
+    async def _read(self, guarded: GuardedTier[Any], key: CacheKey) -> tuple[bytes | Failed | None, Entry | None]:
+        """What one tier holds for `key` (a write held for it first), and its entry if it decodes."""
+        raw: bytes | Failed | None = self._held(guarded, key)
+        if raw is None:
+            raw = await guarded.call("get", guarded.tier.get, key)
+        return raw, None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
+
     async def get(self, key: CacheKey, max_age_s: float | None = None, stale_s: float = 0.0) -> Entry | None:
         """The first live entry along the chain; earlier tiers get a copy of it. With
         `stale_s`, when no tier holds a live one: the first entry expired less than `stale_s`
@@ -137,10 +144,7 @@ class Chain:
         stale: Entry | None = None
         for index, guarded in enumerate(self.tiers):
             with tracing.span(tracing.LOOKUP, self._traced[index]) as traced:
-                raw: bytes | Failed | None = self._held(guarded, key)
-                if raw is None:
-                    raw = await guarded.call("get", guarded.tier.get, key)
-                entry = None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
+                raw, entry = await self._read(guarded, key)
                 if traced is not None:
                     traced.set_attribute(tracing.RESULT, _result(raw, entry))
             if entry is None:
@@ -167,10 +171,7 @@ class Chain:
         found = []
         now = time.time()
         for guarded in self.tiers:
-            raw: bytes | Failed | None = self._held(guarded, key)
-            if raw is None:
-                raw = await guarded.call("get", guarded.tier.get, key)
-            entry = None if raw is None or isinstance(raw, Failed) else self.decode(guarded, key, raw)
+            raw, entry = await self._read(guarded, key)
             if isinstance(raw, Failed):
                 presence = Presence.UNAVAILABLE
             elif raw is None:
